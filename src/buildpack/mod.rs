@@ -1,0 +1,19 @@
+//! The Cloud Native Buildpacks Buildpack API 0.10 contract, as data: what slipway reads from
+//! and hands to a buildpack. No I/O here; the Docker runtime's `lifecycle` runs the phases.
+//!
+//! Spec: <https://github.com/buildpacks/spec/blob/buildpack/v0.10/buildpack.md>.
+//!
+//! - [`descriptor`]: `buildpack.toml` (api, id, version, targets).
+//! - [`detect`]: detect's exit codes and build plan, and the buildpack plan build receives.
+//! - [`layer`]: `<layer>.toml` and its `[types]` launch/build/cache.
+//! - [`launch`]: `launch.toml` processes, and the launcher script that runs them.
+//! - [`env`]: the `CNB_*` variables of each phase and the layer environment script.
+
+pub mod descriptor;
+pub mod detect;
+pub mod env;
+pub mod launch;
+pub mod layer;
+
+/// The Buildpack API version slipway's lifecycle implements.
+pub const BUILDPACK_API: &str = "0.10";

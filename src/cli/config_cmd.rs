@@ -1,0 +1,122 @@
+//! `slipway config`: the environment given to an app's processes.
+
+use crate::cli::Exit;
+use crate::cli::exit::Refusal;
+use crate::ids::AppName;
+use crate::state::{Home, Wait};
+
+/// Arguments of `slipway config`.
+#[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct ConfigArgs {
+    #[command(subcommand)]
+    pub command: Option<ConfigCommand>,
+    /// Show every variable of this app
+    #[arg(required = true)]
+    pub app: Option<AppName>,
+    /// Print as JSON on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `slipway config ...` subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum ConfigCommand {
+    /// Set variables and restart the processes
+    Set {
+        app: AppName,
+        #[arg(required = true, value_name = "KEY=VALUE")]
+        pairs: Vec<String>,
+    },
+    /// Remove variables and restart the processes
+    Unset {
+        app: AppName,
+        #[arg(required = true)]
+        keys: Vec<String>,
+    },
+    /// Print one variable's value
+    Get { app: AppName, key: String },
+}
+
+/// Run `config`.
+pub fn run(home: &Home, args: ConfigArgs) -> anyhow::Result<Exit> {
+    match args.command {
+        None => {
+            let app = args.app.ok_or_else(|| Refusal::Usage("missing APP".into()))?;
+            let env = home.load_app(&app)?.env;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&env)?);
+            } else {
+                for (k, v) in env {
+                    println!("{k}={v}");
+                }
+            }
+            Ok(Exit::Ok)
+        }
+        Some(ConfigCommand::Get { app, key }) => match home.load_app(&app)?.env.get(&key) {
+            Some(v) => {
+                println!("{v}");
+                Ok(Exit::Ok)
+            }
+            None => Ok(Exit::Code(1)),
+        },
+        Some(ConfigCommand::Set { app, pairs }) => {
+            let parsed =
+                pairs.iter().map(|p| parse_pair(p).map_err(Refusal::Usage)).collect::<Result<Vec<_>, _>>()?;
+            change(home, &app, |env| {
+                for (k, v) in parsed {
+                    env.insert(k, v);
+                }
+            })
+        }
+        Some(ConfigCommand::Unset { app, keys }) => change(home, &app, |env| {
+            for k in &keys {
+                env.remove(k);
+            }
+        }),
+    }
+}
+
+fn change(
+    home: &Home,
+    app: &AppName,
+    f: impl FnOnce(&mut std::collections::BTreeMap<String, String>),
+) -> anyhow::Result<Exit> {
+    {
+        let _lock = home.lock_app(app, Wait::Yes, || eprintln!("waiting for a deploy of {app}"))?;
+        let mut record = home.load_app(app)?;
+        f(&mut record.env);
+        home.save_app(&record)?;
+    }
+    eprintln!("-----> Config of {app} updated");
+    crate::cli::ps::restart_all(home, app)?;
+    Ok(Exit::Ok)
+}
+
+/// `KEY=VALUE`, where KEY is a shell-safe variable name.
+fn parse_pair(p: &str) -> Result<(String, String), String> {
+    let (k, v) = p.split_once('=').ok_or_else(|| format!("expected KEY=VALUE, got {p:?}"))?;
+    let valid = k.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+        && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !valid {
+        return Err(format!("invalid variable name {k:?}: use letters, digits and '_'"));
+    }
+    if ["PORT", "HOME", "DYNO", "PS"].contains(&k) {
+        return Err(format!("{k} is set by slipway for each process and cannot be overridden"));
+    }
+    Ok((k.to_owned(), v.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pairs_are_validated() {
+        assert_eq!(parse_pair("A_1=x=y").unwrap(), ("A_1".into(), "x=y".into()));
+        assert_eq!(parse_pair("EMPTY=").unwrap().1, "");
+        for bad in ["NOEQ", "1A=x", "A-B=x", "=x", "PORT=1"] {
+            assert!(parse_pair(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,22 @@
+//! slipway: turns each git commit of an app into a fresh, running release whose persistent
+//! filesystem survives every deploy. See ARCHITECTURE.md for the map.
+
+pub mod buildpack;
+pub mod cli;
+pub mod config;
+pub mod deploy;
+pub mod detached;
+pub mod git_remote;
+pub mod ids;
+pub mod local_dev;
+pub mod mount;
+pub mod plan;
+pub mod ports;
+pub mod progress;
+pub mod rollback;
+pub mod router;
+pub mod runtime;
+pub mod source;
+pub mod state;
+pub mod supervise;
+pub mod workspace;

@@ -1,0 +1,161 @@
+//! What can go wrong with an app's persistent filesystem, each variant telling the fix.
+
+use std::io;
+use std::path::PathBuf;
+
+use crate::state::LockError;
+
+use super::size::format_size;
+
+/// Failures of the persistent filesystem's lifecycle and file operations.
+#[derive(Debug, thiserror::Error)]
+pub enum MountError {
+    #[error(
+        "the persistent filesystem of app {app} is disabled; enable it with `slipway mount enable {app}`"
+    )]
+    Disabled { app: String },
+    #[error("cannot read the mount settings {path}")]
+    ReadRecord {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("the mount settings {path} are corrupt; fix or delete the file")]
+    CorruptRecord {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("cannot write the mount settings {path}")]
+    WriteRecord {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error(
+        "SLIPWAY_MOUNT_MODE={value:?} is not a quota mode; use `hard` (ext4 image, needs root) or `soft`"
+    )]
+    BadModeEnv { value: String },
+    #[error(
+        "a hard size limit needs root, loop devices (/dev/loop-control) and mkfs.ext4 ({missing}); \
+         run slipway as root with e2fsprogs installed, or set SLIPWAY_MOUNT_MODE=soft"
+    )]
+    HardUnavailable { missing: String },
+    #[error("{limit} bytes is too small for a persistent filesystem; use at least {}", format_size(*min))]
+    TooSmall { limit: u64, min: u64 },
+    #[error("cannot run {tool}; install it (e2fsprogs, util-linux) or set SLIPWAY_MOUNT_MODE=soft")]
+    Spawn {
+        tool: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("`{command}` failed ({status}): {stderr}")]
+    Tool { command: String, status: String, stderr: String },
+    #[error("cannot {action} {path}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error(
+        "{path} is a symlink or not a directory; slipway will not mount through it. \
+         Remove it and run `slipway mount enable` again"
+    )]
+    NotADirectory { path: PathBuf },
+    #[error(
+        "{path} already holds files; move them away before enabling a hard-limited persistent filesystem \
+         (mounting would hide them)"
+    )]
+    MountPointNotEmpty { path: PathBuf },
+    #[error("something other than the image {image} is mounted at {path}; unmount it with `umount {path}`")]
+    ForeignMount { path: PathBuf, image: PathBuf },
+    #[error(
+        "the image {image} of app {app}'s persistent filesystem is missing; \
+         run `slipway mount disable {app}` and enable it again"
+    )]
+    ImageMissing { app: String, image: PathBuf },
+    #[error(
+        "the persistent filesystem of app {app} is in use at {path}; stop the app (`slipway ps stop {app}`) \
+         and retry"
+    )]
+    Busy {
+        app: String,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error(
+        "cannot shrink the persistent filesystem of app {app} to {}: {} is in use; delete files first",
+        format_size(*limit), format_size(*used)
+    )]
+    ShrinkBelowUsage { app: String, used: u64, limit: u64 },
+    #[error("path {path:?} escapes the persistent filesystem; paths are relative to its root")]
+    Escape { path: String },
+    #[error("invalid path {path:?}: {reason}")]
+    InvalidPath { path: String, reason: &'static str },
+    #[error(
+        "{path:?} does not exist in the persistent filesystem of app {app}; see `slipway mount ls {app}`"
+    )]
+    NotFound { app: String, path: String },
+    #[error("{path:?} is a directory in the persistent filesystem; {hint}")]
+    IsDirectory { path: String, hint: &'static str },
+    #[error("{path:?} is not a regular file or directory; only those can be copied")]
+    NotRegular { path: String },
+    #[error("refusing to remove the root of the persistent filesystem; use `slipway mount disable {app}`")]
+    RootRemoval { app: String },
+    #[error(
+        "the persistent filesystem of app {app} is full (limit {}) while writing {path:?}; \
+         nothing was written. Free space, or raise the limit with `slipway mount enable {app} --size BIGGER`",
+        format_size(*limit)
+    )]
+    Full { app: String, path: String, limit: u64 },
+    #[error(
+        "put would use {} of app {app}'s {} limit ({} already used); nothing was written. \
+         Free space, or raise the limit with `slipway mount enable {app} --size BIGGER`",
+        format_size(*adding), format_size(*limit), format_size(*used)
+    )]
+    OverQuota { app: String, adding: u64, used: u64, limit: u64 },
+    #[error("cannot {action} {path:?} in the persistent filesystem of app {app}")]
+    File {
+        app: String,
+        action: &'static str,
+        path: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot {action} local path {path}")]
+    Local {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("the persistent filesystem tree of app {app} is deeper than {max} directories")]
+    TooDeep { app: String, max: usize },
+    #[error(transparent)]
+    Lock(#[from] LockError),
+}
+
+impl MountError {
+    /// `Io` with a fixed action, for `map_err`.
+    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> Self {
+        let path = path.into();
+        move |source| Self::Io { action, path, source }
+    }
+}
+
+/// cap-std reports a path that resolves outside the directory as `PermissionDenied` with
+/// this text (cap-primitives `escape_attempt`); openat2 `RESOLVE_BENEATH` gives `EXDEV`.
+pub(crate) fn is_escape(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(rustix::io::Errno::XDEV.raw_os_error())
+        || (e.kind() == io::ErrorKind::PermissionDenied
+            && e.to_string().contains("outside of the filesystem"))
+}
+
+/// ENOSPC, or EDQUOT from a kernel quota.
+pub(crate) fn is_full(e: &io::Error) -> bool {
+    let code = e.raw_os_error();
+    code == Some(rustix::io::Errno::NOSPC.raw_os_error())
+        || code == Some(rustix::io::Errno::DQUOT.raw_os_error())
+}

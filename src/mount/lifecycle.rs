@@ -1,0 +1,216 @@
+//! Enable, attach, resize, disable and destroy: each takes the mount lock, refreshes the
+//! settings, checks, acts, then saves.
+
+use std::path::PathBuf;
+
+use rustix::fs::OFlags;
+
+use crate::state::{AppPaths, FileLock, RunAs, Wait};
+
+use super::quota::{self, HostSupport, MIN_LIMIT};
+use super::record::{self, MountSettings, QuotaMode};
+use super::usage::{self, Usage};
+use super::{MountError, anchor, app_name, loopdev};
+
+/// What `enable` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EnableOutcome {
+    /// Created, enforced in this mode.
+    Enabled { mode: QuotaMode },
+    /// It was enabled already; nothing changed.
+    AlreadyEnabled,
+}
+
+/// What `disable` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DisableOutcome {
+    /// Every file is gone; this is what was deleted.
+    Disabled(Usage),
+    /// It was disabled already (leftovers, if any, were removed).
+    AlreadyDisabled,
+}
+
+/// Serialises lifecycle changes and remounts of one app's mount. It is not the app lock,
+/// because a deploy holding the app lock calls `attach`.
+fn lock(paths: &AppPaths, app: &str) -> Result<FileLock, MountError> {
+    std::fs::create_dir_all(paths.state_dir()).map_err(MountError::io("create", paths.state_dir()))?;
+    let what = format!("the mount lock of app {app}");
+    Ok(FileLock::acquire(&paths.state_dir().join("mount.lock"), &what, Wait::Yes, || {})?)
+}
+
+/// Create the persistent filesystem with a `limit` in bytes, owned by `owner`.
+pub fn enable(paths: &AppPaths, limit: u64, owner: Option<&RunAs>) -> Result<EnableOutcome, MountError> {
+    let app = app_name(paths);
+    if limit < MIN_LIMIT {
+        return Err(MountError::TooSmall { limit, min: MIN_LIMIT });
+    }
+    let _lock = lock(paths, &app)?;
+    if record::enabled(paths)?.is_some() {
+        return Ok(EnableOutcome::AlreadyEnabled);
+    }
+    let mode = quota::choose_mode(std::env::var("SLIPWAY_MOUNT_MODE").ok().as_deref(), HostSupport::probe())?;
+    let point = anchor::create_mount_point(paths, owner)?;
+    if mode == QuotaMode::Hard {
+        if loopdev::mounted_device(paths)?.is_none() && !is_empty(&point, paths)? {
+            return Err(MountError::MountPointNotEmpty { path: paths.mount_dir() });
+        }
+        drop(point);
+        let created = loopdev::create_image(&paths.mount_image(), limit, owner)
+            .and_then(|()| loopdev::mount(paths, &app))
+            .and_then(|()| remove_lost_found(paths, owner));
+        if let Err(e) = created {
+            let _ = loopdev::unmount(paths, &app, true);
+            let _ = std::fs::remove_file(paths.mount_image());
+            return Err(e);
+        }
+    }
+    record::save(paths, &MountSettings { enabled: true, limit_bytes: limit, mode })?;
+    Ok(EnableOutcome::Enabled { mode })
+}
+
+/// Make the mount ready before a process, predeploy or workspace starts: after a reboot the
+/// image is mounted again. Returns the mount point, or `None` if the mount is disabled.
+/// Cheap when already mounted: two `stat`s and a read of sysfs.
+pub fn attach(paths: &AppPaths) -> Result<Option<PathBuf>, MountError> {
+    let Some(settings) = record::enabled(paths)? else { return Ok(None) };
+    let app = app_name(paths);
+    match settings.mode {
+        QuotaMode::Soft => {
+            if anchor::open_mount_point(paths, OFlags::PATH)?.is_none() {
+                anchor::create_mount_point(paths, None)?;
+            }
+        }
+        QuotaMode::Hard => {
+            if loopdev::mounted_device(paths)?.is_none() {
+                let _lock = lock(paths, &app)?;
+                loopdev::mount(paths, &app)?;
+            }
+        }
+    }
+    Ok(Some(paths.mount_dir()))
+}
+
+/// Change the limit. Growing always works; shrinking is refused below the current usage.
+/// A hard-limited filesystem is grown online, but must be unmounted (processes stopped) to shrink.
+pub fn set_limit(paths: &AppPaths, new_limit: u64) -> Result<(), MountError> {
+    let app = app_name(paths);
+    if new_limit < MIN_LIMIT {
+        return Err(MountError::TooSmall { limit: new_limit, min: MIN_LIMIT });
+    }
+    let _lock = lock(paths, &app)?;
+    let mut settings = record::enabled(paths)?.ok_or_else(|| MountError::Disabled { app: app.clone() })?;
+    if settings.mode == QuotaMode::Hard && loopdev::mounted_device(paths)?.is_none() {
+        loopdev::mount(paths, &app)?;
+    }
+    let used = used_bytes(paths, &settings, &app)?;
+    if used > new_limit {
+        return Err(MountError::ShrinkBelowUsage { app, used, limit: new_limit });
+    }
+    if settings.mode == QuotaMode::Hard {
+        let current = loopdev::image_size(settings.limit_bytes);
+        let wanted = loopdev::image_size(new_limit);
+        if wanted > current {
+            loopdev::grow(paths, &app, new_limit)?;
+        } else if wanted < current {
+            loopdev::shrink(paths, &app, new_limit)?;
+        }
+    }
+    settings.limit_bytes = new_limit;
+    record::save(paths, &settings)
+}
+
+/// What `disable` would delete.
+pub fn disable_preview(paths: &AppPaths) -> Result<Usage, MountError> {
+    super::usage(paths)
+}
+
+/// Delete every file irrecoverably and disable the mount. The mount point goes too, so
+/// `../mount` links dangle and restarted processes no longer see it.
+pub fn disable(paths: &AppPaths) -> Result<DisableOutcome, MountError> {
+    let app = app_name(paths);
+    let _lock = lock(paths, &app)?;
+    let Some(mut settings) = record::enabled(paths)? else {
+        remove_everything(paths, &app)?;
+        return Ok(DisableOutcome::AlreadyDisabled);
+    };
+    if settings.mode == QuotaMode::Hard && loopdev::mounted_device(paths)?.is_none() {
+        // Measure what is deleted; a missing image means there is nothing to measure.
+        let _ = loopdev::mount(paths, &app);
+    }
+    let deleted = measure(paths, &app).unwrap_or_default();
+    // Saved first: if the deletion below is interrupted, nothing mounts the remains again,
+    // and disabling again finishes the job.
+    settings.enabled = false;
+    record::save(paths, &settings)?;
+    remove_everything(paths, &app)?;
+    Ok(DisableOutcome::Disabled(deleted))
+}
+
+/// Remove the mount, its image and its settings, for `apps destroy`. Idempotent.
+pub fn destroy(paths: &AppPaths) -> Result<(), MountError> {
+    let app = app_name(paths);
+    if !paths.state_dir().exists() {
+        return anchor::remove_mount_point(paths);
+    }
+    let _lock = lock(paths, &app)?;
+    remove_everything(paths, &app)?;
+    match std::fs::remove_file(paths.mount_record()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(MountError::Io { action: "remove", path: paths.mount_record(), source }),
+    }
+}
+
+fn remove_everything(paths: &AppPaths, app: &str) -> Result<(), MountError> {
+    loopdev::unmount(paths, app, true)?;
+    match std::fs::remove_file(paths.mount_image()) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(source) => return Err(MountError::Io { action: "remove", path: paths.mount_image(), source }),
+    }
+    anchor::remove_mount_point(paths)
+}
+
+/// Walk the mounted tree.
+pub(crate) fn measure(paths: &AppPaths, app: &str) -> Result<Usage, MountError> {
+    let root = anchor::open_mount_point(paths, OFlags::RDONLY)?
+        .ok_or_else(|| MountError::Disabled { app: app.to_owned() })?;
+    usage::walk(root, app)
+}
+
+/// The bytes counted against the limit: the filesystem's own figure in hard mode, the sum
+/// of file sizes in soft mode.
+pub(crate) fn used_bytes(paths: &AppPaths, settings: &MountSettings, app: &str) -> Result<u64, MountError> {
+    if settings.mode == QuotaMode::Hard {
+        let root = anchor::open_mount_point(paths, OFlags::RDONLY)?;
+        if let Some(used) = root.as_ref().and_then(loopdev::fs_used) {
+            return Ok(used);
+        }
+    }
+    Ok(measure(paths, app)?.bytes)
+}
+
+fn is_empty(fd: &std::os::fd::OwnedFd, paths: &AppPaths) -> Result<bool, MountError> {
+    let dup = rustix::io::dup(fd).map_err(|e| MountError::Io {
+        action: "read",
+        path: paths.mount_dir(),
+        source: e.into(),
+    })?;
+    let entries = usage::walk(dup, &app_name(paths))?;
+    Ok(entries.files == 0 && entries.dirs == 0)
+}
+
+/// mkfs leaves `lost+found`; the app's users should see an empty directory.
+fn remove_lost_found(paths: &AppPaths, owner: Option<&RunAs>) -> Result<(), MountError> {
+    let root = anchor::open_mount_point(paths, OFlags::RDONLY)?
+        .ok_or_else(|| MountError::NotADirectory { path: paths.mount_dir() })?;
+    anchor::chown_fd(&root, owner, &paths.mount_dir())?;
+    let dir = cap_std::fs::Dir::from_std_file(std::fs::File::from(root));
+    match dir.remove_dir("lost+found") {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(source) => {
+            Err(MountError::Io { action: "remove", path: paths.mount_dir().join("lost+found"), source })
+        }
+    }
+}

@@ -1,0 +1,190 @@
+//! Hard limits: a sparse ext4 image in `state/<app>/mount.img`, loop-mounted at the mount point.
+//! The kernel enforces the size; slipway only creates, mounts, resizes and unmounts.
+
+use std::fs::OpenOptions;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use rustix::fs::OFlags;
+use rustix::io::Errno;
+use rustix::mount::{MountFlags, UnmountFlags};
+
+use crate::state::{AppPaths, RunAs};
+
+use super::{MountError, anchor};
+
+/// ext4's block size; image sizes are rounded down to it.
+const BLOCK: u64 = 4096;
+
+/// The image size for a limit.
+pub(crate) fn image_size(limit: u64) -> u64 {
+    limit / BLOCK * BLOCK
+}
+
+/// Create a fresh sparse image of `limit` bytes holding an empty ext4 owned by `owner`.
+pub(crate) fn create_image(image: &Path, limit: u64, owner: Option<&RunAs>) -> Result<(), MountError> {
+    match std::fs::remove_file(image) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(source) => return Err(MountError::Io { action: "remove", path: image.to_owned(), source }),
+    }
+    let file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(image)
+        .map_err(MountError::io("create", image))?;
+    // Sparse: the image takes disk space only as files are written.
+    file.set_len(image_size(limit)).map_err(MountError::io("size", image))?;
+    drop(file);
+    // -m 0: no blocks reserved for root, the app's user gets the whole limit.
+    // root_owner: the filesystem's root directory belongs to the app's user from the start.
+    let (uid, gid) = owner.map_or((0, 0), |o| (o.uid, o.gid));
+    let extended = format!("root_owner={uid}:{gid},nodiscard");
+    run("mkfs.ext4", &["-q", "-F", "-b", "4096", "-m", "0", "-E", &extended, &path_arg(image)], 0)?;
+    Ok(())
+}
+
+/// The `/dev/loopN` whose filesystem is mounted at the app's mount point, if it is the app's
+/// image; `None` if nothing is mounted there; an error if something else is.
+pub(crate) fn mounted_device(paths: &AppPaths) -> Result<Option<PathBuf>, MountError> {
+    let Some(point) = anchor::open_mount_point(paths, OFlags::PATH)? else { return Ok(None) };
+    device_of(paths, &point)
+}
+
+fn device_of(paths: &AppPaths, point: &OwnedFd) -> Result<Option<PathBuf>, MountError> {
+    let (own, parent) = anchor::devices(paths, point)?;
+    if own == parent {
+        return Ok(None);
+    }
+    let foreign = || MountError::ForeignMount { path: paths.mount_dir(), image: paths.mount_image() };
+    let sys = format!("/sys/dev/block/{}:{}", rustix::fs::major(own), rustix::fs::minor(own));
+    let backing = std::fs::read_to_string(format!("{sys}/loop/backing_file")).map_err(|_| foreign())?;
+    let image = std::fs::canonicalize(paths.mount_image()).map_err(|_| foreign())?;
+    if Path::new(backing.trim_end()) != image {
+        return Err(foreign());
+    }
+    let link = std::fs::read_link(&sys).map_err(|_| foreign())?;
+    let name = link.file_name().ok_or_else(foreign)?;
+    Ok(Some(Path::new("/dev").join(name)))
+}
+
+/// Loop-mount the image at the mount point (creating it), `nosuid,nodev`.
+pub(crate) fn mount(paths: &AppPaths, app: &str) -> Result<(), MountError> {
+    let image = std::fs::canonicalize(paths.mount_image())
+        .map_err(|_| MountError::ImageMissing { app: app.to_owned(), image: paths.mount_image() })?;
+    let point = anchor::create_mount_point(paths, None)?;
+    if device_of(paths, &point)?.is_some() {
+        return Ok(());
+    }
+    // --nooverlap reuses a loop device already backed by this image: two loop devices over
+    // one ext4 image would corrupt it.
+    let device = run("losetup", &["--find", "--show", "--nooverlap", &path_arg(&image)], 0)?;
+    let device = device.trim().to_owned();
+    let mounted = rustix::mount::mount(
+        device.as_str(),
+        anchor::proc_path(&point).as_str(),
+        "ext4",
+        MountFlags::NOSUID | MountFlags::NODEV,
+        None,
+    );
+    // Detaching a loop device that is in use only marks it autoclear: the kernel frees it
+    // when the filesystem is unmounted, so an unmount never leaks a loop device.
+    let _ = run("losetup", &["-d", &device], 0);
+    mounted.map_err(|e| MountError::Io {
+        action: "mount the image on",
+        path: paths.mount_dir(),
+        source: e.into(),
+    })
+}
+
+/// Unmount the app's image if it is mounted. A busy filesystem is detached lazily when `lazy`
+/// (it lives on, unreachable by path, until its last user exits), else refused.
+pub(crate) fn unmount(paths: &AppPaths, app: &str, lazy: bool) -> Result<bool, MountError> {
+    let Some(point) = anchor::open_mount_point(paths, OFlags::PATH)? else { return Ok(false) };
+    if device_of(paths, &point)?.is_none() {
+        return Ok(false);
+    }
+    // Our own descriptor would keep the filesystem busy, so unmount by name. The name still
+    // means our mount: the kernel refuses to rename a mount point, `apps/` is slipway's, so
+    // the app's user cannot move `apps/<app>`, and NOFOLLOW ignores a symlink in its place.
+    drop(point);
+    let target = paths.mount_dir();
+    match rustix::mount::unmount(&target, UnmountFlags::NOFOLLOW) {
+        Ok(()) => Ok(true),
+        Err(Errno::BUSY) if lazy => {
+            rustix::mount::unmount(&target, UnmountFlags::NOFOLLOW | UnmountFlags::DETACH)
+                .map(|()| true)
+                .map_err(|e| MountError::Io { action: "unmount", path: target, source: e.into() })
+        }
+        Err(Errno::BUSY) => {
+            Err(MountError::Busy { app: app.to_owned(), path: target, source: Errno::BUSY.into() })
+        }
+        Err(e) => Err(MountError::Io { action: "unmount", path: target, source: e.into() }),
+    }
+}
+
+/// Grow the image to `limit`: online when the kernel lets us, else unmounted.
+pub(crate) fn grow(paths: &AppPaths, app: &str, limit: u64) -> Result<(), MountError> {
+    if mounted_device(paths)?.is_none() {
+        mount(paths, app)?;
+    }
+    let device = mounted_device(paths)?
+        .ok_or_else(|| MountError::ImageMissing { app: app.to_owned(), image: paths.mount_image() })?;
+    let image = paths.mount_image();
+    let file = OpenOptions::new().write(true).open(&image).map_err(MountError::io("open", &image))?;
+    file.set_len(image_size(limit)).map_err(MountError::io("grow", &image))?;
+    run("losetup", &["-c", &path_arg(&device)], 0)?;
+    if run("resize2fs", &[&path_arg(&device)], 0).is_ok() {
+        return Ok(());
+    }
+    // Online resizing needs CAP_SYS_RESOURCE, which containers often drop: resize offline.
+    tracing::debug!(app, "online resize2fs failed; resizing unmounted");
+    unmount(paths, app, false)?;
+    let arg = path_arg(&image);
+    let resized = run("e2fsck", &["-f", "-y", &arg], 1).and_then(|_| run("resize2fs", &[&arg], 0));
+    let remounted = mount(paths, app);
+    resized.and(remounted)
+}
+
+/// Shrink the image to `limit`: unmount, check, resize, truncate, mount again. The caller has
+/// checked that the files fit; resize2fs refuses if its metadata does not.
+pub(crate) fn shrink(paths: &AppPaths, app: &str, limit: u64) -> Result<(), MountError> {
+    unmount(paths, app, false)?;
+    let image = paths.mount_image();
+    let arg = path_arg(&image);
+    let resized = run("e2fsck", &["-f", "-y", &arg], 1)
+        .and_then(|_| run("resize2fs", &[&arg, &format!("{}K", image_size(limit) / 1024)], 0))
+        .and_then(|_| {
+            let file = OpenOptions::new().write(true).open(&image).map_err(MountError::io("open", &image))?;
+            file.set_len(image_size(limit)).map_err(MountError::io("shrink", &image))
+        });
+    let remounted = mount(paths, app);
+    resized.and(remounted)
+}
+
+/// The bytes in use on the mounted filesystem, as `df` counts them.
+pub(crate) fn fs_used(root: &OwnedFd) -> Option<u64> {
+    let v = rustix::fs::fstatvfs(root).ok()?;
+    Some(v.f_blocks.saturating_sub(v.f_bfree).saturating_mul(v.f_frsize))
+}
+
+fn path_arg(p: &Path) -> String {
+    p.to_string_lossy().into_owned()
+}
+
+/// Run a tool, succeeding on exit codes up to `max_ok`; stdout on success.
+fn run(tool: &str, args: &[&str], max_ok: i32) -> Result<String, MountError> {
+    let out = Command::new(tool)
+        .args(args)
+        .output()
+        .map_err(|source| MountError::Spawn { tool: tool.to_owned(), source })?;
+    match out.status.code() {
+        Some(c) if c <= max_ok => Ok(String::from_utf8_lossy(&out.stdout).into_owned()),
+        _ => Err(MountError::Tool {
+            command: format!("{tool} {}", args.join(" ")),
+            status: out.status.to_string(),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        }),
+    }
+}

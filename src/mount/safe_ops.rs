@@ -1,0 +1,507 @@
+//! File operations from outside the app (`slipway mount ls/put/get/rm/mkdir`), run as root on
+//! a tree the app's user controls. Every path is first checked as text, then resolved by
+//! cap-std beneath the mount's root (openat2 `RESOLVE_BENEATH` where the kernel has it), so
+//! neither `..` nor a symlink planted by the app (`data -> /etc`) can reach outside. A put
+//! streams into a temp file in the target directory and renames it into place, so readers see
+//! the old file or the new one, and the rename replaces a planted symlink instead of writing
+//! through it.
+
+use std::ffi::OsStr;
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::OwnedFd;
+use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use cap_std::fs::{Dir, MetadataExt, OpenOptions, OpenOptionsExt};
+use rustix::fs::{Gid, OFlags, Uid};
+use serde::Serialize;
+
+use crate::state::AppPaths;
+
+use super::errors::{is_escape, is_full};
+use super::record::{self, MountSettings, QuotaMode};
+use super::{MountError, anchor, app_name, attach, lifecycle, quota};
+
+/// One name in a listing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Entry {
+    pub name: String,
+    pub kind: EntryKind,
+    /// Bytes (a symlink's is the length of its target).
+    pub size: u64,
+    /// Last modification, seconds since the Unix epoch.
+    pub modified: i64,
+}
+
+/// What an entry is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EntryKind {
+    File,
+    Dir,
+    Symlink,
+    Other,
+}
+
+/// What a recursive copy did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct PutReport {
+    pub files: u64,
+    pub bytes: u64,
+    /// Symlinks and special files found inside a copied directory; never followed.
+    pub skipped: Vec<PathBuf>,
+}
+
+/// Check a path given relative to the mount's root, as text: refuse empty paths, NUL bytes,
+/// absolute paths and `..`. Returns it normalised; `.` gives the empty path, the root.
+pub fn validate_rel_path(path: &str) -> Result<PathBuf, MountError> {
+    let invalid = |reason| MountError::InvalidPath { path: path.to_owned(), reason };
+    if path.is_empty() {
+        return Err(invalid("it is empty; use . for the root"));
+    }
+    if path.contains('\0') {
+        return Err(invalid("it contains a NUL byte"));
+    }
+    let mut out = PathBuf::new();
+    for c in Path::new(path).components() {
+        match c {
+            Component::Normal(n) => out.push(n),
+            Component::CurDir => {}
+            Component::ParentDir | Component::RootDir | Component::Prefix(_) => {
+                return Err(MountError::Escape { path: path.to_owned() });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The persistent filesystem of one app, opened for file operations.
+#[derive(Debug)]
+pub struct MountFs {
+    app: String,
+    paths: AppPaths,
+    settings: MountSettings,
+    root: Dir,
+    /// Who new files and directories belong to: the mount root's owner, when we are root.
+    owner: Option<(u32, u32)>,
+}
+
+fn cap(rel: &Path) -> &Path {
+    if rel.as_os_str().is_empty() { Path::new(".") } else { rel }
+}
+
+impl MountFs {
+    /// Attach the mount (remounting it after a reboot) and open its root.
+    pub fn open(paths: &AppPaths) -> Result<Self, MountError> {
+        let app = app_name(paths);
+        let disabled = || MountError::Disabled { app: app.clone() };
+        let settings = record::enabled(paths)?.ok_or_else(disabled)?;
+        attach(paths)?;
+        let fd = anchor::open_mount_point(paths, OFlags::RDONLY)?.ok_or_else(disabled)?;
+        let st = rustix::fs::fstat(&fd).map_err(|e| MountError::Io {
+            action: "stat",
+            path: paths.mount_dir(),
+            source: e.into(),
+        })?;
+        let owner =
+            (rustix::process::geteuid().is_root() && st.st_uid != 0).then_some((st.st_uid, st.st_gid));
+        Ok(Self { app, paths: paths.clone(), settings, root: Dir::from_std_file(File::from(fd)), owner })
+    }
+
+    /// The settings in force.
+    pub fn settings(&self) -> &MountSettings {
+        &self.settings
+    }
+
+    fn fail(&self, action: &'static str, path: &str) -> impl FnOnce(io::Error) -> MountError + use<'_> {
+        let path = path.to_owned();
+        move |e| {
+            if is_escape(&e) {
+                MountError::Escape { path }
+            } else if e.kind() == io::ErrorKind::NotFound {
+                MountError::NotFound { app: self.app.clone(), path }
+            } else if is_full(&e) {
+                MountError::Full { app: self.app.clone(), path, limit: self.settings.limit_bytes }
+            } else {
+                MountError::File { app: self.app.clone(), action, path, source: e }
+            }
+        }
+    }
+
+    /// Whether `path` is a directory (following symlinks beneath the root).
+    pub fn is_dir(&self, path: &str) -> Result<bool, MountError> {
+        let rel = validate_rel_path(path)?;
+        match self.root.metadata(cap(&rel)) {
+            Ok(m) => Ok(m.is_dir()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            // A symlink leading out is not a directory of ours; a put replaces the link itself.
+            Err(e) if is_escape(&e) && rel.parent().is_none_or(|p| self.root.is_dir(cap(p))) => Ok(false),
+            Err(e) => Err(self.fail("inspect", path)(e)),
+        }
+    }
+
+    /// The entries of a directory, sorted by name, or the one entry of a file.
+    pub fn ls(&self, path: &str) -> Result<Vec<Entry>, MountError> {
+        let rel = validate_rel_path(path)?;
+        let meta = self.root.metadata(cap(&rel)).map_err(self.fail("list", path))?;
+        if !meta.is_dir() {
+            let name = rel.file_name().unwrap_or_default().to_string_lossy().into_owned();
+            return Ok(vec![entry(name, &meta)]);
+        }
+        let dir = self.root.open_dir(cap(&rel)).map_err(self.fail("list", path))?;
+        let mut out = Vec::new();
+        for e in dir.entries().map_err(self.fail("list", path))? {
+            let e = e.map_err(self.fail("list", path))?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            match e.metadata() {
+                Ok(m) => out.push(entry(name, &m)),
+                Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+                Err(err) => return Err(self.fail("list", path)(err)),
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    /// Stream `reader` into `dest` atomically. In soft mode a `len_hint` that would cross the
+    /// limit is refused before anything is written. Returns the bytes written.
+    pub fn put_file(
+        &self,
+        reader: &mut impl Read,
+        dest: &str,
+        len_hint: Option<u64>,
+    ) -> Result<u64, MountError> {
+        self.put_checked(reader, dest, len_hint, true)
+    }
+
+    fn put_checked(
+        &self,
+        reader: &mut impl Read,
+        dest: &str,
+        len_hint: Option<u64>,
+        check_quota: bool,
+    ) -> Result<u64, MountError> {
+        let rel = validate_rel_path(dest)?;
+        let Some(name) = rel.file_name() else {
+            return Err(MountError::IsDirectory { path: dest.to_owned(), hint: "give a file name" });
+        };
+        let parent_rel = rel.parent().unwrap_or(Path::new(""));
+        // Missing parents are created, as `mkdir` would (concurrent puts may race to do it).
+        let parent = match self.root.open_dir(cap(parent_rel)) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                self.mkdir(&parent_rel.to_string_lossy())?;
+                self.root.open_dir(cap(parent_rel))
+            }
+            other => other,
+        }
+        .map_err(self.fail("open the directory of", dest))?;
+        let replacing = match parent.symlink_metadata(name) {
+            Ok(m) if m.is_dir() => {
+                return Err(MountError::IsDirectory {
+                    path: dest.to_owned(),
+                    hint: "end the destination with / to put into it",
+                });
+            }
+            Ok(m) if m.is_file() => m.len(),
+            _ => 0,
+        };
+        if check_quota {
+            if let Some(adding) = len_hint {
+                self.check_soft(replacing, adding, 0)?;
+            }
+        }
+        let tmp = temp_name();
+        let mut options = OpenOptions::new();
+        options.write(true).create_new(true).mode(0o644);
+        let file = parent.open_with(&tmp, &options).map_err(self.fail("create a temp file for", dest))?;
+        let written = (|| {
+            let mut file = file.into_std();
+            let n = io::copy(reader, &mut file).map_err(self.fail("write", dest))?;
+            if check_quota && len_hint.is_none() {
+                // A stream of unknown length is checked once written, before it is renamed
+                // into place. The walk counts the temp file itself: `n` is in flight.
+                self.check_soft(replacing, n, n)?;
+            }
+            file.sync_all().map_err(self.fail("write", dest))?;
+            self.chown(&OwnedFd::from(file)).map_err(self.fail("write", dest))?;
+            parent.rename(&tmp, &parent, name).map_err(self.fail("rename into place", dest))?;
+            // cap-std may hold directories as O_PATH descriptors, which cannot be fsynced.
+            rustix::fs::fsync(reopen(&parent)?).map_err(|e| self.fail("write", dest)(e.into()))?;
+            Ok(n)
+        })();
+        written.inspect_err(|_| {
+            let _ = parent.remove_file(&tmp);
+        })
+    }
+
+    /// Soft mode: refuse a write that would cross the limit.
+    /// `in_flight` bytes already on disk (a temp file) are not counted as used.
+    fn check_soft(&self, replacing: u64, adding: u64, in_flight: u64) -> Result<(), MountError> {
+        if self.settings.mode != QuotaMode::Soft {
+            return Ok(());
+        }
+        let used = lifecycle::used_bytes(&self.paths, &self.settings, &self.app)?.saturating_sub(in_flight);
+        quota::check_soft(&self.app, used, replacing, adding, self.settings.limit_bytes)
+    }
+
+    /// Copy a local file or directory (recursively) to `dest`.
+    pub fn put_local(&self, src: &Path, dest: &str) -> Result<PutReport, MountError> {
+        let local = |action| move |source| MountError::Local { action, path: src.to_owned(), source };
+        let meta = std::fs::metadata(src).map_err(local("read"))?;
+        let mut report = PutReport::default();
+        if meta.is_file() {
+            let mut f = File::open(src).map_err(local("open"))?;
+            report.bytes = self.put_file(&mut f, dest, Some(meta.len()))?;
+            report.files = 1;
+            return Ok(report);
+        }
+        let mut plan = Vec::new();
+        let total = plan_local(src, Path::new(""), &mut plan, &mut report.skipped)?;
+        self.check_soft(0, total, 0)?;
+        let base = validate_rel_path(dest)?;
+        self.mkdir(dest)?;
+        for (rel, is_dir) in plan {
+            let target = base.join(&rel).to_string_lossy().into_owned();
+            if is_dir {
+                self.mkdir(&target)?;
+            } else {
+                let path = src.join(&rel);
+                let mut f = File::open(&path).map_err(|source| MountError::Local {
+                    action: "open",
+                    path: path.clone(),
+                    source,
+                })?;
+                report.bytes += self.put_checked(&mut f, &target, None, false)?;
+                report.files += 1;
+            }
+        }
+        Ok(report)
+    }
+
+    /// Stream the regular file at `path` (symlinks followed only beneath the root).
+    pub fn get(&self, path: &str, writer: &mut impl Write) -> Result<u64, MountError> {
+        let rel = validate_rel_path(path)?;
+        // O_NONBLOCK: a FIFO planted by the app must not hang us; regular files ignore it.
+        let mut options = OpenOptions::new();
+        options.read(true).custom_flags(i32::try_from(OFlags::NONBLOCK.bits()).unwrap_or(0));
+        let file = self.root.open_with(cap(&rel), &options).map_err(self.fail("read", path))?;
+        let meta = file.metadata().map_err(self.fail("read", path))?;
+        if meta.is_dir() {
+            return Err(MountError::IsDirectory {
+                path: path.to_owned(),
+                hint: "give a local destination to copy it recursively",
+            });
+        }
+        if !meta.is_file() {
+            return Err(MountError::NotRegular { path: path.to_owned() });
+        }
+        io::copy(&mut file.into_std(), writer).map_err(self.fail("read", path))
+    }
+
+    /// Copy `path` to the local `dest`: a file, or a directory recursively (symlinks inside
+    /// are skipped). A `dest` that is an existing directory receives it under its own name.
+    pub fn get_to_local(&self, path: &str, dest: &Path) -> Result<PutReport, MountError> {
+        let rel = validate_rel_path(path)?;
+        let mut target = dest.to_owned();
+        if dest.is_dir() {
+            target.push(rel.file_name().map_or_else(|| OsStr::new(&self.app).to_owned(), ToOwned::to_owned));
+        }
+        let mut report = PutReport::default();
+        if self.is_dir(path)? {
+            let dir = self.root.open_dir(cap(&rel)).map_err(self.fail("read", path))?;
+            self.copy_dir_out(&dir, &rel, &target, &mut report)?;
+        } else {
+            report.bytes = self.get_into(path, &target)?;
+            report.files = 1;
+        }
+        Ok(report)
+    }
+
+    fn get_into(&self, path: &str, target: &Path) -> Result<u64, MountError> {
+        let mut out = File::create(target).map_err(|source| MountError::Local {
+            action: "create",
+            path: target.to_owned(),
+            source,
+        })?;
+        let n = self.get(path, &mut out)?;
+        out.sync_all().map_err(|source| MountError::Local {
+            action: "write",
+            path: target.to_owned(),
+            source,
+        })?;
+        Ok(n)
+    }
+
+    fn copy_dir_out(
+        &self,
+        dir: &Dir,
+        rel: &Path,
+        target: &Path,
+        report: &mut PutReport,
+    ) -> Result<(), MountError> {
+        let shown = rel.to_string_lossy();
+        std::fs::create_dir_all(target).map_err(|source| MountError::Local {
+            action: "create",
+            path: target.to_owned(),
+            source,
+        })?;
+        for e in dir.entries().map_err(self.fail("read", &shown))? {
+            let e = e.map_err(self.fail("read", &shown))?;
+            let child = rel.join(e.file_name());
+            let kind = e.file_type().map_err(self.fail("read", &shown))?;
+            if kind.is_dir() {
+                let sub = dir.open_dir(e.file_name()).map_err(self.fail("read", &child.to_string_lossy()))?;
+                self.copy_dir_out(&sub, &child, &target.join(e.file_name()), report)?;
+            } else if kind.is_file() {
+                report.bytes += self.get_into(&child.to_string_lossy(), &target.join(e.file_name()))?;
+                report.files += 1;
+            } else {
+                report.skipped.push(child);
+            }
+        }
+        Ok(())
+    }
+
+    /// Remove a file, a symlink (not its target), an empty directory, or with `recursive` a tree.
+    pub fn rm(&self, path: &str, recursive: bool) -> Result<(), MountError> {
+        let rel = validate_rel_path(path)?;
+        let Some(name) = rel.file_name() else {
+            return Err(MountError::RootRemoval { app: self.app.clone() });
+        };
+        let parent = self
+            .root
+            .open_dir(cap(rel.parent().unwrap_or(Path::new(""))))
+            .map_err(self.fail("remove", path))?;
+        let meta = parent.symlink_metadata(name).map_err(self.fail("remove", path))?;
+        if !meta.is_dir() {
+            return parent.remove_file(name).map_err(self.fail("remove", path));
+        }
+        if recursive {
+            return parent.remove_dir_all(name).map_err(self.fail("remove", path));
+        }
+        parent.remove_dir(name).map_err(|e| {
+            if e.raw_os_error() == Some(rustix::io::Errno::NOTEMPTY.raw_os_error()) {
+                MountError::IsDirectory {
+                    path: path.to_owned(),
+                    hint: "pass -r to remove it and everything in it",
+                }
+            } else {
+                self.fail("remove", path)(e)
+            }
+        })
+    }
+
+    /// Create a directory and its missing parents.
+    pub fn mkdir(&self, path: &str) -> Result<(), MountError> {
+        let rel = validate_rel_path(path)?;
+        let mut cur = self.root.try_clone().map_err(self.fail("open", "."))?;
+        for name in &rel {
+            let created = match cur.create_dir(name) {
+                Ok(()) => true,
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => false,
+                Err(e) => return Err(self.fail("create directory", path)(e)),
+            };
+            let next = cur.open_dir(name).map_err(self.fail("create directory", path))?;
+            if created {
+                self.chown(&reopen(&next)?).map_err(self.fail("create directory", path))?;
+            }
+            cur = next;
+        }
+        Ok(())
+    }
+
+    fn chown(&self, fd: &OwnedFd) -> io::Result<()> {
+        if let Some((uid, gid)) = self.owner {
+            rustix::fs::fchown(fd, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))?;
+        }
+        Ok(())
+    }
+}
+
+/// A readable descriptor of `dir` (cap-std may hold it as `O_PATH`, which fchown and fsync refuse).
+fn reopen(dir: &Dir) -> Result<OwnedFd, MountError> {
+    rustix::fs::openat(
+        dir,
+        ".",
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .map_err(|e| MountError::Io { action: "reopen", path: PathBuf::from("."), source: e.into() })
+}
+
+fn entry(name: String, m: &cap_std::fs::Metadata) -> Entry {
+    let kind = if m.is_dir() {
+        EntryKind::Dir
+    } else if m.is_file() {
+        EntryKind::File
+    } else if m.file_type().is_symlink() {
+        EntryKind::Symlink
+    } else {
+        EntryKind::Other
+    };
+    Entry { name, kind, size: m.len(), modified: m.mtime() }
+}
+
+/// A name no other put (in this or another process) uses at the same time.
+fn temp_name() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    format!(".slipway-put-{}-{n}-{nanos}.part", std::process::id())
+}
+
+/// List a local directory's files and directories (relative, parents first); returns their
+/// total size. Symlinks and special files are skipped.
+fn plan_local(
+    root: &Path,
+    rel: &Path,
+    plan: &mut Vec<(PathBuf, bool)>,
+    skipped: &mut Vec<PathBuf>,
+) -> Result<u64, MountError> {
+    let dir = root.join(rel);
+    let read = |source| MountError::Local { action: "read", path: dir.clone(), source };
+    let mut entries: Vec<_> =
+        std::fs::read_dir(&dir).map_err(read)?.collect::<Result<_, _>>().map_err(read)?;
+    entries.sort_by_key(std::fs::DirEntry::file_name);
+    let mut total = 0;
+    for e in entries {
+        let child = rel.join(e.file_name());
+        let kind = e.file_type().map_err(read)?;
+        if kind.is_dir() {
+            plan.push((child.clone(), true));
+            total += plan_local(root, &child, plan, skipped)?;
+        } else if kind.is_file() {
+            total += e.metadata().map_err(read)?.len();
+            plan.push((child, false));
+        } else {
+            skipped.push(root.join(child));
+        }
+    }
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_and_normalises_relative_paths() {
+        assert_eq!(validate_rel_path("a/b.csv").unwrap(), PathBuf::from("a/b.csv"));
+        assert_eq!(validate_rel_path("./a//b/").unwrap(), PathBuf::from("a/b"));
+        assert_eq!(validate_rel_path(".").unwrap(), PathBuf::new());
+        assert_eq!(validate_rel_path("..data").unwrap(), PathBuf::from("..data"));
+    }
+
+    #[test]
+    fn refuses_escapes_nul_and_empty_paths() {
+        for bad in ["..", "../x", "a/../../x", "a/..", "/etc/passwd", "/", "./../x"] {
+            assert!(matches!(validate_rel_path(bad), Err(MountError::Escape { .. })), "{bad:?}");
+        }
+        assert!(matches!(validate_rel_path(""), Err(MountError::InvalidPath { .. })));
+        assert!(matches!(validate_rel_path("a\0b"), Err(MountError::InvalidPath { .. })));
+        let msg = validate_rel_path("../x").unwrap_err().to_string();
+        assert_eq!(msg, r#"path "../x" escapes the persistent filesystem; paths are relative to its root"#);
+    }
+}

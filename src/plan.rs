@@ -1,0 +1,374 @@
+//! What a deploy will do, computed from the app's settings and the commit's config as plain
+//! data before anything is built. Runtimes execute a [`DeployPlan`]; tests check it as data.
+
+use std::collections::BTreeMap;
+use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{Procfile, ProjectToml};
+use crate::ids::{AppName, CommitSha, ProcessType, ReleaseId};
+use crate::state::{AppRecord, RunAs};
+
+/// Default time a predeploy script may run, as in the issue: 10 minutes.
+pub const DEFAULT_PREDEPLOY_TIMEOUT: Duration = Duration::from_secs(600);
+/// Default time the new web process has to accept TCP connections.
+pub const DEFAULT_WEB_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default grace between SIGTERM and SIGKILL, as Heroku's dyno shutdown.
+pub const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(30);
+
+/// A Bash script from project.toml (predeploy or postdeploy).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScriptSpec {
+    /// Path relative to the app folder.
+    pub path: String,
+    #[serde(with = "secs")]
+    pub timeout: Duration,
+}
+
+/// One Procfile process type and how many instances run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessSpec {
+    pub ptype: ProcessType,
+    /// Run as `bash -c <command>`.
+    pub command: String,
+    pub instances: u32,
+}
+
+/// Where an extra buildpack of a build without a Dockerfile comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BuildpackSource {
+    /// A directory on this machine: `--buildpack DIR`, or an absolute project.toml `uri`.
+    Dir(PathBuf),
+    /// A directory of the deployed commit, relative to the app root (a relative `uri`).
+    Commit(String),
+}
+
+/// Why a deploy cannot be planned.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    /// A group entry names a buildpack by id only, which only a registry could provide.
+    #[error(
+        "project.toml: io.buildpacks.group[{index}]: buildpack {id:?} has no uri, and no buildpack registry can be reached here; \
+         commit the buildpack and set uri = \"<its directory, relative to the app root>\", or pass --buildpack DIR"
+    )]
+    NeedsRegistry {
+        /// The entry's index in the group, from 0.
+        index: usize,
+        /// Its id.
+        id: String,
+    },
+    /// A group entry's uri is not a local directory.
+    #[error(
+        "project.toml: io.buildpacks.group[{index}]: uri {uri:?} is not a local directory, and no registry or URL can be reached here; \
+         use a directory relative to the app root, or an absolute path"
+    )]
+    RemoteUri {
+        /// The entry's index in the group, from 0.
+        index: usize,
+        /// The uri.
+        uri: String,
+    },
+    /// A relative uri climbs out of the app root.
+    #[error(
+        "project.toml: io.buildpacks.group[{index}]: uri {uri:?} leaves the app root; name a directory inside the app"
+    )]
+    OutsideApp {
+        /// The entry's index in the group, from 0.
+        index: usize,
+        /// The uri.
+        uri: String,
+    },
+}
+
+/// Everything a runtime needs to turn a commit into a running release.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeployPlan {
+    pub app: AppName,
+    pub release: ReleaseId,
+    pub commit: CommitSha,
+    pub predeploy: Option<ScriptSpec>,
+    pub postdeploy: Option<ScriptSpec>,
+    pub processes: Vec<ProcessSpec>,
+    pub env: BTreeMap<String, String>,
+    pub run_as: Option<RunAs>,
+    /// Whether the app's persistent filesystem is attached.
+    pub mount: bool,
+    #[serde(with = "secs")]
+    pub web_timeout: Duration,
+    #[serde(with = "secs")]
+    pub stop_grace: Duration,
+    /// Extra buildpacks for a commit without a Dockerfile, run in order before slipway's own
+    /// Procfile buildpack.
+    #[serde(default)]
+    pub buildpacks: Vec<BuildpackSource>,
+}
+
+/// Settings given on the command line; they win over project.toml.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub predeploy_timeout: Option<Duration>,
+    pub web_timeout: Option<Duration>,
+    pub stop_grace: Option<Duration>,
+    /// `--buildpack DIR`, in order, as absolute paths; when given they replace project.toml's
+    /// `[[io.buildpacks.group]]`, as `pack build --buildpack` does.
+    pub buildpacks: Vec<PathBuf>,
+}
+
+/// The inputs of a plan.
+#[derive(Debug)]
+pub struct PlanInput<'a> {
+    pub app: &'a AppRecord,
+    pub release: ReleaseId,
+    pub commit: CommitSha,
+    pub procfile: &'a Procfile,
+    pub project: Option<&'a ProjectToml>,
+    pub mount_enabled: bool,
+    pub overrides: &'a Overrides,
+}
+
+/// Compute the plan. Pure: no I/O.
+pub fn plan(input: &PlanInput<'_>) -> Result<DeployPlan, PlanError> {
+    let project = input.project;
+    let predeploy_timeout = input
+        .overrides
+        .predeploy_timeout
+        .or_else(|| project.and_then(|p| p.predeploy_timeout))
+        .unwrap_or(DEFAULT_PREDEPLOY_TIMEOUT);
+    let script =
+        |path: &Option<String>| path.clone().map(|path| ScriptSpec { path, timeout: predeploy_timeout });
+    Ok(DeployPlan {
+        app: input.app.name.clone(),
+        release: input.release,
+        commit: input.commit.clone(),
+        predeploy: project.and_then(|p| script(&p.predeploy)),
+        postdeploy: project.and_then(|p| script(&p.postdeploy)),
+        processes: input
+            .procfile
+            .entries()
+            .iter()
+            .map(|e| ProcessSpec {
+                ptype: e.ptype.clone(),
+                command: e.command.clone(),
+                instances: input.app.instances(&e.ptype),
+            })
+            .collect(),
+        env: input.app.env.clone(),
+        run_as: input.app.run_as.clone(),
+        mount: input.mount_enabled,
+        web_timeout: input
+            .overrides
+            .web_timeout
+            .or_else(|| project.and_then(|p| p.web_timeout))
+            .unwrap_or(DEFAULT_WEB_TIMEOUT),
+        stop_grace: input.overrides.stop_grace.unwrap_or(DEFAULT_STOP_GRACE),
+        buildpacks: buildpacks(input.overrides, project)?,
+    })
+}
+
+/// The extra buildpacks: `--buildpack` directories if any were given, else project.toml's
+/// group, each of which must say where the buildpack is on this machine or in the commit.
+fn buildpacks(
+    overrides: &Overrides,
+    project: Option<&ProjectToml>,
+) -> Result<Vec<BuildpackSource>, PlanError> {
+    if !overrides.buildpacks.is_empty() {
+        return Ok(overrides.buildpacks.iter().cloned().map(BuildpackSource::Dir).collect());
+    }
+    let group = project.map_or(&[][..], |p| p.buildpacks.as_slice());
+    group
+        .iter()
+        .enumerate()
+        .map(|(index, bp)| match &bp.uri {
+            None => Err(PlanError::NeedsRegistry { index, id: bp.id.clone().unwrap_or_default() }),
+            Some(uri) => local_buildpack(index, uri),
+        })
+        .collect()
+}
+
+/// A group entry's `uri` as a local directory: absolute (or `file://`) on this machine,
+/// otherwise relative to the app root in the commit.
+fn local_buildpack(index: usize, uri: &str) -> Result<BuildpackSource, PlanError> {
+    let path = uri.strip_prefix("file://").unwrap_or(uri);
+    if path.contains("://") || path.starts_with("urn:") || path.starts_with("docker:") {
+        return Err(PlanError::RemoteUri { index, uri: uri.to_owned() });
+    }
+    let path = Path::new(path);
+    if path.is_absolute() {
+        return Ok(BuildpackSource::Dir(path.to_owned()));
+    }
+    let mut parts = Vec::new();
+    for c in path.components() {
+        match c {
+            Component::Normal(p) => parts.push(p.to_string_lossy().into_owned()),
+            Component::CurDir => {}
+            Component::ParentDir | Component::RootDir | Component::Prefix(_) => {
+                return Err(PlanError::OutsideApp { index, uri: uri.to_owned() });
+            }
+        }
+    }
+    Ok(BuildpackSource::Commit(if parts.is_empty() { ".".to_owned() } else { parts.join("/") }))
+}
+
+impl DeployPlan {
+    /// The web process, if the Procfile has one.
+    pub fn web(&self) -> Option<&ProcessSpec> {
+        self.processes.iter().find(|p| p.ptype.is_web())
+    }
+}
+
+mod secs {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(d.as_secs_f64())
+    }
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let secs = f64::deserialize(d)?;
+        Duration::try_from_secs_f64(secs).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::RuntimeKind;
+
+    fn app() -> AppRecord {
+        let mut a = AppRecord::new("demo".parse().unwrap(), RuntimeKind::Local);
+        a.scale.insert("worker".parse().unwrap(), 3);
+        a.env.insert("GREETING".into(), "hi".into());
+        a
+    }
+
+    fn input<'a>(
+        app: &'a AppRecord,
+        procfile: &'a Procfile,
+        project: Option<&'a ProjectToml>,
+        overrides: &'a Overrides,
+    ) -> PlanInput<'a> {
+        PlanInput {
+            app,
+            release: ReleaseId::new(7),
+            commit: "a".repeat(40).parse().unwrap(),
+            procfile,
+            project,
+            mount_enabled: true,
+            overrides,
+        }
+    }
+
+    #[test]
+    fn processes_keep_procfile_order_and_take_scale() {
+        let app = app();
+        let procfile = Procfile::parse("worker: ./work\nweb: python3 app.py\n").unwrap();
+        let plan = plan(&input(&app, &procfile, None, &Overrides::default())).unwrap();
+        let got: Vec<_> = plan.processes.iter().map(|p| (p.ptype.as_str(), p.instances)).collect();
+        assert_eq!(got, [("worker", 3), ("web", 1)]);
+        assert_eq!(plan.web().unwrap().command, "python3 app.py");
+        assert_eq!(plan.env["GREETING"], "hi");
+        assert_eq!(plan.predeploy, None);
+        assert_eq!(plan.web_timeout, DEFAULT_WEB_TIMEOUT);
+    }
+
+    #[test]
+    fn command_line_timeout_wins_over_project_toml() {
+        let app = app();
+        let procfile = Procfile::parse("web: x").unwrap();
+        let project = crate::config::project_toml::parse(
+            "predeploy = \"pre.sh\"\n[io.slipway]\npredeploy-timeout = \"90s\"\n",
+        )
+        .unwrap()
+        .project;
+        let from_file = plan(&input(&app, &procfile, Some(&project), &Overrides::default())).unwrap();
+        assert_eq!(
+            from_file.predeploy,
+            Some(ScriptSpec { path: "pre.sh".into(), timeout: Duration::from_secs(90) })
+        );
+        let overrides = Overrides { predeploy_timeout: Some(Duration::from_secs(5)), ..Overrides::default() };
+        let from_flag = plan(&input(&app, &procfile, Some(&project), &overrides)).unwrap();
+        assert_eq!(from_flag.predeploy.unwrap().timeout, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn plan_round_trips_through_json() {
+        let app = app();
+        let procfile = Procfile::parse("web: x").unwrap();
+        let mut p = plan(&input(&app, &procfile, None, &Overrides::default())).unwrap();
+        p.buildpacks = vec![BuildpackSource::Dir("/srv/bp".into()), BuildpackSource::Commit("bp".into())];
+        let back: DeployPlan = serde_json::from_str(&serde_json::to_string(&p).unwrap()).unwrap();
+        assert_eq!(back, p);
+    }
+
+    fn project(text: &str) -> ProjectToml {
+        crate::config::project_toml::parse(text).unwrap().project
+    }
+
+    #[test]
+    fn group_uris_are_app_or_host_directories_in_order() {
+        let app = app();
+        let procfile = Procfile::parse("web: x").unwrap();
+        let project = project(
+            "[[io.buildpacks.group]]\nuri = \"./buildpacks/node/\"\n\
+             [[io.buildpacks.group]]\nid = \"me/tools\"\nuri = \"/srv/buildpacks/tools\"\n\
+             [[io.buildpacks.group]]\nuri = \"file:///opt/bp\"\n",
+        );
+        let p = plan(&input(&app, &procfile, Some(&project), &Overrides::default())).unwrap();
+        assert_eq!(
+            p.buildpacks,
+            [
+                BuildpackSource::Commit("buildpacks/node".into()),
+                BuildpackSource::Dir("/srv/buildpacks/tools".into()),
+                BuildpackSource::Dir("/opt/bp".into()),
+            ]
+        );
+        assert!(plan(&input(&app, &procfile, None, &Overrides::default())).unwrap().buildpacks.is_empty());
+    }
+
+    #[test]
+    fn buildpack_flags_replace_the_project_group() {
+        let app = app();
+        let procfile = Procfile::parse("web: x").unwrap();
+        let project = project("[[io.buildpacks.group]]\nid = \"heroku/python\"\n");
+        let overrides = Overrides { buildpacks: vec!["/a".into(), "/b".into()], ..Overrides::default() };
+        let p = plan(&input(&app, &procfile, Some(&project), &overrides)).unwrap();
+        assert_eq!(p.buildpacks, [BuildpackSource::Dir("/a".into()), BuildpackSource::Dir("/b".into())]);
+    }
+
+    #[test]
+    fn group_entries_that_need_a_registry_or_leave_the_app_are_refused() {
+        let app = app();
+        let procfile = Procfile::parse("web: x").unwrap();
+        let none = Overrides::default();
+        let id_only = project(
+            "[[io.buildpacks.group]]\nuri = \"bp\"\n[[io.buildpacks.group]]\nid = \"heroku/python\"\n",
+        );
+        let err = plan(&input(&app, &procfile, Some(&id_only), &none)).unwrap_err();
+        assert_eq!(err, PlanError::NeedsRegistry { index: 1, id: "heroku/python".into() });
+        assert!(err.to_string().contains("no buildpack registry can be reached"), "{err}");
+        let remote = project("[[io.buildpacks.group]]\nuri = \"docker://heroku/python\"\n");
+        assert!(matches!(
+            plan(&input(&app, &procfile, Some(&remote), &none)),
+            Err(PlanError::RemoteUri { index: 0, .. })
+        ));
+        let outside = project("[[io.buildpacks.group]]\nuri = \"bp/../../etc\"\n");
+        assert!(matches!(
+            plan(&input(&app, &procfile, Some(&outside), &none)),
+            Err(PlanError::OutsideApp { index: 0, .. })
+        ));
+    }
+
+    #[test]
+    fn plans_saved_before_buildpacks_existed_still_load() {
+        let app = app();
+        let procfile = Procfile::parse("web: x").unwrap();
+        let p = plan(&input(&app, &procfile, None, &Overrides::default())).unwrap();
+        let mut json = serde_json::to_value(&p).unwrap();
+        json.as_object_mut().unwrap().remove("buildpacks");
+        assert_eq!(serde_json::from_value::<DeployPlan>(json).unwrap(), p);
+    }
+}

@@ -1,0 +1,211 @@
+//! An app's stable address: a small TCP proxy per app, listening on the app's `listen`
+//! address and passing each connection to the current release's web port on 127.0.0.1.
+//!
+//! A deploy gives each release a fresh web port; the router is why users need not care. It
+//! reads the target from the app's record for every new connection, and the switch writes
+//! `current` and `web_port` in one atomic write, so connections move to the new release at
+//! the switch while those already open finish on the old one until it is retired: a deploy
+//! drops no request. With nothing to send to (no release yet, or `ps stop`), it answers
+//! `503 Service Unavailable`.
+//!
+//! The router is a detached `slipway __route APP` holding `state/APP/router.lock`; `apps
+//! create` and every deploy start it, every command restarts it if it died (as after a
+//! reboot), and `apps destroy` stops it.
+
+use std::ffi::OsString;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use rustix::process::{Signal, kill_process};
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::ids::AppName;
+use crate::state::{AppRecord, FileLock, Home, StateError, atomic};
+
+/// Why the router could not start or stop.
+#[derive(Debug, thiserror::Error)]
+pub enum RouterError {
+    /// `--listen` is neither a port nor an address:port.
+    #[error("--listen {0:?} is neither a port (8080) nor an address:port (0.0.0.0:80)")]
+    BadListen(String),
+    /// The address is taken or not ours.
+    #[error("the router of {app} cannot listen on {addr}: pick another with `--listen`")]
+    Bind {
+        /// The app.
+        app: AppName,
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The router process could not be started.
+    #[error("cannot start the router of {app}")]
+    Spawn {
+        /// The app.
+        app: AppName,
+        /// What went wrong.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The app's records could not be read.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// Its lock or pid file failed.
+    #[error("router of {app}: {source}")]
+    Io {
+        /// The app.
+        app: AppName,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Parses `--listen`: a port (on 127.0.0.1) or an address with a port.
+pub fn parse_listen(s: &str) -> Result<SocketAddr, RouterError> {
+    if let Ok(port) = s.parse::<u16>() {
+        return Ok(SocketAddr::from((Ipv4Addr::LOCALHOST, port)));
+    }
+    s.parse().map_err(|_| RouterError::BadListen(s.to_owned()))
+}
+
+/// A free port on 127.0.0.1 for an app that was given no `--listen`.
+pub fn free_listen() -> Option<SocketAddr> {
+    crate::ports::free_loopback_port().map(|port| SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
+}
+
+/// The answer when no release can take the connection.
+pub const UNAVAILABLE: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 45\r\nConnection: close\r\n\r\nno release of this app is running right now.\n";
+
+/// Whether the router of `app` is alive.
+pub fn is_running(home: &Home, app: &AppName) -> bool {
+    FileLock::is_held(&home.app(app).router_lock())
+}
+
+/// Starts the app's router unless it runs already or the app has no `listen` address.
+pub fn ensure_running(home: &Home, record: &AppRecord) -> Result<(), RouterError> {
+    let app = &record.name;
+    if record.listen.is_none() || is_running(home, app) {
+        return Ok(());
+    }
+    let paths = home.app(app);
+    let args: Vec<OsString> = vec!["__route".into(), app.as_str().into()];
+    let log = paths.logs_dir().join("router.log");
+    std::fs::create_dir_all(paths.logs_dir())
+        .map_err(|source| RouterError::Io { app: app.clone(), source })?;
+    let spawned = crate::detached::spawn(home.root(), &args, &log, |pid| {
+        is_running(home, app) && crate::detached::read_pid(&paths.router_pid()) == Some(pid)
+    });
+    match spawned {
+        // Another command started it at the same time: ours found it running and left.
+        Err(_) if is_running(home, app) => Ok(()),
+        r => r.map_err(|source| RouterError::Spawn { app: app.clone(), source }),
+    }
+}
+
+/// Stops the router of `app` (SIGTERM; SIGKILL if it is still there after 2 s).
+pub fn stop(home: &Home, app: &AppName) {
+    let paths = home.app(app);
+    let Some(pid) = crate::detached::read_pid(&paths.router_pid()) else { return };
+    if !is_running(home, app) {
+        return;
+    }
+    let _ = kill_process(pid, Signal::TERM);
+    if !FileLock::wait_free(&paths.router_lock(), Duration::from_secs(2)) {
+        let _ = kill_process(pid, Signal::KILL);
+    }
+}
+
+/// The router process: serve until SIGTERM. Exits at once if another router of the app runs.
+pub fn run(home: &Home, app: &AppName) -> Result<(), RouterError> {
+    let io = |source| RouterError::Io { app: app.clone(), source };
+    let paths = home.app(app);
+    let Some(_lock) =
+        FileLock::try_acquire(&paths.router_lock()).map_err(|e| io(std::io::Error::other(e)))?
+    else {
+        return Ok(());
+    };
+    let addr = home
+        .load_app(app)?
+        .listen
+        .ok_or_else(|| io(std::io::Error::other("the app has no listen address")))?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(io)?;
+    rt.block_on(async {
+        let listener = TcpListener::bind(addr).await.map_err(|source| RouterError::Bind {
+            app: app.clone(),
+            addr,
+            source,
+        })?;
+        // Written once listening: `ensure_running` returns when the pid is there.
+        atomic::replace_volatile(&paths.router_pid(), std::process::id().to_string().as_bytes())
+            .map_err(io)?;
+        tracing::info!(app = %app, %addr, "router listening");
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).map_err(io)?;
+        loop {
+            tokio::select! {
+                _ = term.recv() => break,
+                accepted = listener.accept() => match accepted {
+                    Ok((client, _)) => {
+                        let home = home.clone();
+                        let app = app.clone();
+                        tokio::spawn(async move { serve(&home, &app, client).await });
+                    }
+                    Err(e) => tracing::warn!(error = %e, "accept failed"),
+                },
+            }
+        }
+        let _ = std::fs::remove_file(paths.router_pid());
+        Ok(())
+    })
+}
+
+/// Where a new connection goes now: the current release's web port, unless stopped.
+fn target(home: &Home, app: &AppName) -> Option<u16> {
+    let record = home.load_app(app).ok()?;
+    record.current?;
+    if record.stopped {
+        return None;
+    }
+    record.web_port
+}
+
+async fn serve(home: &Home, app: &AppName, mut client: TcpStream) {
+    // Read the record again once if the first port refuses: a switch may have just happened.
+    for _ in 0..2 {
+        let Some(port) = target(home, app) else { break };
+        let connect = TcpStream::connect((Ipv4Addr::LOCALHOST, port));
+        if let Ok(Ok(mut upstream)) = tokio::time::timeout(Duration::from_secs(5), connect).await {
+            let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = client.write_all(UNAVAILABLE).await;
+    let _ = client.shutdown().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_takes_a_port_on_loopback_or_a_full_address() {
+        assert_eq!(parse_listen("8080").unwrap(), "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(parse_listen("0.0.0.0:80").unwrap(), "0.0.0.0:80".parse().unwrap());
+        assert_eq!(parse_listen("[::1]:8000").unwrap(), "[::1]:8000".parse().unwrap());
+        for bad in ["", "http://x", "70000", "localhost:80"] {
+            assert!(matches!(parse_listen(bad), Err(RouterError::BadListen(_))), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_unavailable_answer_is_a_complete_http_response() {
+        let text = std::str::from_utf8(UNAVAILABLE).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 503 "));
+        assert!(head.contains(&format!("Content-Length: {}", body.len())), "{head} / {}", body.len());
+    }
+}

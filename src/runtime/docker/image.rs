@@ -1,0 +1,386 @@
+//! Release images: a fresh one per deploy, built from exactly the committed tree.
+//!
+//! With a `Dockerfile` in the commit, the engine builds it (its layer cache reuses unchanged
+//! steps) and [`super::relabel`] then labels the result without a builder step. Without one,
+//! [`super::lifecycle`] runs the buildpacks. Either way the image is tagged
+//! `slipway/<app>:<release>` and labelled with app, release and commit.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::PathBuf;
+
+use bollard::Docker;
+use bollard::query_parameters::{BuildImageOptions, ListImagesOptions, RemoveImageOptions};
+use futures_util::StreamExt;
+
+use super::context::{self, ContextError, GitContext};
+use super::labels;
+use super::lifecycle::{self, LifecycleError};
+use super::output::{LineSink, Tail};
+use super::relabel::{self, RelabelError};
+use super::stack::StackError;
+use crate::ids::{AppName, CommitSha, ReleaseId};
+
+/// An engine image id (`sha256:...`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ImageId(String);
+
+impl ImageId {
+    /// Wraps an id the engine returned.
+    pub fn new(id: impl Into<String>) -> Self {
+        Self(id.into())
+    }
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ImageId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Everything a release image is built from.
+#[derive(Debug, Clone)]
+pub struct BuildRequest {
+    /// The app.
+    pub app: AppName,
+    /// The release being built.
+    pub release: ReleaseId,
+    /// The commit whose tree is built.
+    pub commit: CommitSha,
+    /// The git repository holding the commit.
+    pub repo: PathBuf,
+    /// The stack image that buildpack builds start from (`--stack`).
+    pub stack: String,
+    /// Buildpack directories (each with `buildpack.toml` and `bin/`), run in order; the
+    /// Procfile buildpack at the repo root of slipway is normally last.
+    pub buildpacks: Vec<PathBuf>,
+    /// Gzip the build context (smaller upload, more CPU).
+    pub gzip_context: bool,
+}
+
+/// Why a release image could not be built. The running release is never touched by a build.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The commit's tree could not be streamed.
+    #[error(transparent)]
+    Context(#[from] ContextError),
+    /// The stack image is missing.
+    #[error(transparent)]
+    Stack(#[from] StackError),
+    /// A buildpack phase failed.
+    #[error(transparent)]
+    Lifecycle(#[from] LifecycleError),
+    /// A Dockerfile instruction failed.
+    #[error(
+        "building {app} {release}: Dockerfile step `{step}` failed: {message}\n{tail}\
+         fix the Dockerfile; FROM images must already exist in the engine, since no registry can be reached (e.g. FROM slipway/stack:bookworm)"
+    )]
+    DockerfileStep {
+        /// The app.
+        app: AppName,
+        /// The release.
+        release: ReleaseId,
+        /// The `Step N/M : INSTRUCTION` line, or `(before the first step)`.
+        step: String,
+        /// The engine's error message.
+        message: String,
+        /// The last output lines.
+        tail: Tail,
+    },
+    /// The engine failed outside a Dockerfile step.
+    #[error("building {app} {release}: the Docker engine failed to {what}")]
+    Engine {
+        /// The app.
+        app: AppName,
+        /// The release.
+        release: ReleaseId,
+        /// What was asked of it.
+        what: &'static str,
+        /// The engine's error.
+        #[source]
+        source: bollard::errors::Error,
+    },
+    /// The built image could not be labelled.
+    #[error("building {app} {release}: the built image could not be labelled")]
+    Label {
+        /// The app.
+        app: AppName,
+        /// The release.
+        release: ReleaseId,
+        /// Why.
+        #[source]
+        source: RelabelError,
+    },
+}
+
+/// Why images could not be listed or removed.
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    /// The engine failed.
+    #[error("cannot {what} image {image}: check `docker info`")]
+    Engine {
+        /// What was asked.
+        what: &'static str,
+        /// The image (id, tag, or `slipway.app=<app>`).
+        image: String,
+        /// The engine's error.
+        #[source]
+        source: bollard::errors::Error,
+    },
+}
+
+/// Builds the release image of `req.commit`: with its Dockerfile if it has one, otherwise
+/// with the buildpacks. Build output goes to `output` line by line.
+pub async fn build_image(
+    docker: &Docker,
+    req: &BuildRequest,
+    output: LineSink<'_>,
+) -> Result<ImageId, BuildError> {
+    if context::commit_has_file(&req.repo, &req.commit, DOCKERFILE).await? {
+        build_dockerfile(docker, req, output).await
+    } else {
+        Ok(lifecycle::build(docker, req, output).await?)
+    }
+}
+
+/// The engine's build options for a release: the tag, and removal of intermediate containers
+/// even on failure (so a failed build leaves nothing running). No `labels`: the classic builder
+/// would add one uncacheable step for them; [`relabel`] puts them on afterwards.
+pub fn dockerfile_build_options(app: &AppName, release: ReleaseId) -> BuildImageOptions {
+    BuildImageOptions {
+        dockerfile: DOCKERFILE.to_owned(),
+        t: Some(labels::image_tag(app, release)),
+        rm: true,
+        forcerm: true,
+        ..Default::default()
+    }
+}
+
+/// The Dockerfile's path in the build context.
+pub const DOCKERFILE: &str = "Dockerfile";
+
+/// Builds the commit's Dockerfile, streaming the tree as the context.
+pub async fn build_dockerfile(
+    docker: &Docker,
+    req: &BuildRequest,
+    output: LineSink<'_>,
+) -> Result<ImageId, BuildError> {
+    let mut ctx = GitContext::start(&req.repo, &req.commit, req.gzip_context)?;
+    let stream = ctx.take_stream().ok_or_else(|| ContextError::Archive {
+        repo: req.repo.clone(),
+        commit: req.commit.clone(),
+        stderr: "context already taken".into(),
+    })?;
+    let options = dockerfile_build_options(&req.app, req.release);
+    let mut tail = Tail::new();
+    let mut step = "(before the first step)".to_owned();
+    let mut failure: Option<(String, Option<bollard::errors::Error>)> = None;
+    {
+        let mut infos = docker.build_image(options, None, Some(bollard::body_try_stream(stream)));
+        let mut sink = |line: &str| {
+            if line.starts_with("Step ") {
+                line.clone_into(&mut step);
+            }
+            output(line);
+        };
+        while let Some(item) = infos.next().await {
+            match item {
+                Ok(info) => {
+                    if let Some(text) = info.stream.as_deref() {
+                        tail.push_chunk(text, &mut sink);
+                    }
+                    if let Some(detail) = info.error_detail {
+                        failure = Some((detail.message.unwrap_or_default(), None));
+                        break;
+                    }
+                }
+                Err(bollard::errors::Error::DockerStreamError { error }) => {
+                    failure = Some((error, None));
+                    break;
+                }
+                Err(e) => {
+                    failure = Some((e.to_string(), Some(e)));
+                    break;
+                }
+            }
+        }
+        tail.finish(&mut sink);
+    }
+    // git's own error (an unknown commit) explains whatever the engine then said.
+    ctx.finish().await?;
+    match failure {
+        None => {}
+        Some((_, Some(source)))
+            if !matches!(source, bollard::errors::Error::DockerResponseServerError { .. }) =>
+        {
+            return Err(BuildError::Engine {
+                app: req.app.clone(),
+                release: req.release,
+                what: "build the Dockerfile",
+                source,
+            });
+        }
+        Some((message, _)) => {
+            return Err(BuildError::DockerfileStep {
+                app: req.app.clone(),
+                release: req.release,
+                step,
+                message,
+                tail,
+            });
+        }
+    }
+    let tag = labels::image_tag(&req.app, req.release);
+    let inspect = docker.inspect_image(&tag).await.map_err(|source| BuildError::Engine {
+        app: req.app.clone(),
+        release: req.release,
+        what: "find the image it just built",
+        source,
+    })?;
+    let built = ImageId::new(inspect.id.unwrap_or_else(|| tag.clone()));
+    let image_labels = labels::image_labels(&req.app, req.release, &req.commit);
+    let (id, _) = relabel::relabel(docker, &built, &tag, &image_labels)
+        .await
+        .map_err(|source| BuildError::Label { app: req.app.clone(), release: req.release, source })?;
+    Ok(id)
+}
+
+/// One of an app's images, as listed from the engine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppImage {
+    /// The image id.
+    pub id: ImageId,
+    /// Its tags (`slipway/<app>:<release>`), empty when dangling.
+    pub tags: Vec<String>,
+    /// Its `slipway.release` label.
+    pub release: Option<ReleaseId>,
+    /// Its `slipway.commit` label.
+    pub commit: Option<String>,
+    /// Creation time, seconds since the epoch.
+    pub created: i64,
+    /// Whether it carries the app's labels; if not, it was found by its tag alone.
+    pub labelled: bool,
+    /// Its `slipway.build` label: the build's own image, removed with it.
+    pub build: Option<String>,
+}
+
+/// The app's images, newest first: every image labelled `slipway.app=<app>`, and every image
+/// tagged `slipway/<app>:<release>` (a build that a killed deploy left before labelling it).
+pub async fn list_images(docker: &Docker, app: &AppName) -> Result<Vec<AppImage>, ImageError> {
+    let mut images: Vec<AppImage> = Vec::new();
+    for filters in [labels::app_filter(app), labels::repo_filter(app)] {
+        for s in summaries(docker, app, filters, "list").await? {
+            if images.iter().any(|i| i.id.as_str() == s.id) {
+                continue;
+            }
+            let tags: Vec<String> = s.repo_tags.into_iter().filter(|t| t != "<none>:<none>").collect();
+            let release = labels::release_of(&s.labels).or_else(|| release_of_tags(app, &tags));
+            images.push(AppImage {
+                release,
+                commit: s.labels.get(labels::COMMIT).cloned(),
+                id: ImageId::new(s.id),
+                labelled: s.labels.contains_key(labels::APP),
+                build: s.labels.get(labels::BUILD).cloned(),
+                tags,
+                created: s.created,
+            });
+        }
+    }
+    images.sort_by_key(|i| std::cmp::Reverse(i.created));
+    Ok(images)
+}
+
+/// The ids of the app's dangling images (labelled with the app, no tag left).
+pub async fn dangling_images(docker: &Docker, app: &AppName) -> Result<Vec<String>, ImageError> {
+    let mut filters = labels::app_filter(app);
+    filters.insert("dangling".to_owned(), vec!["true".to_owned()]);
+    Ok(summaries(docker, app, filters, "list dangling").await?.into_iter().map(|s| s.id).collect())
+}
+
+async fn summaries(
+    docker: &Docker,
+    app: &AppName,
+    filters: HashMap<String, Vec<String>>,
+    what: &'static str,
+) -> Result<Vec<bollard::models::ImageSummary>, ImageError> {
+    let options = ListImagesOptions { all: false, filters: Some(filters), ..Default::default() };
+    docker.list_images(Some(options)).await.map_err(|source| ImageError::Engine {
+        what,
+        image: format!("{}={app}", labels::APP),
+        source,
+    })
+}
+
+/// The release named by a `slipway/<app>:<release>` tag among `tags`.
+pub fn release_of_tags(app: &AppName, tags: &[String]) -> Option<ReleaseId> {
+    let repo = labels::image_repo(app);
+    tags.iter().find_map(|t| t.strip_prefix(&repo)?.strip_prefix(':')?.parse().ok())
+}
+
+/// Removes one of the app's images. A labelled one is slipway's own and goes by id, with the
+/// build image its `slipway.build` label names; one found by its tag alone (an unlabelled build
+/// of a killed deploy) is untagged, so an image someone else tagged into the app's repository
+/// stays for its other tags.
+pub async fn remove_app_image(docker: &Docker, app: &AppName, image: &AppImage) -> Result<(), ImageError> {
+    if image.labelled {
+        remove_image(docker, image.id.as_str(), true).await?;
+        if let Some(build) = &image.build {
+            // Not forced: while another deploy's tag is on it (an identical build of another
+            // release or app), or a newer build stands on it, it stays.
+            let options = RemoveImageOptions { force: false, noprune: false, ..Default::default() };
+            let _ = docker.remove_image(build, Some(options), None).await;
+        }
+        return Ok(());
+    }
+    let repo = format!("{}:", labels::image_repo(app));
+    for tag in image.tags.iter().filter(|t| t.starts_with(&repo)) {
+        // The last tag of a killed deploy's build takes its step images along; an image
+        // someone else tagged here too only loses this tag.
+        let options = RemoveImageOptions { force: false, noprune: false, ..Default::default() };
+        match docker.remove_image(tag, Some(options), None).await {
+            Ok(_) => {}
+            Err(e) if super::is_not_found(&e) => {}
+            Err(source) => return Err(ImageError::Engine { what: "untag", image: tag.clone(), source }),
+        }
+    }
+    Ok(())
+}
+
+/// Removes an image by id or tag; a missing image is not an error.
+pub async fn remove_image(docker: &Docker, image: &str, force: bool) -> Result<(), ImageError> {
+    let options = RemoveImageOptions { force, noprune: false, ..Default::default() };
+    match docker.remove_image(image, Some(options), None).await {
+        Ok(_) => Ok(()),
+        Err(e) if super::is_not_found(&e) => Ok(()),
+        Err(source) => Err(ImageError::Engine { what: "remove", image: image.to_owned(), source }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dockerfile_builds_are_tagged_and_clean_up_on_failure_without_a_label_step() {
+        let app: AppName = "demo".parse().unwrap();
+        let o = dockerfile_build_options(&app, ReleaseId::new(5));
+        assert_eq!(o.t.as_deref(), Some("slipway/demo:v5"));
+        assert_eq!(o.dockerfile, "Dockerfile");
+        assert!(o.rm && o.forcerm);
+        // Labels as build options cost the classic builder an uncacheable step.
+        assert_eq!(o.labels, None);
+    }
+
+    #[test]
+    fn an_unlabelled_build_is_found_by_its_release_tag() {
+        let app: AppName = "demo".parse().unwrap();
+        let tags = |t: &[&str]| t.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        assert_eq!(release_of_tags(&app, &tags(&["slipway/demo:v7"])), Some(ReleaseId::new(7)));
+        assert_eq!(release_of_tags(&app, &tags(&["slipway/demo2:v7", "slipway/demo:latest"])), None);
+        assert_eq!(release_of_tags(&app, &tags(&[])), None);
+    }
+}

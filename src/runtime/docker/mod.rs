@@ -1,0 +1,90 @@
+//! The Docker runtime's building blocks: each talks to the engine through bollard and never
+//! pulls an image (no registry is reachable).
+//!
+//! - [`stack`]: `slipway stack import`, the offline base build/run image (debootstrap → import).
+//! - [`labels`]: names, tags and labels of everything slipway creates, as pure data.
+//! - [`context`]: a git commit's tree streamed as a tar build context.
+//! - [`image`]: Dockerfile builds, listing and removal of release images.
+//! - [`relabel`]: release labels put on a built image without a builder step.
+//! - [`lifecycle`]: the buildpack build for repos without a Dockerfile (detect, build, export).
+//! - [`volume`]: the app's persistent filesystem and build cache as labelled named volumes.
+//! - [`container`]: process containers: create, start, stop, list, logs.
+//! - [`oneoff`]: one-off containers such as predeploy, committed as the release image.
+//! - [`workspace`]: `slipway workspace` as a container holding the working copy and the mount.
+//! - [`reconcile`]: removal of an app's leftovers from other releases.
+//! - [`runtime`] and `ops`: [`DockerRuntime`], the [`crate::runtime::Runtime`] made of these.
+//!
+//! Inside a container the layout mirrors the local runtime's: the app folder is the working
+//! directory, the mount volume is attached at `/mount` and at `<workdir>/../mount`, and
+//! `$HOME/mount` (HOME `/home/slipway`) points at it too.
+
+pub mod body;
+pub mod container;
+pub mod context;
+pub mod exec;
+pub mod image;
+pub mod labels;
+pub mod lifecycle;
+pub mod lifecycle_scripts;
+pub mod oneoff;
+mod ops;
+pub mod output;
+pub mod reconcile;
+pub mod relabel;
+pub mod runtime;
+pub mod stack;
+pub mod volume;
+pub mod workspace;
+
+#[cfg(test)]
+mod tests;
+
+use bollard::Docker;
+
+pub use runtime::{DockerError, DockerRuntime};
+
+/// The uid:gid every slipway container runs as: the stack's `slipway` user.
+pub const CONTAINER_USER: &str = "1000:1000";
+/// The `HOME` of the stack's `slipway` user.
+pub const CONTAINER_HOME: &str = "/home/slipway";
+/// Where the app's persistent filesystem is attached in every container.
+pub const MOUNT_PATH: &str = "/mount";
+/// The default tag of the stack image made by `slipway stack import`.
+pub const DEFAULT_STACK: &str = "slipway/stack:bookworm";
+
+/// The engine could not be reached.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// No socket, or no permission to use it.
+    #[error(
+        "cannot reach the Docker engine: start it, or check DOCKER_HOST and access to /var/run/docker.sock"
+    )]
+    Connect {
+        /// The client's error.
+        #[source]
+        source: bollard::errors::Error,
+    },
+    /// The engine did not answer the version handshake.
+    #[error("the Docker engine did not answer `/version`: check that `docker info` works")]
+    Negotiate {
+        /// The client's error.
+        #[source]
+        source: bollard::errors::Error,
+    },
+}
+
+/// Connects to the local engine (`DOCKER_HOST` or the default socket) and agrees on an API
+/// version, so that an older engine (e.g. Debian's 20.10, API 1.41) accepts our requests.
+pub async fn connect() -> Result<Docker, ConnectError> {
+    // Builds, imports and one-off waits answer only when they finish; bollard's timeout counts
+    // until the response headers, so its 2-minute default would cut long builds short.
+    let docker = Docker::connect_with_local_defaults()
+        .map_err(|source| ConnectError::Connect { source })?
+        .with_timeout(std::time::Duration::from_secs(6 * 3600));
+    docker.negotiate_version().await.map_err(|source| ConnectError::Negotiate { source })
+}
+
+/// Whether an engine error means "no such object" (HTTP 404).
+pub(crate) fn is_not_found(err: &bollard::errors::Error) -> bool {
+    matches!(err, bollard::errors::Error::DockerResponseServerError { status_code: 404, .. })
+}

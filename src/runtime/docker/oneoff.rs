@@ -1,0 +1,281 @@
+//! One-off containers: a command in a container of a release image with the mount attached,
+//! its output streamed, bounded by a timeout. Predeploy is one, and on success its container
+//! is committed as the release image, so changes to the app folder are kept (as when Dash
+//! Enterprise runs predeploy during the build) while changes under `../mount` stay in the
+//! volume.
+
+use std::time::Duration;
+
+use bollard::Docker;
+use bollard::models::{ContainerConfig, ContainerCreateBody, HostConfig};
+use bollard::query_parameters::{
+    AttachContainerOptions, CommitContainerOptions, CreateContainerOptions, WaitContainerOptions,
+};
+use futures_util::StreamExt;
+
+use super::container::{self, ContainerError, mount_points};
+use super::image::ImageId;
+use super::labels::{self, Kind};
+use super::output::{LineSink, Tail};
+use super::{CONTAINER_HOME, CONTAINER_USER};
+use crate::ids::{AppName, ReleaseId};
+
+/// A one-off command.
+#[derive(Debug, Clone)]
+pub struct OneOffSpec {
+    /// The app.
+    pub app: AppName,
+    /// The release whose image runs it.
+    pub release: ReleaseId,
+    /// What it is, for its container name: `predeploy`, `run-<n>`.
+    pub what: String,
+    /// The image.
+    pub image: String,
+    /// argv (after the image's entrypoint; buildpack images run it through the launcher).
+    pub cmd: Vec<String>,
+    /// `NAME=value` entries.
+    pub env: Vec<String>,
+    /// The mount volume, if the app has one.
+    pub mount_volume: Option<String>,
+    /// The app folder inside the image.
+    pub workdir: String,
+    /// `uid:gid` to run as.
+    pub user: String,
+    /// Killed after this long.
+    pub timeout: Duration,
+}
+
+impl OneOffSpec {
+    /// A predeploy run of `script` (e.g. `predeploy.sh`) with `bash`, as the stack user.
+    pub fn predeploy(
+        app: AppName,
+        release: ReleaseId,
+        image: String,
+        script: &str,
+        timeout: Duration,
+    ) -> Self {
+        Self {
+            app,
+            release,
+            what: "predeploy".to_owned(),
+            image,
+            cmd: vec!["bash".to_owned(), script.to_owned()],
+            env: Vec::new(),
+            mount_volume: None,
+            workdir: "/workspace".to_owned(),
+            user: CONTAINER_USER.to_owned(),
+            timeout,
+        }
+    }
+
+    /// The container's name.
+    pub fn name(&self) -> String {
+        labels::task_container_name(&self.app, self.release, &self.what)
+    }
+}
+
+/// Why a one-off failed.
+#[derive(Debug, thiserror::Error)]
+pub enum OneOffError {
+    /// The command exited non-zero.
+    #[error(
+        "{what} of {app} {release} failed (exit {code}); its last output:\n{tail}fix it and deploy again: the running release is untouched"
+    )]
+    Failed {
+        /// The app.
+        app: AppName,
+        /// The release.
+        release: ReleaseId,
+        /// `predeploy`, ...
+        what: String,
+        /// The exit code.
+        code: i64,
+        /// The last output lines.
+        tail: Tail,
+    },
+    /// The command ran too long and was killed.
+    #[error("{what} of {app} {release} did not finish within {}; its last output:\n{tail}make it faster or raise the timeout", humantime::format_duration(*timeout))]
+    Timeout {
+        /// The app.
+        app: AppName,
+        /// The release.
+        release: ReleaseId,
+        /// `predeploy`, ...
+        what: String,
+        /// The limit.
+        timeout: Duration,
+        /// The last output lines.
+        tail: Tail,
+    },
+    /// The container could not be made, run or removed.
+    #[error(transparent)]
+    Container(#[from] ContainerError),
+}
+
+/// The engine's create request for a one-off container, as data.
+pub fn oneoff_create_body(spec: &OneOffSpec) -> ContainerCreateBody {
+    let mut env = vec![format!("HOME={CONTAINER_HOME}")];
+    env.extend(spec.env.iter().cloned());
+    ContainerCreateBody {
+        image: Some(spec.image.clone()),
+        cmd: Some(spec.cmd.clone()),
+        env: Some(env),
+        user: Some(spec.user.clone()),
+        working_dir: Some(spec.workdir.clone()),
+        labels: Some(labels::release_labels(&spec.app, spec.release, Kind::OneOff)),
+        host_config: Some(HostConfig {
+            mounts: spec.mount_volume.as_deref().map(|v| mount_points(v, &spec.workdir)),
+            init: Some(true),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Runs a one-off to completion, streaming its output to `output`, and returns its exit code
+/// and last lines. The container is left for the caller (to commit or remove).
+pub async fn run(
+    docker: &Docker,
+    spec: &OneOffSpec,
+    output: LineSink<'_>,
+) -> Result<(i64, Tail), OneOffError> {
+    let name = spec.name();
+    container::remove_container(docker, &name).await?;
+    let engine = |what: &'static str| {
+        let name = name.clone();
+        move |source| OneOffError::Container(ContainerError::Engine { what, container: name, source })
+    };
+    let options = CreateContainerOptions { name: Some(name.clone()), ..Default::default() };
+    docker.create_container(Some(options), oneoff_create_body(spec)).await.map_err(engine("create"))?;
+    // Attached before the start, so that no output of a quick command is missed (following
+    // the logs of a container that already exited can come back empty).
+    let attach =
+        AttachContainerOptions { stdout: true, stderr: true, stream: true, logs: true, ..Default::default() };
+    let attached = docker.attach_container(&name, Some(attach)).await.map_err(engine("attach to"))?;
+    docker.start_container(&name, None).await.map_err(engine("start"))?;
+
+    let mut tail = Tail::new();
+    let finished = tokio::time::timeout(spec.timeout, async {
+        let mut t = Tail::new();
+        let mut out = attached.output;
+        while let Some(item) = out.next().await {
+            let chunk = item.map_err(|source| ContainerError::Engine {
+                what: "read the output of",
+                container: name.clone(),
+                source,
+            })?;
+            t.push_chunk(&String::from_utf8_lossy(&chunk.into_bytes()), &mut *output);
+        }
+        t.finish(&mut *output);
+        let mut waits = docker.wait_container(&name, None::<WaitContainerOptions>);
+        let code = match waits.next().await {
+            Some(Ok(r)) => r.status_code,
+            Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => code,
+            Some(Err(source)) => {
+                return Err(ContainerError::Engine { what: "wait for", container: name.clone(), source });
+            }
+            None => -1,
+        };
+        Ok::<_, ContainerError>((code, t))
+    })
+    .await;
+    if let Ok(result) = finished {
+        return result.map_err(OneOffError::from);
+    }
+    let _ = container::remove_container(docker, &name).await;
+    tail.push_chunk("(killed: timeout)\n", &mut |_: &str| {});
+    Err(OneOffError::Timeout {
+        app: spec.app.clone(),
+        release: spec.release,
+        what: spec.what.clone(),
+        timeout: spec.timeout,
+        tail,
+    })
+}
+
+/// Runs predeploy and, on success, commits its container as the release image
+/// `slipway/<app>:<release>`, keeping the image's entrypoint, command, user, working
+/// directory and labels. The container is removed either way; on failure the caller removes
+/// the new image and leaves the running release alone.
+pub async fn run_predeploy(
+    docker: &Docker,
+    spec: &OneOffSpec,
+    output: LineSink<'_>,
+) -> Result<ImageId, OneOffError> {
+    let name = spec.name();
+    let result = predeploy_inner(docker, spec, output).await;
+    let removed = container::remove_container(docker, &name).await;
+    let image = result?;
+    removed?;
+    Ok(image)
+}
+
+async fn predeploy_inner(
+    docker: &Docker,
+    spec: &OneOffSpec,
+    output: LineSink<'_>,
+) -> Result<ImageId, OneOffError> {
+    let name = spec.name();
+    let (code, tail) = run(docker, spec, output).await?;
+    if code != 0 {
+        return Err(OneOffError::Failed {
+            app: spec.app.clone(),
+            release: spec.release,
+            what: spec.what.clone(),
+            code,
+            tail,
+        });
+    }
+    let engine = |what: &'static str| {
+        let name = name.clone();
+        move |source| OneOffError::Container(ContainerError::Engine { what, container: name, source })
+    };
+    let original = docker.inspect_image(&spec.image).await.map_err(engine("inspect the image of"))?;
+    let c = original.config.unwrap_or_default();
+    // The engine merges unset fields from the container (cmd = the predeploy command), so
+    // every field that the container changed is set back from the image here.
+    let config = ContainerConfig {
+        cmd: Some(c.cmd.unwrap_or_default()),
+        entrypoint: Some(c.entrypoint.unwrap_or_default()),
+        working_dir: c.working_dir,
+        user: c.user,
+        env: c.env,
+        labels: c.labels.map(|mut l| {
+            l.insert(labels::KIND.to_owned(), Kind::Image.as_str().to_owned());
+            l
+        }),
+        ..Default::default()
+    };
+    let options = CommitContainerOptions {
+        container: Some(name.clone()),
+        repo: Some(labels::image_repo(&spec.app)),
+        tag: Some(spec.release.to_string()),
+        comment: Some(format!("slipway predeploy of {}", spec.release)),
+        pause: false,
+        ..Default::default()
+    };
+    let id = docker.commit_container(options, config).await.map_err(engine("commit"))?;
+    Ok(ImageId::new(id.id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn predeploy_runs_the_script_with_bash_beside_the_mount() {
+        let mut s = OneOffSpec::predeploy(
+            "demo".parse().unwrap(),
+            ReleaseId::new(4),
+            "slipway/demo:v4".into(),
+            "predeploy.sh",
+            Duration::from_secs(60),
+        );
+        s.mount_volume = Some("slipway-demo-mount".into());
+        assert_eq!(s.name(), "slipway-demo-v4-predeploy");
+        let body = oneoff_create_body(&s);
+        assert_eq!(body.cmd.unwrap(), ["bash", "predeploy.sh"]);
+        assert_eq!(body.labels.unwrap()["slipway.kind"], "oneoff");
+        assert_eq!(body.host_config.unwrap().mounts.unwrap()[0].target.as_deref(), Some("/mount"));
+    }
+}

@@ -1,0 +1,183 @@
+//! Where everything lives under the slipway home directory. Paths are computed here and
+//! nowhere else, so the README's layout section can be checked against one file.
+
+use std::path::{Path, PathBuf};
+
+use crate::ids::{AppName, ProcessType, ReleaseId};
+
+/// The slipway home directory (`--home`, `SLIPWAY_HOME`, or a per-user data dir).
+#[derive(Debug, Clone)]
+pub struct Home {
+    root: PathBuf,
+}
+
+impl Home {
+    /// A home rooted at `root`; nothing is created yet.
+    pub fn new(root: PathBuf) -> Self {
+        Self { root }
+    }
+
+    /// The per-user default: `$XDG_DATA_HOME/slipway`, else `~/.local/share/slipway`.
+    pub fn default_root() -> PathBuf {
+        if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+            return PathBuf::from(x).join("slipway");
+        }
+        let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("/var/lib"), PathBuf::from);
+        home.join(".local/share/slipway")
+    }
+
+    /// The root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+    /// Parent of every app directory.
+    pub fn apps_dir(&self) -> PathBuf {
+        self.root.join("apps")
+    }
+    /// Parent of every app's root-only state directory.
+    pub fn state_dir(&self) -> PathBuf {
+        self.root.join("state")
+    }
+    /// The app's bare repository, which `git push` deploys through: `git/<app>.git`, root only
+    /// (like `state/`), since its hook deploys.
+    pub fn git_repo(&self, app: &AppName) -> PathBuf {
+        self.root.join("git").join(format!("{app}.git"))
+    }
+    /// Everything one app owns.
+    pub fn app(&self, app: &AppName) -> AppPaths {
+        AppPaths { dir: self.apps_dir().join(app.as_str()), state: self.state_dir().join(app.as_str()) }
+    }
+}
+
+/// The paths of one app, in two trees. `state/<app>` holds what only slipway may change
+/// (settings, records, the mount's ext4 image); `apps/<app>` holds what the app's processes
+/// touch (releases, the mount, the workspace) and belongs to the app's user, mode 0700.
+/// Keeping the records out of the app user's reach stops a process from rewriting its own
+/// `run_as` to root.
+#[derive(Debug, Clone)]
+pub struct AppPaths {
+    dir: PathBuf,
+    state: PathBuf,
+}
+
+impl AppPaths {
+    /// `apps/<app>`: owned by the app's user, mode 0700, when running as root.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+    /// `state/<app>`: root-only state.
+    pub fn state_dir(&self) -> &Path {
+        &self.state
+    }
+    /// Held by the app's router while it lives.
+    pub fn router_lock(&self) -> PathBuf {
+        self.state.join("router.lock")
+    }
+    /// The router's pid, written once it listens.
+    pub fn router_pid(&self) -> PathBuf {
+        self.state.join("router.pid")
+    }
+    /// Taken by `git push` deploys for the whole pre-receive hook, so pushes take turns.
+    pub fn push_lock(&self) -> PathBuf {
+        self.state.join("push.lock")
+    }
+    /// The app's settings.
+    pub fn record(&self) -> PathBuf {
+        self.state.join("app.json")
+    }
+    /// The per-app deploy lock.
+    pub fn lock(&self) -> PathBuf {
+        self.state.join("lock")
+    }
+    /// One JSON record per release, kept after the release folder is gone.
+    pub fn history_dir(&self) -> PathBuf {
+        self.state.join("history")
+    }
+    /// The record of one release.
+    pub fn history(&self, id: ReleaseId) -> PathBuf {
+        self.history_dir().join(format!("{id}.json"))
+    }
+    /// Parent of the release folders.
+    pub fn releases_dir(&self) -> PathBuf {
+        self.dir.join("releases")
+    }
+    /// Per-process log files, shared across releases.
+    pub fn logs_dir(&self) -> PathBuf {
+        self.state.join("logs")
+    }
+    /// The log file of one process instance.
+    pub fn log(&self, ptype: &ProcessType, index: u32) -> PathBuf {
+        self.logs_dir().join(format!("{ptype}.{index}.log"))
+    }
+    /// The persistent filesystem: a directory, or the mount point of its ext4 image.
+    pub fn mount_dir(&self) -> PathBuf {
+        self.dir.join("mount")
+    }
+    /// The sparse ext4 image behind a hard-limited mount.
+    pub fn mount_image(&self) -> PathBuf {
+        self.state.join("mount.img")
+    }
+    /// The mount's settings.
+    pub fn mount_record(&self) -> PathBuf {
+        self.state.join("mount.json")
+    }
+    /// The workspace: a working copy beside a `mount` link, so `../mount` works there too.
+    pub fn workspace_dir(&self) -> PathBuf {
+        self.dir.join("workspace")
+    }
+    /// Where a release is extracted before it is handed to the app's user.
+    pub fn staging_dir(&self) -> PathBuf {
+        self.state.join("staging")
+    }
+    /// The folder of one release.
+    pub fn release(&self, id: ReleaseId) -> ReleasePaths {
+        ReleasePaths { dir: self.releases_dir().join(id.to_string()) }
+    }
+}
+
+/// The folder of one release: `app/` (the working directory), its sibling `mount`, and a
+/// `home/` holding another `mount` link, so `../mount` and `~/mount` are one directory.
+#[derive(Debug, Clone)]
+pub struct ReleasePaths {
+    dir: PathBuf,
+}
+
+impl ReleasePaths {
+    /// `releases/<id>`.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+    /// The app folder: the committed tree, and every process's working directory.
+    pub fn app(&self) -> PathBuf {
+        self.dir.join("app")
+    }
+    /// `../mount` as seen from the app folder.
+    pub fn mount_link(&self) -> PathBuf {
+        self.dir.join("mount")
+    }
+    /// The processes' `HOME`.
+    pub fn home(&self) -> PathBuf {
+        self.dir.join("home")
+    }
+    /// Held by the release's supervisor for as long as it lives.
+    pub fn supervisor_lock(&self) -> PathBuf {
+        self.dir.join("supervisor.lock")
+    }
+    /// The supervisor's pid, for signals.
+    pub fn supervisor_pid(&self) -> PathBuf {
+        self.dir.join("supervisor.pid")
+    }
+    /// The supervisor's view of its processes, rewritten atomically on each change.
+    pub fn status(&self) -> PathBuf {
+        self.dir.join("status.json")
+    }
+    /// The process group of a running predeploy or postdeploy, so that the script of a killed
+    /// deploy can be found and stopped.
+    pub fn script_pgid(&self) -> PathBuf {
+        self.dir.join("script.pgid")
+    }
+    /// The plan the supervisor runs.
+    pub fn plan(&self) -> PathBuf {
+        self.dir.join("plan.json")
+    }
+}

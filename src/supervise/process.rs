@@ -1,0 +1,117 @@
+//! How one process instance is started and stopped: `bash -c` in its own process group, with
+//! a clean environment, as the app's user, and killed with its whole group so that no child
+//! of it outlives it.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use rustix::process::{Pid, Signal, kill_process_group, test_kill_process_group};
+
+use crate::state::RunAs;
+
+/// What a process needs besides its command.
+#[derive(Debug, Clone)]
+pub struct ProcessEnv {
+    /// The working directory: the release's app folder.
+    pub cwd: PathBuf,
+    /// `HOME`, which holds the `mount` link.
+    pub home: PathBuf,
+    pub env: BTreeMap<String, String>,
+    pub run_as: Option<RunAs>,
+}
+
+/// The default `PATH` when slipway's own is unset.
+const FALLBACK_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+impl ProcessEnv {
+    /// `bash -c <script>` with this environment plus `extra`, sharing the caller's terminal:
+    /// for one-off commands and shells.
+    pub fn interactive(&self, script: &str, extra: &[(&str, String)]) -> std::process::Command {
+        let mut cmd = std::process::Command::new("bash");
+        cmd.arg("-c").arg(script).current_dir(&self.cwd).env_clear();
+        // The app's user cannot enter root's home, so root's PATH (e.g. ~/.cargo/bin) is no use
+        // to it; it gets the system directories.
+        let path = match &self.run_as {
+            Some(_) => FALLBACK_PATH.into(),
+            None => std::env::var_os("PATH").unwrap_or_else(|| FALLBACK_PATH.into()),
+        };
+        cmd.env("PATH", path).env("HOME", &self.home).env("LANG", "C.UTF-8");
+        if let Some(user) = &self.run_as {
+            cmd.env("USER", &user.user).env("LOGNAME", &user.user);
+            std::os::unix::process::CommandExt::uid(&mut cmd, user.uid);
+            std::os::unix::process::CommandExt::gid(&mut cmd, user.gid);
+        }
+        cmd.envs(&self.env);
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    /// Like [`Self::interactive`], but in a new process group with piped output, for supervised
+    /// processes and scripts. `die_with_parent` makes the kernel kill it if its parent dies
+    /// (`PR_SET_PDEATHSIG`).
+    pub fn command(
+        &self,
+        script: &str,
+        extra: &[(&str, String)],
+        die_with_parent: bool,
+    ) -> std::process::Command {
+        let mut cmd = self.interactive(script, extra);
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        if die_with_parent {
+            // SAFETY: prctl is async-signal-safe; std runs this after setuid, which would
+            // otherwise clear the death signal.
+            unsafe {
+                std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+                    rustix::process::set_parent_process_death_signal(Some(Signal::KILL))?;
+                    Ok(())
+                });
+            }
+        }
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd
+    }
+}
+
+/// Whether any process of group `pgid` is alive.
+pub fn group_alive(pgid: u32) -> bool {
+    pid(pgid).is_some_and(|p| test_kill_process_group(p).is_ok())
+}
+
+/// Send `signal` to every process of group `pgid`; a group that is gone is fine.
+pub fn signal_group(pgid: u32, signal: Signal) {
+    if let Some(p) = pid(pgid) {
+        let _ = kill_process_group(p, signal);
+    }
+}
+
+/// SIGTERM the group, wait up to `grace` for it to empty, then SIGKILL what is left.
+/// `leader` is reaped along the way, since an unreaped leader still counts as a member.
+pub async fn stop_group(pgid: u32, grace: Duration, leader: &mut tokio::process::Child) {
+    signal_group(pgid, Signal::TERM);
+    let deadline = tokio::time::Instant::now() + grace;
+    let mut reaped = false;
+    let mut poll = Duration::from_millis(1);
+    while tokio::time::Instant::now() < deadline {
+        if !reaped {
+            reaped = matches!(leader.try_wait(), Ok(Some(_)) | Err(_));
+        }
+        if reaped && !group_alive(pgid) {
+            return;
+        }
+        // Most processes exit within milliseconds of SIGTERM; poll fast at first, then back off.
+        tokio::time::sleep(poll).await;
+        poll = (poll * 2).min(Duration::from_millis(50));
+    }
+    signal_group(pgid, Signal::KILL);
+    let _ = leader.wait().await;
+}
+
+/// A pid fit to signal. 0 and 1 never are: a group signal to them would reach our own group or,
+/// as `kill(-1)`, every process on the machine.
+fn pid(raw: u32) -> Option<Pid> {
+    i32::try_from(raw).ok().filter(|p| *p > 1).and_then(Pid::from_raw)
+}

@@ -1,0 +1,98 @@
+//! The persistent filesystem as deployed processes see it: enabled later with --restart,
+//! disabled with confirmation, isolated per app, and destroyed with its app.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::{Repo, Slipway, describe};
+
+#[test]
+fn enable_restart_then_disable_changes_what_processes_see() {
+    let s = Slipway::new();
+    let app = common::app_name("life");
+    s.ok(&["apps", "create", &app]);
+    s.track(&app);
+    // A Procfile app without predeploy, so it deploys with no mount.
+    let repo = Repo::from_fixture("seed-demo");
+    repo.write("project.toml", "");
+    repo.commit("no predeploy");
+    s.ok(&["deploy", &app, "--repo", repo.path()]);
+    let seen = s.ok(&["run", &app, "--", "test -e ../mount && echo yes || echo no"]);
+    assert_eq!(seen.trim(), "no", "a disabled mount is visible");
+
+    let enabled = s.run(&["mount", "enable", &app, "--size", "64M", "--restart"]);
+    assert!(enabled.status.success(), "{}", describe(&enabled));
+    let pid = common::wait_for(std::time::Duration::from_secs(5), || {
+        let ps = s.ps(&app);
+        ps["instances"].as_array()?.iter().find(|i| i["ptype"] == "worker")?["pid"].as_u64()
+    })
+    .expect("worker did not come back after --restart");
+    let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap();
+    assert!(cwd.join("../mount").is_dir(), "restarted worker does not see ../mount");
+    let grown = common::wait_for(std::time::Duration::from_secs(6), || {
+        s.mount_dir(&app).join("data.csv").is_file().then_some(())
+    });
+    assert!(grown.is_some(), "the restarted worker never wrote into the mount");
+
+    let refused = s.run(&["mount", "disable", &app]);
+    assert_eq!(refused.status.code(), Some(5), "{}", describe(&refused));
+    assert!(s.mount_dir(&app).join("data.csv").is_file(), "an unconfirmed disable deleted data");
+    let wrong = s.run(&["mount", "disable", &app, "--confirm", "other-app"]);
+    assert_eq!(wrong.status.code(), Some(5));
+    s.ok(&["ps", "stop", &app]);
+    let disabled = s.run(&["mount", "disable", &app, "--confirm", &app]);
+    assert!(disabled.status.success(), "{}", describe(&disabled));
+    assert!(String::from_utf8_lossy(&disabled.stderr).contains("files"), "no count of what was deleted");
+    s.ok(&["ps", "start", &app]);
+    let seen = s.ok(&["run", &app, "--", "test -e ../mount && echo yes || echo no"]);
+    assert_eq!(seen.trim(), "no", "../mount still visible after disable and restart");
+    s.ok(&["mount", "enable", &app, "--size", "64M"]);
+    let listing = s.ok(&["mount", "ls", &app]);
+    assert!(!listing.contains("data.csv"), "a re-enabled mount is not empty: {listing}");
+}
+
+#[test]
+fn apps_never_see_each_others_mounts() {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("skipped: per-app users need root");
+        return;
+    }
+    let s = Slipway::new();
+    let (a, b) = (s.app("isoa"), s.app("isob"));
+    let repo = Repo::from_fixture("seed-demo");
+    s.ok(&["deploy", &a, "--repo", repo.path()]);
+    s.ok(&["deploy", &b, "--repo", repo.path()]);
+    std::fs::write(s.mount_dir(&b).join("secret.txt"), "b only").unwrap();
+    let theirs = s.mount_dir(&b).join("secret.txt");
+    let out = s.run(&["run", &a, "--", &format!("cat {}", theirs.display())]);
+    assert!(!out.status.success(), "app {a} read app {b}'s mount");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Permission denied"), "{}", describe(&out));
+    let listing = s.run(&["run", &a, "--", &format!("ls {}", s.home.path().join("apps").display())]);
+    assert!(!listing.status.success(), "app {a} can list every app");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(s.home.path().join("apps").join(&b)).unwrap().permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o700);
+}
+
+#[test]
+fn destroy_removes_the_app_its_processes_and_its_mount_image() {
+    let s = Slipway::new();
+    let app = s.app("gone");
+    let repo = Repo::from_fixture("seed-demo");
+    s.ok(&["deploy", &app, "--repo", repo.path()]);
+    let port = s.web_port(&app);
+    let refused = s.run(&["apps", "destroy", &app]);
+    assert_eq!(refused.status.code(), Some(5), "{}", describe(&refused));
+    assert_eq!(common::http_get(port).unwrap().0, 200, "an unconfirmed destroy stopped the app");
+    s.ok(&["workspace", "create", &app]);
+    s.ok(&["apps", "destroy", &app, "--confirm", &app]);
+    assert!(common::http_get(port).is_err(), "web still answers after destroy");
+    assert!(!s.home.path().join("apps").join(&app).exists());
+    assert!(!s.home.path().join("state").join(&app).exists(), "state (and mount.img) left behind");
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains(&format!("/apps/{app}/mount")), "loop mount left behind");
+    let again = s.run(&["ps", &app]);
+    assert_eq!(again.status.code(), Some(2));
+}

@@ -1,0 +1,150 @@
+//! Shared by the `mount_*` tests: a temp slipway home with apps, driven through the real
+//! binary, whose loop mounts are undone in `Drop` so that nothing leaks.
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// A temp home; every app created in it is unmounted and detached on drop.
+pub struct TestHome {
+    pub dir: tempfile::TempDir,
+    apps: std::cell::RefCell<Vec<String>>,
+}
+
+impl TestHome {
+    pub fn new() -> Self {
+        Self { dir: tempfile::tempdir().unwrap(), apps: std::cell::RefCell::new(Vec::new()) }
+    }
+
+    /// A new app with a random name, created the way `slipway apps create` writes it.
+    pub fn create_app(&self) -> String {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let nanos =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+        let name =
+            format!("t{:x}-{}-{:x}", std::process::id(), N.fetch_add(1, Ordering::Relaxed), nanos % 0xfff);
+        let state = self.dir.path().join("state").join(&name);
+        std::fs::create_dir_all(&state).unwrap();
+        std::fs::create_dir_all(self.dir.path().join("apps").join(&name)).unwrap();
+        std::fs::write(
+            state.join("app.json"),
+            format!(r#"{{"name":"{name}","runtime":"local","created_at":0}}"#),
+        )
+        .unwrap();
+        self.apps.borrow_mut().push(name.clone());
+        name
+    }
+
+    /// `slipway --home HOME args...`, not yet run.
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_slipway"));
+        c.arg("--home").arg(self.dir.path()).args(args).env_remove("SLIPWAY_MOUNT_MODE");
+        c
+    }
+
+    /// Run `slipway args...`.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+
+    /// Run `slipway args...` with extra environment.
+    pub fn run_env(&self, env: &[(&str, &str)], args: &[&str]) -> Output {
+        let mut c = self.cmd(args);
+        c.envs(env.iter().copied());
+        c.output().unwrap()
+    }
+
+    /// Run and insist on success.
+    pub fn ok(&self, args: &[&str]) -> Output {
+        let out = self.run(args);
+        assert!(out.status.success(), "slipway {args:?} failed: {}", stderr(&out));
+        out
+    }
+
+    pub fn mount_dir(&self, app: &str) -> PathBuf {
+        self.dir.path().join("apps").join(app).join("mount")
+    }
+
+    pub fn image(&self, app: &str) -> PathBuf {
+        self.dir.path().join("state").join(app).join("mount.img")
+    }
+}
+
+impl Drop for TestHome {
+    fn drop(&mut self) {
+        for app in self.apps.borrow().iter() {
+            let dir = self.mount_dir(app);
+            let _ = Command::new("umount").arg("-l").arg(&dir).output();
+            // Loop devices are autoclear, but detach any left by a failed step.
+            if let Ok(out) = Command::new("losetup").arg("-j").arg(self.image(app)).output() {
+                for line in String::from_utf8_lossy(&out.stdout).lines() {
+                    if let Some(dev) = line.split(':').next() {
+                        let _ = Command::new("losetup").arg("-d").arg(dev).output();
+                    }
+                }
+            }
+        }
+    }
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Why hard-mode tests cannot run here, if they cannot.
+pub fn hard_unavailable() -> Option<&'static str> {
+    if !rustix_is_root() {
+        return Some("not root");
+    }
+    if !Path::new("/dev/loop-control").exists() {
+        return Some("no /dev/loop-control");
+    }
+    if Command::new("mkfs.ext4").arg("-V").output().is_err() {
+        return Some("no mkfs.ext4");
+    }
+    None
+}
+
+fn rustix_is_root() -> bool {
+    // The test crate does not depend on rustix; `id -u` is enough here.
+    Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.trim_ascii() == b"0")
+}
+
+/// Skip a hard-mode test with a printed reason.
+#[macro_export]
+macro_rules! require_hard {
+    () => {
+        if let Some(why) = mount_support::hard_unavailable() {
+            eprintln!("skipped: hard-limited mounts need root and loop devices ({why})");
+            return;
+        }
+    };
+}
+
+/// Bytes of every file under `dir`, by relative path, for before/after comparisons.
+pub fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            let ft = e.file_type().unwrap();
+            let rel = e.path().strip_prefix(dir).unwrap().to_owned();
+            if ft.is_dir() {
+                out.push((rel, b"<dir>".to_vec()));
+                stack.push(e.path());
+            } else if ft.is_symlink() {
+                out.push((rel, std::fs::read_link(e.path()).unwrap().into_os_string().into_encoded_bytes()));
+            } else {
+                out.push((rel, std::fs::read(e.path()).unwrap()));
+            }
+        }
+    }
+    out.sort();
+    out
+}

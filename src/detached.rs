@@ -11,6 +11,10 @@ use std::time::{Duration, Instant};
 
 use rustix::process::Pid;
 
+/// How long a starting helper waits for its lock before concluding that a rival holds it.
+/// Liveness probes hold the lock for microseconds; a rival holds it for its whole life.
+pub const CLAIM_PATIENCE: Duration = Duration::from_millis(300);
+
 /// Start `slipway --home HOME ARGS...` detached, its output appended to `log`. Returns once
 /// `is_up` says so, or fails if it exits first or is not up within 10 s.
 pub fn spawn(home: &Path, args: &[OsString], log: &Path, is_up: impl Fn(Pid) -> bool) -> std::io::Result<()> {

@@ -118,12 +118,12 @@ pub fn stop(home: &Home, app: &AppName) {
     }
 }
 
-/// The router process: serve until SIGTERM. Exits at once if another router of the app runs.
+/// The router process: serve until SIGTERM. Exits if another router of the app runs.
 pub fn run(home: &Home, app: &AppName) -> Result<(), RouterError> {
     let io = |source| RouterError::Io { app: app.clone(), source };
     let paths = home.app(app);
-    let Some(_lock) =
-        FileLock::try_acquire(&paths.router_lock()).map_err(|e| io(std::io::Error::other(e)))?
+    let Some(_lock) = FileLock::claim(&paths.router_lock(), crate::detached::CLAIM_PATIENCE)
+        .map_err(|e| io(std::io::Error::other(e)))?
     else {
         return Ok(());
     };

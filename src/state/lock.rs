@@ -83,6 +83,24 @@ impl FileLock {
         }
     }
 
+    /// Take the lock for the life of a long-running holder (a supervisor, a router). Unlike
+    /// [`FileLock::try_acquire`] it retries for up to `patience`: [`FileLock::is_held`] probes
+    /// by taking the lock for a moment, and a holder starting during such a probe must not
+    /// mistake it for a rival and quit. A real rival holds the lock for its whole life, so
+    /// after `patience` this returns `None`.
+    pub fn claim(path: &Path, patience: std::time::Duration) -> Result<Option<Self>, LockError> {
+        let deadline = std::time::Instant::now() + patience;
+        loop {
+            if let Some(lock) = Self::try_acquire(path)? {
+                return Ok(Some(lock));
+            }
+            if std::time::Instant::now() >= deadline {
+                return Ok(None);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+    }
+
     /// Waits up to `timeout` for whoever holds the lock at `path` to let go (as it exits), and
     /// says whether it did. Blocks on the lock itself, so it returns the moment it is free; the
     /// waiting thread ends once the lock is free, however late.
@@ -107,6 +125,25 @@ impl FileLock {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_claim_outlasts_a_probe_but_not_a_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("lock");
+        // A probe is a short-lived holder: a claim made while it holds the lock succeeds.
+        let probe = FileLock::try_acquire(&p).unwrap().unwrap();
+        let releaser = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            drop(probe);
+        });
+        let claimed = FileLock::claim(&p, std::time::Duration::from_secs(2)).unwrap();
+        releaser.join().unwrap();
+        assert!(claimed.is_some(), "the claim waited out the probe");
+        // A holder that keeps the lock makes the claim give up after its patience.
+        let started = std::time::Instant::now();
+        assert!(FileLock::claim(&p, std::time::Duration::from_millis(50)).unwrap().is_none());
+        assert!(started.elapsed() >= std::time::Duration::from_millis(50));
+    }
 
     #[test]
     fn second_holder_is_refused_until_first_drops() {

@@ -74,7 +74,9 @@ struct Handle {
 pub fn run(home: &Home, app: &AppName, release: ReleaseId) -> Result<(), SuperviseError> {
     let app_paths = home.app(app);
     let paths = app_paths.release(release);
-    let Some(_lock) = FileLock::try_acquire(&paths.supervisor_lock()).map_err(StateError::from)? else {
+    let Some(_lock) = FileLock::claim(&paths.supervisor_lock(), crate::detached::CLAIM_PATIENCE)
+        .map_err(StateError::from)?
+    else {
         return Err(SuperviseError::AlreadyRunning { app: app.clone(), release });
     };
     let io = |e| SuperviseError::Io(paths.dir().to_owned(), e);

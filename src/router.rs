@@ -30,10 +30,21 @@ pub enum RouterError {
     #[error("--listen {0:?} is neither a port (8080) nor an address:port (0.0.0.0:80)")]
     BadListen(String),
     /// The address is taken or not ours.
-    #[error("the router of {app} cannot listen on {addr}: pick another with `--listen`")]
+    #[error(
+        "the router of {app} cannot listen on {addr}: pick another with `slipway apps set {app} --listen ADDR`"
+    )]
     Bind {
         /// The app.
         app: AppName,
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A new address is taken (checked before anything changes).
+    #[error("cannot listen on {addr} ({source}); pick another address")]
+    Taken {
         /// The address.
         addr: SocketAddr,
         /// The OS error.
@@ -76,6 +87,36 @@ pub fn free_listen() -> Option<SocketAddr> {
     crate::ports::free_loopback_port().map(|port| SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
 }
 
+/// Fails unless `addr` can be listened on now, so that a taken address is refused before
+/// anything changes rather than by a router that cannot start.
+pub fn check_free(addr: SocketAddr) -> Result<(), RouterError> {
+    std::net::TcpListener::bind(addr).map(drop).map_err(|source| RouterError::Taken { addr, source })
+}
+
+/// Moves the app's stable address to `addr` and returns the old one. The caller holds the
+/// app's lock, so no deploy rewrites the record meanwhile. If the router cannot start on the
+/// new address, the old one is restored and served again.
+pub fn relisten(
+    home: &Home,
+    record: &mut AppRecord,
+    addr: SocketAddr,
+) -> Result<Option<SocketAddr>, RouterError> {
+    check_free(addr)?;
+    let old = record.listen.replace(addr);
+    stop(home, &record.name);
+    home.save_app(record)?;
+    if let Err(e) = ensure_running(home, record) {
+        record.listen = old;
+        home.save_app(record)?;
+        let _ = ensure_running(home, record);
+        return Err(e);
+    }
+    Ok(old)
+}
+
+/// How long a stopping router lets open connections finish; `stop` waits a little longer.
+const DRAIN: Duration = Duration::from_millis(1500);
+
 /// The answer when no release can take the connection.
 pub const UNAVAILABLE: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 45\r\nConnection: close\r\n\r\nno release of this app is running right now.\n";
 
@@ -105,7 +146,8 @@ pub fn ensure_running(home: &Home, record: &AppRecord) -> Result<(), RouterError
     }
 }
 
-/// Stops the router of `app` (SIGTERM; SIGKILL if it is still there after 2 s).
+/// Stops the router of `app`: SIGTERM, which closes its address at once and lets open
+/// connections finish for up to [`DRAIN`]; SIGKILL if it is still there 0.5 s after that.
 pub fn stop(home: &Home, app: &AppName) {
     let paths = home.app(app);
     let Some(pid) = crate::detached::read_pid(&paths.router_pid()) else { return };
@@ -113,8 +155,10 @@ pub fn stop(home: &Home, app: &AppName) {
         return;
     }
     let _ = kill_process(pid, Signal::TERM);
-    if !FileLock::wait_free(&paths.router_lock(), Duration::from_secs(2)) {
+    if !FileLock::wait_free(&paths.router_lock(), DRAIN + Duration::from_millis(500)) {
         let _ = kill_process(pid, Signal::KILL);
+        // Until its lock is free it still counts as running, and would not be started again.
+        FileLock::wait_free(&paths.router_lock(), Duration::from_secs(1));
     }
 }
 
@@ -144,20 +188,27 @@ pub fn run(home: &Home, app: &AppName) -> Result<(), RouterError> {
         tracing::info!(app = %app, %addr, "router listening");
         let mut term =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).map_err(io)?;
+        let mut open = tokio::task::JoinSet::new();
         loop {
             tokio::select! {
                 _ = term.recv() => break,
+                // Reap finished connections so the set stays as small as the open ones.
+                Some(_) = open.join_next(), if !open.is_empty() => {}
                 accepted = listener.accept() => match accepted {
                     Ok((client, _)) => {
                         let home = home.clone();
                         let app = app.clone();
-                        tokio::spawn(async move { serve(&home, &app, client).await });
+                        open.spawn(async move { serve(&home, &app, client).await });
                     }
                     Err(e) => tracing::warn!(error = %e, "accept failed"),
                 },
             }
         }
+        // Stop taking connections at once (the address may be moving), but let open ones
+        // finish for a moment, as a web server's graceful stop does.
+        drop(listener);
         let _ = std::fs::remove_file(paths.router_pid());
+        let _ = tokio::time::timeout(DRAIN, async { while open.join_next().await.is_some() {} }).await;
         Ok(())
     })
 }

@@ -94,8 +94,60 @@ fn a_taken_or_malformed_listen_address_is_refused_before_anything_is_created() {
         assert!(!s.home.path().join("state").join("listenbad").exists(), "nothing was created");
     }
     let app = common::app_name("listen");
-    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let free = common::free_port();
     s.ok(&["apps", "create", &app, "--listen", &free.to_string()]);
     s.track(&app);
     assert_eq!(s.router_port(&app), free);
+}
+
+#[test]
+fn apps_set_moves_the_address_and_a_refused_move_changes_nothing() {
+    let s = Slipway::new();
+    let app = s.app("moveaddr");
+    let old = s.router_port(&app);
+    let repo = Repo::from_fixture("seed-demo");
+    s.ok(&["deploy", &app, "--repo", repo.path()]);
+    assert_eq!(http_get(old).unwrap().0, 200);
+
+    // A taken or malformed address: exit 2, the old address still serves, the record is unchanged.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken_port = taken.local_addr().unwrap().port().to_string();
+    for (listen, says) in [(taken_port.as_str(), "cannot listen on"), ("nowhere:80", "neither a port")] {
+        let out = s.run(&["apps", "set", &app, "--listen", listen]);
+        assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+        assert!(String::from_utf8_lossy(&out.stderr).contains(says), "{}", describe(&out));
+        assert_eq!(s.router_port(&app), old);
+        assert_eq!(http_get(old).unwrap().0, 200, "the old address kept serving");
+    }
+
+    // A connection open through the old address when it moves still gets its answer.
+    let mut open = std::net::TcpStream::connect(("127.0.0.1", old)).unwrap();
+    let late_request = std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        std::thread::sleep(Duration::from_millis(300));
+        open.write_all(b"GET / HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
+        let mut answer = String::new();
+        open.read_to_string(&mut answer).map(|_| answer)
+    });
+    let new = common::free_port();
+    let out = s.run(&["apps", "set", &app, "--listen", &new.to_string()]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let answer = late_request.join().unwrap().unwrap();
+    assert!(answer.starts_with("HTTP/1.0 200"), "the open connection was cut: {answer:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&format!("was http://127.0.0.1:{old}/")),
+        "{}",
+        describe(&out)
+    );
+    assert_eq!(s.router_port(&app), new);
+    assert_eq!(http_get(new).unwrap().0, 200, "the new address serves at once");
+    assert!(http_get(old).is_err(), "the old address no longer answers");
+
+    // The same address again is a no-op that says so; the move survives a redeploy.
+    let again = s.run(&["apps", "set", &app, "--listen", &format!("127.0.0.1:{new}")]);
+    assert!(String::from_utf8_lossy(&again.stderr).contains("nothing changed"), "{}", describe(&again));
+    repo.write("VERSION", "2\n");
+    repo.commit("again");
+    s.ok(&["deploy", &app, "--repo", repo.path()]);
+    assert_eq!(http_get(new).unwrap().0, 200);
 }

@@ -28,6 +28,14 @@ pub enum AppsCommand {
         #[arg(long, value_name = "ADDR")]
         listen: Option<String>,
     },
+    /// Change an app's settings: its stable address
+    Set {
+        app: AppName,
+        /// The new address: a port (on 127.0.0.1) or ADDR:PORT. The router moves there at once;
+        /// the old address stops answering
+        #[arg(long, value_name = "ADDR")]
+        listen: String,
+    },
     /// List apps
     List {
         /// Print as JSON on stdout
@@ -56,6 +64,7 @@ pub fn run(home: &Home, cmd: AppsCommand) -> anyhow::Result<Exit> {
         AppsCommand::Create { app, runtime, stack, listen } => {
             create(home, &app, runtime, stack, listen.as_deref())
         }
+        AppsCommand::Set { app, listen } => set_listen(home, &app, &listen),
         AppsCommand::List { json } => {
             let apps = home.list_apps()?;
             if json {
@@ -103,10 +112,7 @@ fn create(
         Some(l) => crate::router::parse_listen(l).map_err(|e| Refusal::Usage(e.to_string()))?,
         None => crate::router::free_listen().context("no free port on 127.0.0.1 for the app's router")?,
     };
-    // Refused before anything is created, rather than by a router that cannot start.
-    drop(std::net::TcpListener::bind(listen).map_err(|e| {
-        Refusal::Usage(format!("cannot listen on {listen} ({e}); pick another address with --listen"))
-    })?);
+    crate::router::check_free(listen).map_err(|e| Refusal::Usage(format!("{e} with --listen")))?;
     let mut record = AppRecord::new(app.clone(), runtime);
     record.stack = stack;
     record.listen = Some(listen);
@@ -142,6 +148,23 @@ fn create(
     }
     eprintln!("       next: slipway mount enable {app}; slipway deploy {app} --repo DIR");
     eprintln!("       or push: git remote add slipway {}; git push slipway main", git.display());
+    Ok(Exit::Ok)
+}
+
+fn set_listen(home: &Home, app: &AppName, listen: &str) -> anyhow::Result<Exit> {
+    let addr = crate::router::parse_listen(listen).map_err(|e| Refusal::Usage(e.to_string()))?;
+    let _lock = home.lock_app(app, Wait::Yes, || eprintln!("waiting for a deploy of {app} to finish"))?;
+    let mut record = home.load_app(app)?;
+    if record.listen == Some(addr) {
+        eprintln!("-----> {app} is already served at http://{addr}/; nothing changed");
+        return Ok(Exit::Ok);
+    }
+    let old = crate::router::relisten(home, &mut record, addr).map_err(|e| match e {
+        crate::router::RouterError::Taken { .. } => Refusal::Usage(format!("{e}; nothing changed")).into(),
+        other => anyhow::Error::new(other),
+    })?;
+    let was = old.map_or(String::new(), |o| format!(" (was http://{o}/)"));
+    eprintln!("-----> {app} is now served at http://{addr}/{was}");
     Ok(Exit::Ok)
 }
 

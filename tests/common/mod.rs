@@ -227,6 +227,11 @@ pub fn copy_dir(from: &Path, to: &Path) {
 }
 
 /// GET / on 127.0.0.1:port; the status code and body.
+/// A port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
 pub fn http_get(port: u16) -> std::io::Result<(u16, String)> {
     let mut s = TcpStream::connect(("127.0.0.1", port))?;
     s.set_read_timeout(Some(Duration::from_secs(5)))?;

@@ -7,6 +7,7 @@ pub mod config;
 pub mod deploy;
 pub mod detached;
 pub mod git_remote;
+pub mod health;
 pub mod ids;
 pub mod local_dev;
 pub mod mount;

@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Procfile, ProjectToml};
+use crate::health::HealthPath;
 use crate::ids::{AppName, CommitSha, ProcessType, ReleaseId};
 use crate::state::{AppRecord, RunAs};
 
@@ -100,6 +101,10 @@ pub struct DeployPlan {
     pub web_timeout: Duration,
     #[serde(with = "secs")]
     pub stop_grace: Duration,
+    /// The path web must answer with 2xx/3xx before the switch; none means accepting
+    /// connections is enough.
+    #[serde(default)]
+    pub healthcheck: Option<HealthPath>,
     /// Extra buildpacks for a commit without a Dockerfile, run in order before slipway's own
     /// Procfile buildpack.
     #[serde(default)]
@@ -112,6 +117,7 @@ pub struct Overrides {
     pub predeploy_timeout: Option<Duration>,
     pub web_timeout: Option<Duration>,
     pub stop_grace: Option<Duration>,
+    pub healthcheck: Option<HealthPath>,
     /// `--buildpack DIR`, in order, as absolute paths; when given they replace project.toml's
     /// `[[io.buildpacks.group]]`, as `pack build --buildpack` does.
     pub buildpacks: Vec<PathBuf>,
@@ -164,6 +170,11 @@ pub fn plan(input: &PlanInput<'_>) -> Result<DeployPlan, PlanError> {
             .or_else(|| project.and_then(|p| p.web_timeout))
             .unwrap_or(DEFAULT_WEB_TIMEOUT),
         stop_grace: input.overrides.stop_grace.unwrap_or(DEFAULT_STOP_GRACE),
+        healthcheck: input
+            .overrides
+            .healthcheck
+            .clone()
+            .or_else(|| project.and_then(|p| p.healthcheck.clone())),
         buildpacks: buildpacks(input.overrides, project)?,
     })
 }
@@ -295,6 +306,20 @@ mod tests {
     }
 
     #[test]
+    fn the_health_check_flag_wins_over_project_toml_and_none_means_tcp() {
+        let app = app();
+        let procfile = Procfile::parse("web: x").unwrap();
+        let project = project("[io.slipway]\nhealthcheck = \"/up\"\n");
+        let path = |p: &DeployPlan| p.healthcheck.as_ref().map(|h| h.as_str().to_owned());
+        assert_eq!(path(&plan(&input(&app, &procfile, None, &Overrides::default())).unwrap()), None);
+        let from_file = plan(&input(&app, &procfile, Some(&project), &Overrides::default())).unwrap();
+        assert_eq!(path(&from_file).as_deref(), Some("/up"));
+        let overrides = Overrides { healthcheck: Some("/ready".parse().unwrap()), ..Overrides::default() };
+        let from_flag = plan(&input(&app, &procfile, Some(&project), &overrides)).unwrap();
+        assert_eq!(path(&from_flag).as_deref(), Some("/ready"));
+    }
+
+    #[test]
     fn plan_round_trips_through_json() {
         let app = app();
         let procfile = Procfile::parse("web: x").unwrap();
@@ -369,6 +394,7 @@ mod tests {
         let p = plan(&input(&app, &procfile, None, &Overrides::default())).unwrap();
         let mut json = serde_json::to_value(&p).unwrap();
         json.as_object_mut().unwrap().remove("buildpacks");
+        json.as_object_mut().unwrap().remove("healthcheck");
         assert_eq!(serde_json::from_value::<DeployPlan>(json).unwrap(), p);
     }
 }

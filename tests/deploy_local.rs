@@ -167,6 +167,11 @@ fn web_that_never_listens_or_crashes_fails_the_deploy_with_its_log() {
     let cases = [
         ("bad-web-crashes", "crashed 3 times", "boom: missing DATABASE_URL"),
         ("bad-web-not-listening", "did not accept connections", "listening nowhere"),
+        (
+            "bad-web-unhealthy",
+            "failed its health check for 3s: GET /up answered 500",
+            "database not migrated",
+        ),
     ];
     for (fixture, error, detail) in cases {
         for f in ["Procfile", "project.toml"] {
@@ -181,6 +186,13 @@ fn web_that_never_listens_or_crashes_fails_the_deploy_with_its_log() {
         assert!(stderr.contains(error) && stderr.contains(detail), "{fixture}:\n{stderr}");
         assert_old_release_still_serves(&s, &app, port, "v1");
     }
+    // `--healthcheck` asks it of any app: the demo's / answers 200 once data.csv exists.
+    let demo = Repo::from_fixture("seed-demo");
+    let out = s.run(&["deploy", &app, "--repo", demo.path(), "--healthcheck", "/"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let bad = s.run(&["deploy", &app, "--repo", demo.path(), "--healthcheck", "up"]);
+    assert_eq!(bad.status.code(), Some(2), "{}", describe(&bad));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("must start with \"/\""), "{}", describe(&bad));
 }
 
 #[test]

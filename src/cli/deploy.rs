@@ -31,6 +31,10 @@ pub struct DeployArgs {
     /// How long the new web process has to accept connections [default: 60s]
     #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
     pub web_timeout: Option<Duration>,
+    /// A path web must answer with 2xx or 3xx before the switch, such as /up [default:
+    /// project.toml's [io.slipway] healthcheck, else accepting connections is enough]
+    #[arg(long, value_name = "PATH")]
+    pub healthcheck: Option<crate::health::HealthPath>,
     /// Grace between SIGTERM and SIGKILL when stopping processes [default: 30s]
     #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
     pub stop_grace: Option<Duration>,
@@ -63,6 +67,7 @@ pub fn run(home: &Home, args: &DeployArgs) -> anyhow::Result<Exit> {
             predeploy_timeout: args.predeploy_timeout,
             web_timeout: args.web_timeout,
             stop_grace: args.stop_grace,
+            healthcheck: args.healthcheck.clone(),
             buildpacks,
         },
     };

@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use toml::{Table, Value};
 
+use crate::health::HealthPath;
+
 /// What a project.toml asks of a deploy. Every field is optional.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ProjectToml {
@@ -33,6 +35,8 @@ pub struct ProjectToml {
     pub predeploy_timeout: Option<Duration>,
     /// How long to wait for the web process to listen (`[io.slipway] web-timeout`).
     pub web_timeout: Option<Duration>,
+    /// The path web must answer with 2xx/3xx before the switch (`[io.slipway] healthcheck`).
+    pub healthcheck: Option<HealthPath>,
 }
 
 /// One buildpack of a group: by `id` (and optional `version`) or by `uri`.
@@ -81,6 +85,9 @@ pub enum ProjectTomlError {
     /// An environment variable name that cannot be set.
     #[error("project.toml: {path}: {name:?} is not a valid environment variable name")]
     EnvName { path: String, name: String },
+    /// A health check path that cannot be requested.
+    #[error("project.toml: {path}: {reason}")]
+    HealthPath { path: String, reason: crate::health::BadHealthPath },
     /// A duration that does not parse, or is zero.
     #[error("project.toml: {path}: invalid duration {value}: {reason}; write it like \"90s\" or \"10m\"")]
     Duration { path: String, value: String, reason: String },
@@ -117,6 +124,7 @@ pub fn parse(text: &str) -> Result<Parsed> {
         if let Some(mut slipway) = io.table("slipway")? {
             project.predeploy_timeout = slipway.duration("predeploy-timeout")?;
             project.web_timeout = slipway.duration("web-timeout")?;
+            project.healthcheck = slipway.health_path("healthcheck")?;
             slipway.finish(&mut warnings);
         }
         io.finish(&mut warnings);
@@ -312,6 +320,13 @@ impl Section {
             value: written,
             reason,
         })
+    }
+
+    fn health_path(&mut self, key: &str) -> Result<Option<HealthPath>> {
+        let Some(path) = self.string(key)? else { return Ok(None) };
+        HealthPath::parse(&path)
+            .map(Some)
+            .map_err(|reason| ProjectTomlError::HealthPath { path: self.key_path(key), reason })
     }
 
     /// Turns every key not read into a warning.
@@ -609,6 +624,16 @@ builder = "v0.1 style"
             ok("[io.slipway]\nweb-timeout = \"500ms\"").project.web_timeout,
             Some(Duration::from_millis(500))
         );
+    }
+
+    #[test]
+    fn a_health_check_path_is_read_and_a_bad_one_is_named() {
+        let parsed = ok("[io.slipway]\nhealthcheck = \"/up\"\n");
+        assert_eq!(parsed.project.healthcheck.as_ref().map(HealthPath::as_str), Some("/up"));
+        let msg = err("[io.slipway]\nhealthcheck = \"up\"");
+        assert!(msg.starts_with("project.toml: io.slipway.healthcheck: "), "{msg}");
+        assert!(msg.contains("must start with \"/\""), "{msg}");
+        assert!(err("[io.slipway]\nhealthcheck = 1").contains("expected a string"));
     }
 
     #[test]

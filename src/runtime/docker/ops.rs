@@ -19,6 +19,7 @@ use super::reconcile::{self, is_finished_task};
 use super::runtime::{
     DockerError, DockerRuntime, env_list, load_plan, planned_releases, release_image, remove_plan, save_plan,
 };
+use crate::health::{self, Probe};
 use crate::ids::{AppName, ProcessType, ReleaseId};
 use crate::plan::{DEFAULT_STOP_GRACE, DeployPlan};
 use crate::runtime::{ProcessReport, Repairs};
@@ -306,8 +307,9 @@ impl DockerRuntime {
     }
 }
 
-/// Wait until the started release is healthy: every container runs, web answers HTTP, and
-/// nothing keeps crashing (then fail fast with its last log lines).
+/// Wait until the started release is healthy: every container runs, web answers HTTP (with
+/// 2xx/3xx at the health check path, if there is one), and nothing keeps crashing (then fail
+/// fast with its last log lines).
 pub(super) async fn wait_healthy(
     docker: &Docker,
     plan: &DeployPlan,
@@ -315,6 +317,7 @@ pub(super) async fn wait_healthy(
 ) -> Result<(), DockerError> {
     let deadline = Instant::now() + plan.web_timeout;
     let mut healthy_since: Option<Instant> = None;
+    let mut last_check = Probe::NoAnswer;
     loop {
         let mut all_running = true;
         for c in process_containers(docker, &plan.app, plan.release).await? {
@@ -338,9 +341,15 @@ pub(super) async fn wait_healthy(
             }
             all_running &= running;
         }
-        let web_ok = match web_port {
-            Some(port) => container::wait_until_answers("web", port, Duration::ZERO).await.is_ok(),
-            None => true,
+        let web_ok = match (web_port, &plan.healthcheck) {
+            (Some(port), Some(path)) => {
+                let path = path.clone();
+                let probe = move || health::probe(port, &path, Duration::from_secs(2));
+                last_check = tokio::task::spawn_blocking(probe).await.unwrap_or(Probe::NoAnswer);
+                matches!(last_check, Probe::Healthy(_))
+            }
+            (Some(port), None) => container::wait_until_answers("web", port, Duration::ZERO).await.is_ok(),
+            (None, _) => true,
         };
         if all_running && web_ok {
             let since = *healthy_since.get_or_insert_with(Instant::now);
@@ -353,11 +362,13 @@ pub(super) async fn wait_healthy(
         if Instant::now() >= deadline {
             let web =
                 labels::container_name(&plan.app, plan.release, &"web".parse().expect("web is a type"), 1);
-            return Err(DockerError::WebTimeout {
-                port: web_port.unwrap_or(0),
-                timeout: plan.web_timeout,
-                tail: log_tail(docker, &web).await,
-            });
+            let (port, timeout, tail) =
+                (web_port.unwrap_or(0), plan.web_timeout, log_tail(docker, &web).await);
+            if let (Some(path), Probe::Unhealthy(_)) = (&plan.healthcheck, &last_check) {
+                let last = health::describe_last(path, &last_check);
+                return Err(DockerError::Unhealthy { port, timeout, last, tail });
+            }
+            return Err(DockerError::WebTimeout { port, timeout, tail });
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

@@ -85,6 +85,11 @@ pub enum DockerError {
         humantime::format_duration(*.timeout)
     )]
     WebTimeout { port: u16, timeout: Duration, tail: String },
+    #[error(
+        "web on 127.0.0.1:{port} failed its health check for {}: {last}. Its last log lines:\n{tail}",
+        humantime::format_duration(*.timeout)
+    )]
+    Unhealthy { port: u16, timeout: Duration, last: String, tail: String },
     #[error("no processes of {app} match {what}; see `slipway ps {app}`")]
     NoProcesses { app: AppName, what: String },
     #[error("cannot run `docker` for an interactive one-off: install the docker CLI")]

@@ -1,9 +1,11 @@
 //! Step 4 on the local runtime: start the release's supervisor and wait until the release is
-//! healthy: every web instance accepts TCP on its port, and nothing has crashed meanwhile.
+//! healthy: every web instance accepts TCP on its port (or, with a health check, answers it
+//! with 2xx/3xx), and nothing has crashed meanwhile.
 
 use std::time::{Duration, Instant};
 
 use super::LocalError;
+use crate::health::{self, HealthPath, Probe};
 use crate::ids::{AppName, ReleaseId};
 use crate::plan::DeployPlan;
 use crate::progress::Progress;
@@ -27,6 +29,11 @@ pub enum StartError {
         humantime::format_duration(*.timeout)
     )]
     WebTimeout { port: u16, timeout: Duration, tail: String },
+    #[error(
+        "web on port {port} failed its health check for {}: {last}. Its last log lines:\n{tail}",
+        humantime::format_duration(*.timeout)
+    )]
+    Unhealthy { port: u16, timeout: Duration, last: String, tail: String },
     #[error("the supervisor of release {release} of app {app} died while starting; see logs/supervisor.log")]
     SupervisorDied { app: AppName, release: ReleaseId },
 }
@@ -37,6 +44,7 @@ pub(super) fn start(home: &Home, plan: &DeployPlan, progress: &Progress) -> Resu
     let deadline = Instant::now() + plan.web_timeout;
     let has_web = plan.web().is_some_and(|w| w.instances > 0);
     let mut healthy_since: Option<Instant> = None;
+    let mut check = plan.healthcheck.as_ref().map(HealthGate::new);
     loop {
         let status = SupervisorStatus::read(&paths.status());
         if !launch::is_running(&paths) {
@@ -57,7 +65,10 @@ pub(super) fn start(home: &Home, plan: &DeployPlan, progress: &Progress) -> Resu
             // probe to reach the status file: that would add its polling period to every deploy.
             let all_up = st.instances.len() >= expected as usize
                 && st.instances.iter().all(|i| match i.port {
-                    Some(port) if i.pid.is_some() => accepts(port),
+                    Some(port) if i.pid.is_some() => match &mut check {
+                        Some(gate) => gate.passes(port),
+                        None => accepts(port),
+                    },
                     _ => i.state == ProcessState::Up,
                 });
             if all_up {
@@ -65,7 +76,11 @@ pub(super) fn start(home: &Home, plan: &DeployPlan, progress: &Progress) -> Resu
                 if has_web || since.elapsed() >= SETTLE {
                     let web_port = st.web_port();
                     if let Some(port) = web_port {
-                        progress.detail(&format!("web is answering on http://127.0.0.1:{port}/"));
+                        let checked = match &check {
+                            Some(gate) => format!(" (GET {}: {})", gate.path, gate.last.code()),
+                            None => String::new(),
+                        };
+                        progress.detail(&format!("web is answering on http://127.0.0.1:{port}/{checked}"));
                     }
                     return Ok(Started { web_port });
                 }
@@ -75,14 +90,45 @@ pub(super) fn start(home: &Home, plan: &DeployPlan, progress: &Progress) -> Resu
         }
         if Instant::now() >= deadline {
             let port = status.as_ref().and_then(SupervisorStatus::web_port).unwrap_or(0);
-            return Err(StartError::WebTimeout {
-                port,
-                timeout: plan.web_timeout,
-                tail: log_tail(home, plan, "web.1", 20),
+            let tail = log_tail(home, plan, "web.1", 20);
+            if let Some(last) = check.and_then(HealthGate::failing) {
+                return Err(StartError::Unhealthy { port, timeout: plan.web_timeout, last, tail }.into());
             }
-            .into());
+            return Err(StartError::WebTimeout { port, timeout: plan.web_timeout, tail }.into());
         }
         std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// A health check between attempts: it remembers the last answer, for the error, and spaces
+/// the requests out so that a failing web is not flooded while the deploy waits.
+struct HealthGate<'a> {
+    path: &'a HealthPath,
+    last: Probe,
+    next: Instant,
+}
+
+impl<'a> HealthGate<'a> {
+    fn new(path: &'a HealthPath) -> Self {
+        Self { path, last: Probe::NoAnswer, next: Instant::now() }
+    }
+
+    fn passes(&mut self, port: u16) -> bool {
+        if Instant::now() < self.next {
+            return false;
+        }
+        self.last = health::probe(port, self.path, Duration::from_secs(2));
+        let healthy = matches!(self.last, Probe::Healthy(_));
+        if !healthy {
+            self.next = Instant::now() + Duration::from_millis(200);
+        }
+        healthy
+    }
+
+    /// What the check last found, if web answered but not well: a web that never answered
+    /// is reported as a timeout instead.
+    fn failing(self) -> Option<String> {
+        matches!(self.last, Probe::Unhealthy(_)).then(|| health::describe_last(self.path, &self.last))
     }
 }
 

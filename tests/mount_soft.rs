@@ -31,7 +31,7 @@ fn soft_put_over_the_limit_is_refused_and_writes_nothing() {
     let out = home.run(&["mount", "put", &app, big.to_str().unwrap()]);
     assert!(!out.status.success());
     let err = stderr(&out);
-    assert!(err.contains("put would use 8.0 MiB") && err.contains("16.0 MiB limit"), "{err}");
+    assert!(err.contains("this would use 8.0 MiB more") && err.contains("16.0 MiB limit"), "{err}");
     assert!(!home.mount_dir(&app).join("big").exists(), "nothing may be written");
 
     // A stream of unknown length is checked before it is renamed into place.

@@ -8,6 +8,7 @@ pub mod exit;
 pub mod local;
 pub mod logs;
 pub mod mount;
+pub mod mount_archive;
 pub mod ps;
 pub mod receive;
 pub mod releases;

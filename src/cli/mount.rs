@@ -66,6 +66,25 @@ pub enum MountCommand {
     },
     /// Create a directory and its parents
     Mkdir { app: AppName, path: String },
+    /// Write the persistent filesystem (or --path in it) as a tar archive to FILE, or to stdout
+    /// without FILE: gzip-compressed unless FILE ends in .tar. For backups and moves
+    Export {
+        app: AppName,
+        file: Option<PathBuf>,
+        /// A directory or file inside the mount to export instead of the whole of it
+        #[arg(long, default_value = ".")]
+        path: String,
+    },
+    /// Read a tar or tar.gz archive (FILE, or `-` for stdin) into DEST (default: the root).
+    /// Files of the same names are replaced; nothing changes unless the whole archive is good
+    Import {
+        app: AppName,
+        file: PathBuf,
+        dest: Option<String>,
+        /// Print what was imported as JSON on stdout
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Run one `mount` subcommand.
@@ -86,13 +105,27 @@ pub fn run(home: &Home, cmd: MountCommand) -> anyhow::Result<Exit> {
             open(home, &app)?.mkdir(&path).map_err(refusal)?;
             Ok(Exit::Ok)
         }
+        MountCommand::Export { app, file, path } => {
+            super::mount_archive::export(&open(home, &app)?, &app, &path, file.as_deref())
+        }
+        MountCommand::Import { app, file, dest, json } => super::mount_archive::import(
+            &open(home, &app)?,
+            &app,
+            &file,
+            dest.as_deref().unwrap_or("."),
+            json,
+        ),
     }
 }
 
-/// Bad paths are bad input (exit 2); everything else keeps its own message.
-fn refusal(e: MountError) -> anyhow::Error {
+/// Bad paths and archives are bad input (exit 2); everything else keeps its own message.
+pub(super) fn refusal(e: MountError) -> anyhow::Error {
     match e {
-        MountError::Escape { .. } | MountError::InvalidPath { .. } => Refusal::Usage(e.to_string()).into(),
+        MountError::Escape { .. }
+        | MountError::InvalidPath { .. }
+        | MountError::UnsafeArchive { .. }
+        | MountError::BadArchive { .. }
+        | MountError::ImportConflict { .. } => Refusal::Usage(e.to_string()).into(),
         e => e.into(),
     }
 }
@@ -174,7 +207,8 @@ fn disable(home: &Home, app: &AppName, confirm: Option<&str>) -> anyhow::Result<
     };
     if !confirmed {
         return Err(Refusal::NotConfirmed(format!(
-            "not confirmed, nothing was deleted; to delete these files run `slipway mount disable {app} --confirm {app}`"
+            "not confirmed, nothing was deleted; to delete these files run `slipway mount disable {app} --confirm {app}` \
+             (keep a copy first with `slipway mount export {app} backup.tar.gz`)"
         ))
         .into());
     }

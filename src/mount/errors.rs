@@ -111,7 +111,7 @@ pub enum MountError {
     )]
     Full { app: String, path: String, limit: u64 },
     #[error(
-        "put would use {} of app {app}'s {} limit ({} already used); nothing was written. \
+        "this would use {} more of app {app}'s {} limit ({} already used); nothing was written. \
          Free space, or raise the limit with `slipway mount enable {app} --size BIGGER`",
         format_size(*adding), format_size(*limit), format_size(*used)
     )]
@@ -131,6 +131,15 @@ pub enum MountError {
         #[source]
         source: io::Error,
     },
+    #[error(
+        "archive member {member:?} is refused: {reason}; nothing was imported. \
+         An archive made by `slipway mount export` or `tar -C DIR -czf FILE .` has only relative names"
+    )]
+    UnsafeArchive { member: String, reason: &'static str },
+    #[error("the archive is not a readable tar or tar.gz file ({reason}); nothing was imported")]
+    BadArchive { reason: String },
+    #[error("{path:?} {why}; nothing was imported. Remove it, or import into another directory")]
+    ImportConflict { path: String, why: &'static str },
     #[error("the persistent filesystem tree of app {app} is deeper than {max} directories")]
     TooDeep { app: String, max: usize },
     #[error(transparent)]

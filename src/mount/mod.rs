@@ -28,7 +28,7 @@ pub use lifecycle::{
 };
 pub use quota::{DEFAULT_LIMIT, MIN_LIMIT};
 pub use record::{MountSettings, QuotaMode, settings};
-pub use safe_ops::{Entry, EntryKind, MountFs, PutReport, validate_rel_path};
+pub use safe_ops::{ArchiveReport, Entry, EntryKind, MountFs, PutReport, validate_rel_path};
 pub use size::{SizeError, format_size, parse_size, percent};
 pub use usage::Usage;
 

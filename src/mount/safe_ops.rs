@@ -23,6 +23,10 @@ use super::errors::{is_escape, is_full};
 use super::record::{self, MountSettings, QuotaMode};
 use super::{MountError, anchor, app_name, attach, lifecycle, quota};
 
+mod archive;
+
+pub use archive::ArchiveReport;
+
 /// One name in a listing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Entry {
@@ -445,11 +449,16 @@ fn entry(name: String, m: &cap_std::fs::Metadata) -> Entry {
 
 /// A name no other put (in this or another process) uses at the same time.
 fn temp_name() -> String {
+    format!(".slipway-put-{}-{}.part", std::process::id(), unique_suffix())
+}
+
+/// Unique within this process, and unlikely to repeat across restarts of a pid.
+fn unique_suffix() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let nanos =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
-    format!(".slipway-put-{}-{n}-{nanos}.part", std::process::id())
+    format!("{n}-{nanos}")
 }
 
 /// List a local directory's files and directories (relative, parents first); returns their

@@ -2,7 +2,9 @@
 # Benchmark of the persistent filesystem, side by side with the standard tools:
 #  1. `slipway mount put` of a 1 GiB file vs `cp` + `sync` of it to the same disk (goal >= 0.8x),
 #     and the put's peak RSS (goal < 64 MB; needs GNU time: `apt-get install time`);
-#  2. the usage scan of `slipway mount status` on 100,000 small files vs `du -s` (goal <= 1.5x).
+#  2. the usage scan of `slipway mount status` on 100,000 small files vs `du -s` (goal <= 1.5x);
+#  3. `mount export` and `mount import` of that tree plus 256 MiB vs GNU tar and gzip -1, and
+#     their peak RSS.
 # Runs as root for a hard-limited (loop ext4) mount, else soft. Usage: bench/mount.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -84,7 +86,34 @@ du_s=$(best du -s "$mnt")
 st_s=$(best "$bin" --home "$home" mount status "$app")
 files=$("$bin" --home "$home" mount status "$app" --json | sed -n 's/.*"files": \([0-9]*\).*/\1/p')
 
+# 3. export and import of the same tree (the 100,000 files above plus a 256 MiB file) vs GNU
+# tar piped through gzip -1 (slipway's level) and tar -xzf, each followed by sync, since
+# slipway's export fsyncs its archive and its import syncs the filesystem before the move.
+head -c 256M /dev/urandom >"$mnt/many/big.bin"
+sync
+rss_of() { # peak RSS in MB of "$@" (0 without GNU time)
+    if [ -x /usr/bin/time ]; then
+        /usr/bin/time -f %M -o "$work/rss" "$@" >/dev/null 2>&1
+        echo $(($(tail -1 "$work/rss") / 1024))
+    else
+        "$@" >/dev/null 2>&1
+        echo 0
+    fi
+}
+s=$(now); tar -C "$mnt" -cf - many | gzip -1 >"$work/gnu.tgz"; sync; e=$(now); gnu_export=$(secs "$s" "$e")
+s=$(now); exp_rss=$(rss_of "$bin" --home "$home" mount export "$app" "$work/sw.tgz" --path many); e=$(now)
+sw_export=$(secs "$s" "$e")
+mkdir "$mnt/gnu-out"
+s=$(now); tar -C "$mnt/gnu-out" -xzf "$work/gnu.tgz"; sync; e=$(now); gnu_import=$(secs "$s" "$e")
+s=$(now); imp_rss=$(rss_of "$bin" --home "$home" mount import "$app" "$work/sw.tgz" sw-out); e=$(now)
+sw_import=$(secs "$s" "$e")
+cmp "$mnt/many/big.bin" "$mnt/sw-out/big.bin"
+tree_files=$(find "$mnt/sw-out" -type f | wc -l)
+
 printf '\n%-34s %12s %12s %8s %s\n' "benchmark" "slipway" "baseline" "ratio" "goal"
 printf '%-34s %9s MB/s %7s MB/s %8s %s\n' "put 1 GiB vs cp+sync" "$put_mbs" "$cp_mbs" "$(ratio "$put_mbs" "$cp_mbs")" ">= 0.80"
 printf '%-34s %10s MB %12s %8s %s\n' "put peak RSS" "$((rss_kb / 1024))" "-" "-" "< 64 MB"
 printf '%-34s %11ss %11ss %8s %s\n' "status scan of $files files vs du -s" "$st_s" "$du_s" "$(ratio "$st_s" "$du_s")" "<= 1.50"
+printf '%-34s %11ss %11ss %8s %s\n' "export $tree_files files vs tar|gzip" "$sw_export" "$gnu_export" "$(ratio "$sw_export" "$gnu_export")" "-"
+printf '%-34s %11ss %11ss %8s %s\n' "import them vs tar -xzf" "$sw_import" "$gnu_import" "$(ratio "$sw_import" "$gnu_import")" "-"
+printf '%-34s %7s/%-4s MB %12s %8s %s\n' "export/import peak RSS" "$exp_rss" "$imp_rss" "-" "-" "< 64 MB"

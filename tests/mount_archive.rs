@@ -8,16 +8,8 @@ mod mount_support;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use mount_support::{TestHome, snapshot, stderr};
+use mount_support::{SOFT, TestHome, snapshot, soft_app, stderr};
 
-const SOFT: &[(&str, &str)] = &[("SLIPWAY_MOUNT_MODE", "soft")];
-
-fn soft_app(home: &TestHome, size: &str) -> String {
-    let app = home.create_app();
-    let out = home.run_env(SOFT, &["mount", "enable", &app, "--size", size]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    app
-}
 
 /// Writes a tar archive with Python's tarfile, which will write any member name and type.
 fn craft(path: &Path, members: &str) {

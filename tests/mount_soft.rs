@@ -3,16 +3,8 @@
 
 mod mount_support;
 
-use mount_support::{TestHome, stderr};
+use mount_support::{TestHome, soft_app, stderr};
 
-const SOFT: &[(&str, &str)] = &[("SLIPWAY_MOUNT_MODE", "soft")];
-
-fn soft_app(home: &TestHome, size: &str) -> String {
-    let app = home.create_app();
-    let out = home.run_env(SOFT, &["mount", "enable", &app, "--size", size]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    app
-}
 
 #[test]
 fn soft_put_over_the_limit_is_refused_and_writes_nothing() {

@@ -126,6 +126,17 @@ macro_rules! require_hard {
     };
 }
 
+/// The environment that makes `mount enable` soft-limited.
+pub const SOFT: &[(&str, &str)] = &[("SLIPWAY_MOUNT_MODE", "soft")];
+
+/// A new app with a soft-limited mount of `size`.
+pub fn soft_app(home: &TestHome, size: &str) -> String {
+    let app = home.create_app();
+    let out = home.run_env(SOFT, &["mount", "enable", &app, "--size", size]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    app
+}
+
 /// Bytes of every file under `dir`, by relative path, for before/after comparisons.
 pub fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     let mut out = Vec::new();

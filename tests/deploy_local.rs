@@ -285,6 +285,16 @@ fn scale_restart_stop_start_and_config() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("no process type nope"));
 
     let deployed_port = s.web_port(&app);
+    // --no-restart only records the change: web keeps running, one-off runs see it.
+    let web_pid = |s: &Slipway| {
+        s.ps(&app)["instances"].as_array().unwrap().iter().find(|i| i["ptype"] == "web").unwrap()["pid"].clone()
+    };
+    let before = web_pid(&s);
+    s.ok(&["config", "set", &app, "LATER=1", "--no-restart"]);
+    assert_eq!(web_pid(&s), before, "--no-restart restarted web");
+    assert_eq!(s.ok(&["run", &app, "--", "echo $LATER"]).trim(), "1");
+    s.ok(&["config", "unset", &app, "LATER", "--no-restart"]);
+    assert_eq!(web_pid(&s), before);
     s.ok(&["config", "set", &app, "GREETING=hello world"]);
     assert_eq!(s.ok(&["config", "get", &app, "GREETING"]).trim(), "hello world");
     assert_eq!(s.ok(&["run", &app, "--", "echo $GREETING"]).trim(), "hello world");

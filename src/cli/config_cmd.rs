@@ -27,12 +27,18 @@ pub enum ConfigCommand {
         app: AppName,
         #[arg(required = true, value_name = "KEY=VALUE")]
         pairs: Vec<String>,
+        /// Only record the change: processes get it when they next start
+        #[arg(long)]
+        no_restart: bool,
     },
     /// Remove variables and restart the processes
     Unset {
         app: AppName,
         #[arg(required = true)]
         keys: Vec<String>,
+        /// Only record the change: processes get it when they next start
+        #[arg(long)]
+        no_restart: bool,
     },
     /// Print one variable's value
     Get { app: AppName, key: String },
@@ -60,16 +66,16 @@ pub fn run(home: &Home, args: ConfigArgs) -> anyhow::Result<Exit> {
             }
             None => Ok(Exit::Code(1)),
         },
-        Some(ConfigCommand::Set { app, pairs }) => {
+        Some(ConfigCommand::Set { app, pairs, no_restart }) => {
             let parsed =
                 pairs.iter().map(|p| parse_pair(p).map_err(Refusal::Usage)).collect::<Result<Vec<_>, _>>()?;
-            change(home, &app, |env| {
+            change(home, &app, !no_restart, |env| {
                 for (k, v) in parsed {
                     env.insert(k, v);
                 }
             })
         }
-        Some(ConfigCommand::Unset { app, keys }) => change(home, &app, |env| {
+        Some(ConfigCommand::Unset { app, keys, no_restart }) => change(home, &app, !no_restart, |env| {
             for k in &keys {
                 env.remove(k);
             }
@@ -80,6 +86,7 @@ pub fn run(home: &Home, args: ConfigArgs) -> anyhow::Result<Exit> {
 fn change(
     home: &Home,
     app: &AppName,
+    restart: bool,
     f: impl FnOnce(&mut std::collections::BTreeMap<String, String>),
 ) -> anyhow::Result<Exit> {
     {
@@ -89,7 +96,14 @@ fn change(
         home.save_app(&record)?;
     }
     eprintln!("-----> Config of {app} updated");
-    crate::cli::ps::restart_all(home, app)?;
+    if restart {
+        crate::cli::ps::restart_all(home, app)?;
+    } else {
+        eprintln!(
+            "       running processes keep the old values until they restart (`slipway ps restart {app}`); \
+             one-off runs and the next deploy get the new ones"
+        );
+    }
     Ok(Exit::Ok)
 }
 

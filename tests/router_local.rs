@@ -129,6 +129,7 @@ fn apps_set_moves_the_address_and_a_refused_move_changes_nothing() {
         let mut answer = String::new();
         open.read_to_string(&mut answer).map(|_| answer)
     });
+    std::thread::sleep(Duration::from_millis(50)); // the router has accepted it
     let new = common::free_port();
     let out = s.run(&["apps", "set", &app, "--listen", &new.to_string()]);
     assert!(out.status.success(), "{}", describe(&out));

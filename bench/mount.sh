@@ -93,10 +93,10 @@ head -c 256M /dev/urandom >"$mnt/many/big.bin"
 sync
 rss_of() { # peak RSS in MB of "$@" (0 without GNU time)
     if [ -x /usr/bin/time ]; then
-        /usr/bin/time -f %M -o "$work/rss" "$@" >/dev/null 2>&1
+        /usr/bin/time -f %M -o "$work/rss" "$@" >/dev/null 2>"$work/err" || { cat "$work/err" >&2; exit 1; }
         echo $(($(tail -1 "$work/rss") / 1024))
     else
-        "$@" >/dev/null 2>&1
+        "$@" >/dev/null 2>"$work/err" || { cat "$work/err" >&2; exit 1; }
         echo 0
     fi
 }
@@ -105,6 +105,7 @@ s=$(now); exp_rss=$(rss_of "$bin" --home "$home" mount export "$app" "$work/sw.t
 sw_export=$(secs "$s" "$e")
 mkdir "$mnt/gnu-out"
 s=$(now); tar -C "$mnt/gnu-out" -xzf "$work/gnu.tgz"; sync; e=$(now); gnu_import=$(secs "$s" "$e")
+rm -rf "$mnt/gnu-out" && sync # a third copy of 100,000 files would exhaust the image's inodes
 s=$(now); imp_rss=$(rss_of "$bin" --home "$home" mount import "$app" "$work/sw.tgz" sw-out); e=$(now)
 sw_import=$(secs "$s" "$e")
 cmp "$mnt/many/big.bin" "$mnt/sw-out/big.bin"

@@ -6,6 +6,7 @@ pub mod cli;
 pub mod config;
 pub mod deploy;
 pub mod detached;
+pub mod doctor;
 pub mod git_remote;
 pub mod health;
 pub mod ids;

@@ -287,7 +287,8 @@ fn scale_restart_stop_start_and_config() {
     let deployed_port = s.web_port(&app);
     // --no-restart only records the change: web keeps running, one-off runs see it.
     let web_pid = |s: &Slipway| {
-        s.ps(&app)["instances"].as_array().unwrap().iter().find(|i| i["ptype"] == "web").unwrap()["pid"].clone()
+        s.ps(&app)["instances"].as_array().unwrap().iter().find(|i| i["ptype"] == "web").unwrap()["pid"]
+            .clone()
     };
     let before = web_pid(&s);
     s.ok(&["config", "set", &app, "LATER=1", "--no-restart"]);

@@ -10,7 +10,6 @@ use std::process::{Command, Stdio};
 
 use mount_support::{SOFT, TestHome, snapshot, soft_app, stderr};
 
-
 /// Writes a tar archive with Python's tarfile, which will write any member name and type.
 fn craft(path: &Path, members: &str) {
     let script = format!(

@@ -5,7 +5,6 @@ mod mount_support;
 
 use mount_support::{TestHome, soft_app, stderr};
 
-
 #[test]
 fn soft_put_over_the_limit_is_refused_and_writes_nothing() {
     let home = TestHome::new();

@@ -4,6 +4,7 @@
 pub mod apps;
 pub mod config_cmd;
 pub mod deploy;
+pub mod doctor_cmd;
 pub mod exit;
 pub mod local;
 pub mod logs;
@@ -73,6 +74,8 @@ pub enum Command {
     Local(local::LocalArgs),
     /// The Docker runtime's base image: `stack import` makes it offline
     Stack(stack::StackArgs),
+    /// Check what this machine lets slipway do, and say how to fix the rest
+    Doctor(doctor_cmd::DoctorArgs),
     /// Internal: the supervisor of one release (started by deploy; not for people)
     #[command(hide = true, name = "__supervise")]
     Supervise(supervise_cmd::SuperviseArgs),
@@ -111,7 +114,8 @@ fn dispatch(home: &Home, command: Command) -> anyhow::Result<Exit> {
     // Every command first repairs what a reboot or a killed deploy left behind. A deploy
     // reconciles its own app under the app's lock, so that one is skipped here.
     match &command {
-        Command::Supervise(_) | Command::Route(_) | Command::Local(_) => {}
+        // doctor reports on a machine as it is, even one whose state is broken.
+        Command::Supervise(_) | Command::Route(_) | Command::Local(_) | Command::Doctor(_) => {}
         Command::Deploy(a) => crate::runtime::reconcile_all(home, Some(&a.app)),
         Command::Receive(a) => crate::runtime::reconcile_all(home, Some(&a.app)),
         Command::Rollback(a) => crate::runtime::reconcile_all(home, Some(&a.app)),
@@ -130,6 +134,7 @@ fn dispatch(home: &Home, command: Command) -> anyhow::Result<Exit> {
         Command::Workspace(c) => workspace::run(home, c),
         Command::Local(a) => local::run(&a),
         Command::Stack(a) => stack::run(a),
+        Command::Doctor(a) => doctor_cmd::run(home, &a),
         Command::Supervise(a) => supervise_cmd::run(home, &a),
         Command::Receive(a) => receive::run(home, &a),
         Command::Route(a) => route_cmd::run(home, &a),

@@ -398,11 +398,12 @@ impl Runtime for DockerRuntime {
 
 /// The stack image of an app: `apps create --stack`, else `$SLIPWAY_STACK`, else the default.
 pub fn stack_image(record: &AppRecord) -> String {
-    record
-        .stack
-        .clone()
-        .or_else(|| std::env::var("SLIPWAY_STACK").ok().filter(|s| !s.is_empty()))
-        .unwrap_or_else(|| DEFAULT_STACK.to_owned())
+    record.stack.clone().unwrap_or_else(default_stack)
+}
+
+/// The stack image of an app created without `--stack`: `$SLIPWAY_STACK`, else the default.
+pub fn default_stack() -> String {
+    std::env::var("SLIPWAY_STACK").ok().filter(|s| !s.is_empty()).unwrap_or_else(|| DEFAULT_STACK.to_owned())
 }
 
 /// The buildpacks of a build without a Dockerfile, in order: the directories in

@@ -7,6 +7,8 @@ use std::process::Command;
 
 use serde::Serialize;
 
+use crate::mount::HostSupport;
+
 /// How a check came out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -39,9 +41,8 @@ pub struct Facts {
     pub bash: bool,
     /// The home directory, or why it cannot be written.
     pub home: Result<PathBuf, String>,
-    pub root: bool,
-    pub loop_control: bool,
-    pub mkfs_ext4: bool,
+    /// Root, loop devices and mkfs.ext4: what hard limits need.
+    pub host: HostSupport,
     pub useradd: bool,
     /// The engine's version, or why it cannot be reached.
     pub docker: Result<String, String>,
@@ -86,7 +87,7 @@ pub fn checks(f: &Facts) -> Vec<Check> {
 
 /// Users and the mount limit: what running as root with loop devices buys.
 fn privileges(f: &Facts, out: &mut Vec<Check>) {
-    out.push(if f.root {
+    out.push(if f.host.root {
         check("isolation", Level::Ok, "root: each app runs as its own system user in a 0700 tree", None)
     } else {
         check(
@@ -96,7 +97,7 @@ fn privileges(f: &Facts, out: &mut Vec<Check>) {
             Some("run slipway as root for per-app users"),
         )
     });
-    if f.root && !f.useradd {
+    if f.host.root && !f.useradd {
         out.push(check(
             "users",
             Level::Fail,
@@ -104,31 +105,19 @@ fn privileges(f: &Facts, out: &mut Vec<Check>) {
             Some("apt-get install passwd"),
         ));
     }
-    let missing: Vec<&str> = [
-        (!f.root).then_some("not root"),
-        (!f.loop_control).then_some("no /dev/loop-control"),
-        (!f.mkfs_ext4).then_some("no mkfs.ext4"),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
-    out.push(if missing.is_empty() {
-        check(
+    out.push(match f.host.missing() {
+        None => check(
             "mount limit",
             Level::Ok,
             "hard: each mount is a loop-mounted ext4 image; writers get ENOSPC",
             None,
-        )
-    } else {
-        check(
+        ),
+        Some(missing) => check(
             "mount limit",
             Level::Warn,
-            format!(
-                "soft ({}): slipway refuses puts over the limit, but processes can write past it",
-                missing.join(", ")
-            ),
+            format!("soft ({missing}): slipway refuses puts over the limit, but processes can write past it"),
             Some("run as root with loop devices and e2fsprogs (apt-get install e2fsprogs)"),
-        )
+        ),
     });
 }
 
@@ -189,9 +178,7 @@ pub fn probe(home: &Path, stack: &str) -> Facts {
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned()),
         bash: on_path("bash"),
         home: writable(home),
-        root: rustix::process::geteuid().is_root(),
-        loop_control: Path::new("/dev/loop-control").exists(),
-        mkfs_ext4: on_path("mkfs.ext4"),
+        host: HostSupport::probe(),
         useradd: on_path("useradd"),
         docker_cli: on_path("docker"),
         stack: (stack.to_owned(), docker.as_ref().ok().map(|(_, has)| *has)),
@@ -237,9 +224,7 @@ mod tests {
             git: Some("git version 2.47.3".into()),
             bash: true,
             home: Ok("/var/lib/slipway".into()),
-            root: true,
-            loop_control: true,
-            mkfs_ext4: true,
+            host: HostSupport { root: true, loop_control: true, mkfs: true },
             useradd: true,
             docker: Ok("28.2.2 (API 1.50)".into()),
             docker_cli: true,
@@ -276,7 +261,12 @@ mod tests {
 
     #[test]
     fn an_unprivileged_machine_without_docker_still_deploys_locally() {
-        let facts = Facts { root: false, useradd: false, docker: Err("connection refused".into()), ..good() };
+        let facts = Facts {
+            host: HostSupport { root: false, ..good().host },
+            useradd: false,
+            docker: Err("connection refused".into()),
+            ..good()
+        };
         let checks = checks(&facts);
         assert!(healthy(&checks), "{checks:#?}");
         assert_eq!(level(&checks, "isolation"), Some(Level::Warn));

@@ -26,7 +26,7 @@ pub use errors::MountError;
 pub use lifecycle::{
     DisableOutcome, EnableOutcome, attach, destroy, disable, disable_preview, enable, set_limit,
 };
-pub use quota::{DEFAULT_LIMIT, MIN_LIMIT};
+pub use quota::{DEFAULT_LIMIT, HostSupport, MIN_LIMIT};
 pub use record::{MountSettings, QuotaMode, settings};
 pub use safe_ops::{ArchiveReport, Entry, EntryKind, MountFs, PutReport, validate_rel_path};
 pub use size::{SizeError, format_size, parse_size, percent};

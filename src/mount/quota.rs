@@ -12,15 +12,18 @@ pub const DEFAULT_LIMIT: u64 = 25 << 30;
 
 /// What the host offers for hard limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct HostSupport {
-    pub(crate) root: bool,
-    pub(crate) loop_control: bool,
-    pub(crate) mkfs: bool,
+pub struct HostSupport {
+    /// Running as root.
+    pub root: bool,
+    /// `/dev/loop-control` exists.
+    pub loop_control: bool,
+    /// `mkfs.ext4` is on PATH.
+    pub mkfs: bool,
 }
 
 impl HostSupport {
     /// Probe this host.
-    pub(crate) fn probe() -> Self {
+    pub fn probe() -> Self {
         Self {
             root: rustix::process::geteuid().is_root(),
             loop_control: Path::new("/dev/loop-control").exists(),
@@ -28,7 +31,8 @@ impl HostSupport {
         }
     }
 
-    fn missing(self) -> Option<String> {
+    /// What stands in the way of hard limits, if anything.
+    pub fn missing(self) -> Option<String> {
         let missing: Vec<&str> = [
             (!self.root).then_some("not root"),
             (!self.loop_control).then_some("no /dev/loop-control"),

@@ -201,9 +201,9 @@ fn engine_version(stack: &str) -> Result<(String, bool), String> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
     rt.block_on(async {
         let connected =
-            tokio::time::timeout(std::time::Duration::from_secs(5), crate::runtime::docker::connect());
+            tokio::time::timeout(std::time::Duration::from_secs(15), crate::runtime::docker::connect());
         let docker =
-            connected.await.map_err(|_| "no answer in 5 s".to_owned())?.map_err(|e| e.to_string())?;
+            connected.await.map_err(|_| "no answer in 15 s".to_owned())?.map_err(|e| e.to_string())?;
         let version = docker.version().await.map_err(|e| e.to_string())?;
         let has_stack = docker.inspect_image(stack).await.is_ok();
         let described = format!(

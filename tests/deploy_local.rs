@@ -169,7 +169,7 @@ fn web_that_never_listens_or_crashes_fails_the_deploy_with_its_log() {
         ("bad-web-not-listening", "did not accept connections", "listening nowhere"),
         (
             "bad-web-unhealthy",
-            "failed its health check for 3s: GET /up answered 500",
+            "failed its health check for 6s: GET /up answered 500",
             "database not migrated",
         ),
     ];
@@ -180,7 +180,7 @@ fn web_that_never_listens_or_crashes_fails_the_deploy_with_its_log() {
         common::copy_dir(&common::fixture(fixture), repo.dir.path());
         repo.commit(fixture);
         let out =
-            s.run(&["deploy", &app, "--repo", repo.path(), "--web-timeout", "3s", "--stop-grace", "2s"]);
+            s.run(&["deploy", &app, "--repo", repo.path(), "--web-timeout", "6s", "--stop-grace", "2s"]);
         assert_eq!(out.status.code(), Some(3), "{fixture}: {}", describe(&out));
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains(error) && stderr.contains(detail), "{fixture}:\n{stderr}");

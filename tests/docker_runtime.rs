@@ -173,10 +173,10 @@ fn a_failing_predeploy_exits_3_and_leaves_the_old_containers_serving() {
     // A web that starts but fails its health check is never switched in either.
     repo.write("project.toml", "[io.slipway]\nhealthcheck = \"/missing\"\n");
     repo.commit("a health check web fails");
-    let out = sw.run(&["deploy", &app, "--repo", repo.path(), "--web-timeout", "4s"]);
+    let out = sw.run(&["deploy", &app, "--repo", repo.path(), "--web-timeout", "12s"]);
     assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("failed its health check for 4s: GET /missing answered 404"), "{stderr}");
+    assert!(stderr.contains("failed its health check for 12s: GET /missing answered 404"), "{stderr}");
     assert_eq!(sw.release(&app), "v1");
     assert!(http_get(port).unwrap().1.contains("hello from the procfile fixture"));
     assert_eq!(engine_view(&app), before, "the unhealthy release's image and containers are gone");

@@ -105,7 +105,7 @@ fn apps_set_moves_the_address_and_a_refused_move_changes_nothing() {
     let s = Slipway::new();
     let app = s.app("moveaddr");
     let old = s.router_port(&app);
-    let repo = Repo::from_fixture("seed-demo");
+    let repo = Repo::from_fixture("router-probe");
     s.ok(&["deploy", &app, "--repo", repo.path()]);
     assert_eq!(http_get(old).unwrap().0, 200);
 
@@ -120,21 +120,19 @@ fn apps_set_moves_the_address_and_a_refused_move_changes_nothing() {
         assert_eq!(http_get(old).unwrap().0, 200, "the old address kept serving");
     }
 
-    // A connection open through the old address when it moves still gets its answer.
-    let mut open = std::net::TcpStream::connect(("127.0.0.1", old)).unwrap();
-    let late_request = std::thread::spawn(move || {
-        use std::io::{Read, Write};
-        std::thread::sleep(Duration::from_millis(300));
-        open.write_all(b"GET / HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
-        let mut answer = String::new();
-        open.read_to_string(&mut answer).map(|_| answer)
-    });
-    std::thread::sleep(Duration::from_millis(50)); // the router has accepted it
+    // A request in flight through the old address when it moves still gets its answer, and
+    // an idle keep-alive connection is closed at once rather than waited for.
+    let mut idle = std::net::TcpStream::connect(("127.0.0.1", old)).unwrap();
+    assert_eq!(common::exchange(&mut idle, "/", "").unwrap().0, 200);
+    let in_flight = std::thread::spawn(move || common::get(old, "/slow"));
+    std::thread::sleep(Duration::from_millis(300)); // web is sleeping on it
     let new = common::free_port();
+    let started = std::time::Instant::now();
     let out = s.run(&["apps", "set", &app, "--listen", &new.to_string()]);
     assert!(out.status.success(), "{}", describe(&out));
-    let answer = late_request.join().unwrap().unwrap();
-    assert!(answer.starts_with("HTTP/1.0 200"), "the open connection was cut: {answer:?}");
+    assert_eq!(in_flight.join().unwrap().unwrap(), (200, "slow".to_owned()), "the request in flight was cut");
+    assert!(started.elapsed() < Duration::from_secs(4), "the idle connection held the move up");
+    assert!(common::exchange(&mut idle, "/", "").is_err(), "the idle connection was left open");
     assert!(
         String::from_utf8_lossy(&out.stderr).contains(&format!("was http://127.0.0.1:{old}/")),
         "{}",

@@ -232,6 +232,40 @@ pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// One HTTP/1.1 exchange on an open connection, which stays open for the next: sends
+/// `GET path` with `extra` header lines (each ending in CRLF) and reads one response by its
+/// Content-Length. Returns the status and body.
+pub fn exchange(stream: &mut TcpStream, path: &str, extra: &str) -> std::io::Result<(u16, String)> {
+    use std::io::BufRead;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\n{extra}\r\n")?;
+    let mut reader = std::io::BufReader::new(stream.try_clone()?);
+    let mut line = String::new();
+    reader.read_line(&mut line)?;
+    let code = line.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let mut length = 0;
+    loop {
+        line.clear();
+        if reader.read_line(&mut line)? == 0 || line == "\r\n" {
+            break;
+        }
+        if let Some((k, v)) = line.split_once(':') {
+            if k.eq_ignore_ascii_case("content-length") {
+                length = v.trim().parse().unwrap_or(0);
+            }
+        }
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body)?;
+    Ok((code, String::from_utf8_lossy(&body).into_owned()))
+}
+
+/// `GET path` on a new connection to 127.0.0.1:`port`.
+pub fn get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    exchange(&mut s, path, "Connection: close\r\n")
+}
+
 pub fn http_get(port: u16) -> std::io::Result<(u16, String)> {
     let mut s = TcpStream::connect(("127.0.0.1", port))?;
     s.set_read_timeout(Some(Duration::from_secs(5)))?;

@@ -17,8 +17,9 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use rustix::process::{Signal, kill_process};
-use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
+
+mod http;
 
 use crate::ids::AppName;
 use crate::state::{AppRecord, FileLock, Home, StateError, atomic};
@@ -115,10 +116,7 @@ pub fn relisten(
 }
 
 /// How long a stopping router lets open connections finish; `stop` waits a little longer.
-const DRAIN: Duration = Duration::from_millis(1500);
-
-/// The answer when no release can take the connection.
-pub const UNAVAILABLE: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 45\r\nConnection: close\r\n\r\nno release of this app is running right now.\n";
+const DRAIN: Duration = Duration::from_secs(5);
 
 /// Whether the router of `app` is alive.
 pub fn is_running(home: &Home, app: &AppName) -> bool {
@@ -189,6 +187,7 @@ pub fn run(home: &Home, app: &AppName) -> Result<(), RouterError> {
         let mut term =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).map_err(io)?;
         let mut open = tokio::task::JoinSet::new();
+        let (stopping, stop) = tokio::sync::watch::channel(false);
         loop {
             tokio::select! {
                 _ = term.recv() => break,
@@ -196,17 +195,17 @@ pub fn run(home: &Home, app: &AppName) -> Result<(), RouterError> {
                 Some(_) = open.join_next(), if !open.is_empty() => {}
                 accepted = listener.accept() => match accepted {
                     Ok((client, _)) => {
-                        let home = home.clone();
-                        let app = app.clone();
-                        open.spawn(async move { serve(&home, &app, client).await });
+                        let _ = client.set_nodelay(true);
+                        open.spawn(http::serve(home.clone(), app.clone(), client, addr.port(), stop.clone()));
                     }
                     Err(e) => tracing::warn!(error = %e, "accept failed"),
                 },
             }
         }
-        // Stop taking connections at once (the address may be moving), but let open ones
-        // finish for a moment, as a web server's graceful stop does.
+        // Stop taking connections at once (the address may be moving), but let requests in
+        // flight finish for a moment, as a web server's graceful stop does.
         drop(listener);
+        let _ = stopping.send(true);
         let _ = std::fs::remove_file(paths.router_pid());
         let _ = tokio::time::timeout(DRAIN, async { while open.join_next().await.is_some() {} }).await;
         Ok(())
@@ -223,21 +222,6 @@ fn target(home: &Home, app: &AppName) -> Option<u16> {
     record.web_port
 }
 
-async fn serve(home: &Home, app: &AppName, mut client: TcpStream) {
-    // Read the record again once if the first port refuses: a switch may have just happened.
-    for _ in 0..2 {
-        let Some(port) = target(home, app) else { break };
-        let connect = TcpStream::connect((Ipv4Addr::LOCALHOST, port));
-        if let Ok(Ok(mut upstream)) = tokio::time::timeout(Duration::from_secs(5), connect).await {
-            let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let _ = client.write_all(UNAVAILABLE).await;
-    let _ = client.shutdown().await;
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -250,13 +234,5 @@ mod tests {
         for bad in ["", "http://x", "70000", "localhost:80"] {
             assert!(matches!(parse_listen(bad), Err(RouterError::BadListen(_))), "{bad}");
         }
-    }
-
-    #[test]
-    fn the_unavailable_answer_is_a_complete_http_response() {
-        let text = std::str::from_utf8(UNAVAILABLE).unwrap();
-        let (head, body) = text.split_once("\r\n\r\n").unwrap();
-        assert!(head.starts_with("HTTP/1.1 503 "));
-        assert!(head.contains(&format!("Content-Length: {}", body.len())), "{head} / {}", body.len());
     }
 }

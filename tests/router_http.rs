@@ -1,0 +1,90 @@
+//! The router speaks HTTP: every request goes to the release current when it arrives (a
+//! keep-alive client included), with X-Forwarded-* and X-Request-* headers, and upgrades pass
+//! through. Real binary, real processes, real sockets.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use common::{Repo, Slipway, exchange, get};
+
+fn header<'a>(echoed: &'a str, name: &str) -> Option<&'a str> {
+    echoed.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(": "))
+}
+
+#[test]
+fn apps_get_forwarding_headers_and_a_proxy_in_front_is_kept() {
+    let s = Slipway::new();
+    let app = s.app("fwd");
+    let port = s.router_port(&app);
+    s.ok(&["deploy", &app, "--repo", Repo::from_fixture("router-probe").path()]);
+
+    let (code, echoed) = get(port, "/headers").unwrap();
+    assert_eq!(code, 200, "{echoed}");
+    assert_eq!(header(&echoed, "x-forwarded-for"), Some("127.0.0.1"), "{echoed}");
+    assert_eq!(header(&echoed, "x-forwarded-proto"), Some("http"));
+    assert_eq!(header(&echoed, "x-forwarded-port"), Some(port.to_string().as_str()));
+    let start: u128 =
+        header(&echoed, "x-request-start").unwrap().strip_prefix("t=").unwrap().parse().unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis();
+    assert!(now.abs_diff(start) < 60_000, "x-request-start is not now in ms: {start}");
+    let first_id = header(&echoed, "x-request-id").unwrap().to_owned();
+    assert_ne!(header(&get(port, "/headers").unwrap().1, "x-request-id"), Some(first_id.as_str()));
+
+    // Behind a TLS terminator: its client is kept first in line, its scheme and id are kept.
+    let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let edge = "X-Forwarded-For: 198.51.100.1\r\nX-Forwarded-Proto: https\r\nX-Request-Id: edge-1\r\n";
+    let (_, echoed) = exchange(&mut c, "/headers", edge).unwrap();
+    assert_eq!(header(&echoed, "x-forwarded-for"), Some("198.51.100.1, 127.0.0.1"), "{echoed}");
+    assert_eq!(header(&echoed, "x-forwarded-proto"), Some("https"));
+    assert_eq!(header(&echoed, "x-request-id"), Some("edge-1"));
+}
+
+#[test]
+fn a_keep_alive_client_moves_to_the_new_release_at_the_switch() {
+    let s = Slipway::new();
+    let app = s.app("keep");
+    let port = s.router_port(&app);
+    let repo = Repo::from_fixture("router-probe");
+    s.ok(&["deploy", &app, "--repo", repo.path()]);
+    let mut client = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    client.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    assert_eq!(exchange(&mut client, "/version", "").unwrap(), (200, "1\n".to_owned()));
+    for n in 2..=3 {
+        repo.write("VERSION", &format!("{n}\n"));
+        repo.commit("next");
+        s.ok(&["deploy", &app, "--repo", repo.path()]);
+        // The same connection, now answered by the new release.
+        assert_eq!(exchange(&mut client, "/version", "").unwrap(), (200, format!("{n}\n")));
+    }
+}
+
+#[test]
+fn an_upgraded_connection_passes_bytes_both_ways() {
+    let s = Slipway::new();
+    let app = s.app("upg");
+    let port = s.router_port(&app);
+    s.ok(&["deploy", &app, "--repo", Repo::from_fixture("router-probe").path()]);
+    let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    c.write_all(b"GET /echo HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+        .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        c.read_exact(&mut byte).unwrap();
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head);
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    for word in ["ping\n", "a longer line of bytes\n"] {
+        c.write_all(word.as_bytes()).unwrap();
+        let mut back = vec![0u8; word.len()];
+        c.read_exact(&mut back).unwrap();
+        assert_eq!(back, word.as_bytes());
+    }
+}

@@ -22,8 +22,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 use tokio::sync::{Mutex, watch};
 
-use crate::ids::AppName;
-use crate::state::Home;
+use super::Target;
 
 type Body = BoxBody<Bytes, hyper::Error>;
 
@@ -78,8 +77,7 @@ fn answer(status: StatusCode, text: &'static str) -> Response<Body> {
 
 /// One client connection: the upstream connection it reuses while the release stays current.
 struct Conn {
-    home: Home,
-    app: AppName,
+    target: Arc<Target>,
     client: IpAddr,
     listen_port: u16,
     upstream: Mutex<Option<(u16, SendRequest<Incoming>)>>,
@@ -89,14 +87,13 @@ struct Conn {
 /// then the request in flight finishes and the connection closes, as in a web server's
 /// graceful stop.
 pub(super) async fn serve(
-    home: Home,
-    app: AppName,
+    target: Arc<Target>,
     client: TcpStream,
     listen_port: u16,
     mut stop: watch::Receiver<bool>,
 ) {
     let peer = client.peer_addr().map_or(IpAddr::V4(Ipv4Addr::LOCALHOST), |a: SocketAddr| a.ip());
-    let conn = Arc::new(Conn { home, app, client: peer, listen_port, upstream: Mutex::new(None) });
+    let conn = Arc::new(Conn { target, client: peer, listen_port, upstream: Mutex::new(None) });
     let service = hyper::service::service_fn(move |req| {
         let conn = conn.clone();
         async move { Ok::<_, std::convert::Infallible>(conn.forward(req).await) }
@@ -158,7 +155,7 @@ impl Conn {
         let mut kept = self.upstream.lock().await;
         // Read the record again once if the first port refuses: a switch may have just happened.
         for attempt in 0..2 {
-            let port = super::target(&self.home, &self.app)?;
+            let port = self.target.port()?;
             if let Some((p, mut s)) = kept.take() {
                 if p == port && s.ready().await.is_ok() {
                     return Some((port, s));

@@ -188,6 +188,7 @@ pub fn run(home: &Home, app: &AppName) -> Result<(), RouterError> {
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).map_err(io)?;
         let mut open = tokio::task::JoinSet::new();
         let (stopping, stop) = tokio::sync::watch::channel(false);
+        let target = std::sync::Arc::new(Target::new(home.clone(), app.clone()));
         loop {
             tokio::select! {
                 _ = term.recv() => break,
@@ -196,7 +197,7 @@ pub fn run(home: &Home, app: &AppName) -> Result<(), RouterError> {
                 accepted = listener.accept() => match accepted {
                     Ok((client, _)) => {
                         let _ = client.set_nodelay(true);
-                        open.spawn(http::serve(home.clone(), app.clone(), client, addr.port(), stop.clone()));
+                        open.spawn(http::serve(target.clone(), client, addr.port(), stop.clone()));
                     }
                     Err(e) => tracing::warn!(error = %e, "accept failed"),
                 },
@@ -212,19 +213,67 @@ pub fn run(home: &Home, app: &AppName) -> Result<(), RouterError> {
     })
 }
 
-/// Where a new connection goes now: the current release's web port, unless stopped.
-fn target(home: &Home, app: &AppName) -> Option<u16> {
-    let record = home.load_app(app).ok()?;
-    record.current?;
-    if record.stopped {
-        return None;
+/// Where requests go now: the current release's web port, unless stopped. The app's record
+/// is replaced by a rename on every change, so a stat tells whether it changed since it was
+/// last read: a stat per request rather than a read and a parse.
+struct Target {
+    home: Home,
+    app: AppName,
+    seen: std::sync::Mutex<Option<(RecordVersion, Option<u16>)>>,
+}
+
+/// Which file holds the record: a rename makes a new inode, a write a new mtime.
+type RecordVersion = (u64, u64, i64, i64, u64);
+
+impl Target {
+    fn new(home: Home, app: AppName) -> Self {
+        Self { home, app, seen: std::sync::Mutex::new(None) }
     }
-    record.web_port
+
+    fn port(&self) -> Option<u16> {
+        use std::os::unix::fs::MetadataExt;
+        let version = std::fs::metadata(self.home.app(&self.app).record())
+            .ok()
+            .map(|m| (m.dev(), m.ino(), m.mtime(), m.mtime_nsec(), m.size()));
+        let mut seen = self.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let (Some(now), Some((then, port))) = (version, seen.as_ref()) {
+            if now == *then {
+                return *port;
+            }
+        }
+        let port = self.home.load_app(&self.app).ok().and_then(|r| {
+            r.current?;
+            (!r.stopped).then_some(r.web_port).flatten()
+        });
+        *seen = version.map(|v| (v, port));
+        port
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_target_follows_every_rewrite_of_the_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::new(dir.path().to_owned());
+        let app: AppName = "tgt".parse().unwrap();
+        let mut record = AppRecord::new(app.clone(), crate::state::RuntimeKind::Local);
+        home.create_app(&record).unwrap();
+        let target = Target::new(home.clone(), app);
+        assert_eq!(target.port(), None, "no release yet");
+        record.current = Some(crate::ids::ReleaseId::new(1));
+        for port in [4001, 4002, 4003] {
+            record.web_port = Some(port);
+            home.save_app(&record).unwrap();
+            assert_eq!(target.port(), Some(port));
+            assert_eq!(target.port(), Some(port), "read from the cache");
+        }
+        record.stopped = true;
+        home.save_app(&record).unwrap();
+        assert_eq!(target.port(), None, "ps stop");
+    }
 
     #[test]
     fn listen_takes_a_port_on_loopback_or_a_full_address() {

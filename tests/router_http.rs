@@ -16,12 +16,18 @@ fn header<'a>(echoed: &'a str, name: &str) -> Option<&'a str> {
     echoed.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(": "))
 }
 
+/// A new app deployed from `repo`, and its router's port.
+fn deployed(s: &Slipway, prefix: &str, repo: &Repo) -> (String, u16) {
+    let app = s.app(prefix);
+    s.ok(&["deploy", &app, "--repo", repo.path()]);
+    let port = s.router_port(&app);
+    (app, port)
+}
+
 #[test]
 fn apps_get_forwarding_headers_and_a_proxy_in_front_is_kept() {
     let s = Slipway::new();
-    let app = s.app("fwd");
-    let port = s.router_port(&app);
-    s.ok(&["deploy", &app, "--repo", Repo::from_fixture("router-probe").path()]);
+    let (_, port) = deployed(&s, "fwd", &Repo::from_fixture("router-probe"));
 
     let (code, echoed) = get(port, "/headers").unwrap();
     assert_eq!(code, 200, "{echoed}");
@@ -47,10 +53,8 @@ fn apps_get_forwarding_headers_and_a_proxy_in_front_is_kept() {
 #[test]
 fn a_keep_alive_client_moves_to_the_new_release_at_the_switch() {
     let s = Slipway::new();
-    let app = s.app("keep");
-    let port = s.router_port(&app);
     let repo = Repo::from_fixture("router-probe");
-    s.ok(&["deploy", &app, "--repo", repo.path()]);
+    let (app, port) = deployed(&s, "keep", &repo);
     let mut client = TcpStream::connect(("127.0.0.1", port)).unwrap();
     client.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     assert_eq!(exchange(&mut client, "/version", "").unwrap(), (200, "1\n".to_owned()));
@@ -66,9 +70,7 @@ fn a_keep_alive_client_moves_to_the_new_release_at_the_switch() {
 #[test]
 fn an_upgraded_connection_passes_bytes_both_ways() {
     let s = Slipway::new();
-    let app = s.app("upg");
-    let port = s.router_port(&app);
-    s.ok(&["deploy", &app, "--repo", Repo::from_fixture("router-probe").path()]);
+    let (_, port) = deployed(&s, "upg", &Repo::from_fixture("router-probe"));
     let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
     c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     c.write_all(b"GET /echo HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")

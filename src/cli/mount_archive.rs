@@ -4,7 +4,7 @@
 
 use std::fs::File;
 use std::io::{self, BufWriter, IsTerminal, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use anyhow::Context;
@@ -33,16 +33,21 @@ pub(super) fn export(fs: &MountFs, app: &AppName, path: &str, file: Option<&Path
             gz.finish().and_then(|mut w| w.flush()).context("cannot write the archive to stdout")?;
             report
         }
-        Some(file) => write_atomically(file, |out| {
-            if file.extension().is_some_and(|e| e == "tar") {
-                fs.export(path, out).map_err(refusal)
+        // Atomically, so a failed or killed export never leaves a torn archive under the name.
+        Some(file) => atomic::write_with(file, |f| {
+            let mut out = BufWriter::with_capacity(1 << 20, f);
+            let report = if file.extension().is_some_and(|e| e == "tar") {
+                fs.export(path, &mut out).map_err(refusal)?
             } else {
-                let mut gz = GzEncoder::new(out, Compression::fast());
+                let mut gz = GzEncoder::new(&mut out, Compression::fast());
                 let report = fs.export(path, &mut gz).map_err(refusal)?;
-                gz.finish().context("cannot write the archive")?;
-                Ok(report)
-            }
-        })?,
+                gz.finish()?;
+                report
+            };
+            out.flush()?;
+            anyhow::Ok(report)
+        })
+        .with_context(|| format!("cannot write the archive {}", file.display()))?,
     };
     let to = file.map_or_else(|| "stdout".to_owned(), |f| f.display().to_string());
     eprintln!(
@@ -92,29 +97,4 @@ fn warn(report: &ArchiveReport) {
     for s in &report.skipped {
         eprintln!("  skipped {} (symlinks, hard links and special files are not copied)", s.display());
     }
-}
-
-/// Writes `file` through a temp file beside it, fsynced and renamed into place, so a failed
-/// or killed export never leaves a truncated archive under the real name.
-fn write_atomically<T>(
-    file: &Path,
-    write: impl FnOnce(&mut BufWriter<File>) -> anyhow::Result<T>,
-) -> anyhow::Result<T> {
-    let dir = file.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = file.file_name().with_context(|| format!("{} is not a file name", file.display()))?;
-    let tmp: PathBuf = dir.join(format!(".{}.{}.partial", name.to_string_lossy(), std::process::id()));
-    let result = (|| {
-        let created = File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
-        let mut out = BufWriter::with_capacity(1 << 20, created);
-        let value = write(&mut out)?;
-        let done = out.into_inner().map_err(io::IntoInnerError::into_error)?;
-        done.sync_all().with_context(|| format!("cannot write {}", tmp.display()))?;
-        std::fs::rename(&tmp, file).with_context(|| format!("cannot rename into {}", file.display()))?;
-        atomic::sync_dir(dir).with_context(|| format!("cannot sync {}", dir.display()))?;
-        Ok(value)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
 }

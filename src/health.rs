@@ -6,7 +6,7 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The path a health check requests: absolute, printable ASCII, no spaces.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -128,13 +128,52 @@ pub fn probe(port: u16, path: &HealthPath, timeout: Duration) -> Probe {
     judge(&head[..len])
 }
 
-/// Why a web process failed its health check, for the deploy's error.
-pub fn describe_last(path: &HealthPath, last: &Probe) -> String {
-    match last {
-        Probe::Healthy(code) => format!("GET {path} last answered {code}"),
-        Probe::Unhealthy(0) => format!("GET {path} was answered with something that is not HTTP"),
-        Probe::Unhealthy(code) => format!("GET {path} answered {code}, not 2xx or 3xx"),
-        Probe::NoAnswer => format!("GET {path} got no answer"),
+/// A health check repeated while a deploy waits for web, on either runtime. It spaces the
+/// requests after a failed one, so that a failing web is not flooded, and remembers the last
+/// answer for the deploy's error.
+#[derive(Debug, Clone)]
+pub struct Gate {
+    path: HealthPath,
+    last: Probe,
+    next: Instant,
+}
+
+/// The pause after a failed request.
+const RETRY_AFTER: Duration = Duration::from_millis(200);
+
+impl Gate {
+    /// A gate that has not asked yet.
+    pub fn new(path: HealthPath) -> Self {
+        Self { path, last: Probe::NoAnswer, next: Instant::now() }
+    }
+
+    /// Whether web on `port` passes now. Blocking: at most 2 s per step of the request.
+    pub fn passes(&mut self, port: u16) -> bool {
+        if Instant::now() < self.next {
+            return false;
+        }
+        self.last = probe(port, &self.path, Duration::from_secs(2));
+        let healthy = matches!(self.last, Probe::Healthy(_));
+        if !healthy {
+            self.next = Instant::now() + RETRY_AFTER;
+        }
+        healthy
+    }
+
+    /// The request and its last answer, for progress lines: `GET /up: 200`.
+    pub fn summary(&self) -> String {
+        format!("GET {}: {}", self.path, self.last.code())
+    }
+
+    /// Why web failed, if it answered but not well. A web that never answered is reported as
+    /// a timeout instead, so this is `None` then.
+    pub fn failing(&self) -> Option<String> {
+        let path = &self.path;
+        match self.last {
+            Probe::Unhealthy(0) => Some(format!("GET {path} was answered with something that is not HTTP")),
+            Probe::Unhealthy(code) => Some(format!("GET {path} answered {code}, not 2xx or 3xx")),
+            Probe::Healthy(_) | Probe::NoAnswer => None,
+        }
     }
 }
 
@@ -162,6 +201,16 @@ mod tests {
         assert_eq!(judge(b"SSH-2.0-OpenSSH_9.2\r\n"), Probe::Unhealthy(0));
         assert_eq!(judge(b"HTTP/1.1 2000 Odd\r\n"), Probe::Unhealthy(0));
         assert_eq!(judge(b""), Probe::NoAnswer);
+    }
+
+    #[test]
+    fn a_gate_reports_a_bad_answer_but_not_silence() {
+        let gate = |last| Gate { path: HealthPath::parse("/up").unwrap(), last, next: Instant::now() };
+        assert_eq!(gate(Probe::Unhealthy(500)).failing().unwrap(), "GET /up answered 500, not 2xx or 3xx");
+        assert!(gate(Probe::Unhealthy(0)).failing().unwrap().contains("not HTTP"));
+        assert_eq!(gate(Probe::NoAnswer).failing(), None, "silence is a timeout");
+        assert_eq!(gate(Probe::Healthy(204)).failing(), None);
+        assert_eq!(gate(Probe::Healthy(204)).summary(), "GET /up: 204");
     }
 
     #[test]

@@ -19,7 +19,7 @@ use super::reconcile::{self, is_finished_task};
 use super::runtime::{
     DockerError, DockerRuntime, env_list, load_plan, planned_releases, release_image, remove_plan, save_plan,
 };
-use crate::health::{self, Probe};
+use crate::health::Gate;
 use crate::ids::{AppName, ProcessType, ReleaseId};
 use crate::plan::{DEFAULT_STOP_GRACE, DeployPlan};
 use crate::runtime::{ProcessReport, Repairs};
@@ -317,7 +317,7 @@ pub(super) async fn wait_healthy(
 ) -> Result<(), DockerError> {
     let deadline = Instant::now() + plan.web_timeout;
     let mut healthy_since: Option<Instant> = None;
-    let mut last_check = Probe::NoAnswer;
+    let mut check = plan.healthcheck.clone().map(Gate::new);
     loop {
         let mut all_running = true;
         for c in process_containers(docker, &plan.app, plan.release).await? {
@@ -341,15 +341,23 @@ pub(super) async fn wait_healthy(
             }
             all_running &= running;
         }
-        let web_ok = match (web_port, &plan.healthcheck) {
-            (Some(port), Some(path)) => {
-                let path = path.clone();
-                let probe = move || health::probe(port, &path, Duration::from_secs(2));
-                last_check = tokio::task::spawn_blocking(probe).await.unwrap_or(Probe::NoAnswer);
-                matches!(last_check, Probe::Healthy(_))
+        let web_ok = match (web_port, check.take()) {
+            (Some(port), Some(mut gate)) => {
+                // The probe blocks; the gate goes to a blocking thread and comes back.
+                let (gate, ok) = tokio::task::spawn_blocking(move || {
+                    let ok = gate.passes(port);
+                    (gate, ok)
+                })
+                .await
+                .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+                check = Some(gate);
+                ok
             }
             (Some(port), None) => container::wait_until_answers("web", port, Duration::ZERO).await.is_ok(),
-            (None, _) => true,
+            (None, gate) => {
+                check = gate;
+                true
+            }
         };
         if all_running && web_ok {
             let since = *healthy_since.get_or_insert_with(Instant::now);
@@ -364,8 +372,7 @@ pub(super) async fn wait_healthy(
                 labels::container_name(&plan.app, plan.release, &"web".parse().expect("web is a type"), 1);
             let (port, timeout, tail) =
                 (web_port.unwrap_or(0), plan.web_timeout, log_tail(docker, &web).await);
-            if let (Some(path), Probe::Unhealthy(_)) = (&plan.healthcheck, &last_check) {
-                let last = health::describe_last(path, &last_check);
+            if let Some(last) = check.as_ref().and_then(Gate::failing) {
                 return Err(DockerError::Unhealthy { port, timeout, last, tail });
             }
             return Err(DockerError::WebTimeout { port, timeout, tail });

@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use super::LocalError;
-use crate::health::{self, HealthPath, Probe};
+use crate::health::Gate;
 use crate::ids::{AppName, ReleaseId};
 use crate::plan::DeployPlan;
 use crate::progress::Progress;
@@ -44,7 +44,7 @@ pub(super) fn start(home: &Home, plan: &DeployPlan, progress: &Progress) -> Resu
     let deadline = Instant::now() + plan.web_timeout;
     let has_web = plan.web().is_some_and(|w| w.instances > 0);
     let mut healthy_since: Option<Instant> = None;
-    let mut check = plan.healthcheck.as_ref().map(HealthGate::new);
+    let mut check = plan.healthcheck.clone().map(Gate::new);
     loop {
         let status = SupervisorStatus::read(&paths.status());
         if !launch::is_running(&paths) {
@@ -76,10 +76,7 @@ pub(super) fn start(home: &Home, plan: &DeployPlan, progress: &Progress) -> Resu
                 if has_web || since.elapsed() >= SETTLE {
                     let web_port = st.web_port();
                     if let Some(port) = web_port {
-                        let checked = match &check {
-                            Some(gate) => format!(" (GET {}: {})", gate.path, gate.last.code()),
-                            None => String::new(),
-                        };
+                        let checked = check.as_ref().map_or(String::new(), |g| format!(" ({})", g.summary()));
                         progress.detail(&format!("web is answering on http://127.0.0.1:{port}/{checked}"));
                     }
                     return Ok(Started { web_port });
@@ -91,44 +88,12 @@ pub(super) fn start(home: &Home, plan: &DeployPlan, progress: &Progress) -> Resu
         if Instant::now() >= deadline {
             let port = status.as_ref().and_then(SupervisorStatus::web_port).unwrap_or(0);
             let tail = log_tail(home, plan, "web.1", 20);
-            if let Some(last) = check.and_then(HealthGate::failing) {
+            if let Some(last) = check.as_ref().and_then(Gate::failing) {
                 return Err(StartError::Unhealthy { port, timeout: plan.web_timeout, last, tail }.into());
             }
             return Err(StartError::WebTimeout { port, timeout: plan.web_timeout, tail }.into());
         }
         std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
-/// A health check between attempts: it remembers the last answer, for the error, and spaces
-/// the requests out so that a failing web is not flooded while the deploy waits.
-struct HealthGate<'a> {
-    path: &'a HealthPath,
-    last: Probe,
-    next: Instant,
-}
-
-impl<'a> HealthGate<'a> {
-    fn new(path: &'a HealthPath) -> Self {
-        Self { path, last: Probe::NoAnswer, next: Instant::now() }
-    }
-
-    fn passes(&mut self, port: u16) -> bool {
-        if Instant::now() < self.next {
-            return false;
-        }
-        self.last = health::probe(port, self.path, Duration::from_secs(2));
-        let healthy = matches!(self.last, Probe::Healthy(_));
-        if !healthy {
-            self.next = Instant::now() + Duration::from_millis(200);
-        }
-        healthy
-    }
-
-    /// What the check last found, if web answered but not well: a web that never answered
-    /// is reported as a timeout instead.
-    fn failing(self) -> Option<String> {
-        matches!(self.last, Probe::Unhealthy(_)).then(|| health::describe_last(self.path, &self.last))
     }
 }
 

@@ -399,20 +399,27 @@ impl MountFs {
     /// Create a directory and its missing parents.
     pub fn mkdir(&self, path: &str) -> Result<(), MountError> {
         let rel = validate_rel_path(path)?;
-        let mut cur = self.root.try_clone().map_err(self.fail("open", "."))?;
-        for name in &rel {
+        self.make_dirs(&self.root, &rel, path).map(drop)
+    }
+
+    /// Opens `rel` beneath `base` (the root, or an import's staging directory), creating the
+    /// missing directories, owned like every file the mount's owner writes. `shown` names it
+    /// in errors.
+    fn make_dirs(&self, base: &Dir, rel: &Path, shown: &str) -> Result<Dir, MountError> {
+        let mut cur = base.try_clone().map_err(self.fail("open", "."))?;
+        for name in rel {
             let created = match cur.create_dir(name) {
                 Ok(()) => true,
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => false,
-                Err(e) => return Err(self.fail("create directory", path)(e)),
+                Err(e) => return Err(self.fail("create directory", shown)(e)),
             };
-            let next = cur.open_dir(name).map_err(self.fail("create directory", path))?;
+            let next = cur.open_dir(name).map_err(self.fail("create directory", shown))?;
             if created {
-                self.chown(&reopen(&next)?).map_err(self.fail("create directory", path))?;
+                self.chown(&reopen(&next)?).map_err(self.fail("create directory", shown))?;
             }
             cur = next;
         }
-        Ok(())
+        Ok(cur)
     }
 
     fn chown(&self, fd: &OwnedFd) -> io::Result<()> {

@@ -44,7 +44,7 @@ pub struct ArchiveReport {
 pub(crate) enum Member {
     Dir(PathBuf),
     File(PathBuf),
-    /// Never created; the reason is for the report.
+    /// A link or a device: never created, listed in the report.
     Skip(PathBuf),
     /// Metadata of the archive itself, or its root directory.
     Ignore,
@@ -248,7 +248,7 @@ impl MountFs {
                 Member::Ignore => {}
                 Member::Skip(rel) => report.skipped.push(rel),
                 Member::Dir(rel) => {
-                    self.ensure_dir(staging, &rel)?;
+                    self.make_dirs(staging, &rel, &rel.to_string_lossy())?;
                     report.dirs += 1;
                 }
                 Member::File(rel) => {
@@ -283,7 +283,7 @@ impl MountFs {
         mtime: u64,
     ) -> Result<u64, MountError> {
         let shown = rel.to_string_lossy();
-        let parent = self.ensure_dir(staging, rel.parent().unwrap_or(Path::new("")))?;
+        let parent = self.make_dirs(staging, rel.parent().unwrap_or(Path::new("")), &shown)?;
         let name = rel.file_name().unwrap_or_default();
         // A name the archive gave twice: the later one wins, as with tar itself.
         let _ = parent.remove_file(name);
@@ -302,30 +302,6 @@ impl MountFs {
         let _ = rustix::fs::futimens(&fd, &Timestamps { last_access: when, last_modification: when });
         self.chown(&fd).map_err(self.fail("import", &shown))?;
         Ok(n)
-    }
-
-    /// Opens `rel` beneath `base`, creating missing directories (owned like `mkdir`'s).
-    fn ensure_dir(&self, base: &Dir, rel: &Path) -> Result<Dir, MountError> {
-        let mut cur = base.try_clone().map_err(self.fail("import", "."))?;
-        for name in rel {
-            match cur.create_dir(name) {
-                Ok(()) => {
-                    let next = cur.open_dir(name).map_err(self.fail("import", &rel.to_string_lossy()))?;
-                    self.chown(&reopen(&next)?).map_err(self.fail("import", &rel.to_string_lossy()))?;
-                    cur = next;
-                }
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                    // A file of the same name earlier in the archive: the directory wins.
-                    if !cur.symlink_metadata(name).is_ok_and(|m| m.is_dir()) {
-                        let _ = cur.remove_file(name);
-                        cur.create_dir(name).map_err(self.fail("import", &rel.to_string_lossy()))?;
-                    }
-                    cur = cur.open_dir(name).map_err(self.fail("import", &rel.to_string_lossy()))?;
-                }
-                Err(e) => return Err(self.fail("import", &rel.to_string_lossy())(e)),
-            }
-        }
-        Ok(cur)
     }
 
     /// Refuses, before anything moves, an archive whose file would replace a directory of the

@@ -1,12 +1,13 @@
-//! An app's stable address: a small TCP proxy per app, listening on the app's `listen`
-//! address and passing each connection to the current release's web port on 127.0.0.1.
+//! An app's stable address: an HTTP/1.1 proxy per app, listening on the app's `listen`
+//! address and passing each request to the current release's web port on 127.0.0.1.
 //!
 //! A deploy gives each release a fresh web port; the router is why users need not care. It
-//! reads the target from the app's record for every new connection, and the switch writes
-//! `current` and `web_port` in one atomic write, so connections move to the new release at
-//! the switch while those already open finish on the old one until it is retired: a deploy
-//! drops no request. With nothing to send to (no release yet, or `ps stop`), it answers
-//! `503 Service Unavailable`.
+//! looks up the target for every request (`Target`: a stat, and a read only when the record
+//! changed), and the switch writes `current` and `web_port` in one atomic write, so requests
+//! move to the new release at the switch, keep-alive connections included, while those in
+//! flight finish on the old one until it is retired: a deploy drops no request. With nothing
+//! to send to (no release yet, or `ps stop`), it answers `503 Service Unavailable`. The HTTP
+//! side (forwarding headers, upgrades, graceful close) is in `http.rs`.
 //!
 //! The router is a detached `slipway __route APP` holding `state/APP/router.lock`; `apps
 //! create` and every deploy start it, every command restarts it if it died (as after a
@@ -115,7 +116,7 @@ pub fn relisten(
     Ok(old)
 }
 
-/// How long a stopping router lets open connections finish; `stop` waits a little longer.
+/// How long a stopping router lets requests in flight finish; `stop` waits a little longer.
 const DRAIN: Duration = Duration::from_secs(5);
 
 /// Whether the router of `app` is alive.

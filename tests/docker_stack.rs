@@ -4,6 +4,9 @@
 //! later ones reuse the image. A file lock shared with the library's engine tests keeps
 //! parallel tests from importing twice.
 
+#[path = "common/require.rs"]
+mod require;
+
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -13,7 +16,7 @@ fn engine_present() -> bool {
     if std::env::var_os("DOCKER_HOST").is_some() || Path::new(SOCKET).exists() {
         true
     } else {
-        eprintln!("skipped: no Docker engine ({SOCKET} missing)");
+        require::skip(require::Need::Docker, &format!("no Docker engine ({SOCKET} missing)"));
         false
     }
 }
@@ -62,7 +65,7 @@ fn stack_import_makes_the_image_once_and_then_reuses_it() {
 
 #[test]
 fn stack_import_without_debootstrap_says_how_to_install_it() {
-    if !engine_present() || !rustix::process::geteuid().is_root() {
+    if !engine_present() || !require::root_or_skip("hiding debootstrap from a stack import") {
         return;
     }
     // debootstrap lives in /usr/sbin; a PATH without it stands for a machine without it. The

@@ -54,8 +54,7 @@ fn enable_restart_then_disable_changes_what_processes_see() {
 
 #[test]
 fn apps_never_see_each_others_mounts() {
-    if !rustix::process::geteuid().is_root() {
-        eprintln!("skipped: per-app users need root");
+    if !common::require::root_or_skip("per-app users") {
         return;
     }
     let s = Slipway::new();

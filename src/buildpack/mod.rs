@@ -7,7 +7,7 @@
 //! - [`detect`]: detect's exit codes and build plan, and the buildpack plan build receives.
 //! - [`layer`]: `<layer>.toml` and its `[types]` launch/build/cache.
 //! - [`launch`]: `launch.toml` processes, and the launcher script that runs them.
-//! - [`env`]: the `CNB_*` variables of each phase and the layer environment script.
+//! - [`mod@env`]: the `CNB_*` variables of each phase and the layer environment script.
 
 pub mod descriptor;
 pub mod detect;

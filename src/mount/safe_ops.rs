@@ -210,10 +210,8 @@ impl MountFs {
             Ok(m) if m.is_file() => m.len(),
             _ => 0,
         };
-        if check_quota {
-            if let Some(adding) = len_hint {
-                self.check_soft(replacing, adding, 0)?;
-            }
+        if check_quota && let Some(adding) = len_hint {
+            self.check_soft(replacing, adding, 0)?;
         }
         let tmp = temp_name();
         let mut options = OpenOptions::new();

@@ -53,10 +53,10 @@ pub(crate) fn add_forwarding(
     if let Ok(v) = HeaderValue::from_str(&format!("t={now_ms}")) {
         headers.insert(X_REQUEST_START, v);
     }
-    if !headers.contains_key(&X_REQUEST_ID) {
-        if let Ok(v) = HeaderValue::from_str(id) {
-            headers.insert(X_REQUEST_ID, v);
-        }
+    if !headers.contains_key(&X_REQUEST_ID)
+        && let Ok(v) = HeaderValue::from_str(id)
+    {
+        headers.insert(X_REQUEST_ID, v);
     }
 }
 
@@ -124,11 +124,11 @@ impl Conn {
                 Ok(mut resp) => {
                     // Kept for this connection's next request, which checks it still fits.
                     *self.upstream.lock().await = (!sender.is_closed()).then_some((port, sender));
-                    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-                        if let Some(client_side) = client_upgrade {
-                            let app_side = hyper::upgrade::on(&mut resp);
-                            tokio::spawn(splice(client_side, app_side));
-                        }
+                    if resp.status() == StatusCode::SWITCHING_PROTOCOLS
+                        && let Some(client_side) = client_upgrade
+                    {
+                        let app_side = hyper::upgrade::on(&mut resp);
+                        tokio::spawn(splice(client_side, app_side));
                     }
                     return resp.map(BodyExt::boxed);
                 }
@@ -156,10 +156,11 @@ impl Conn {
         // Read the record again once if the first port refuses: a switch may have just happened.
         for attempt in 0..2 {
             let port = self.target.port()?;
-            if let Some((p, mut s)) = kept.take() {
-                if p == port && s.ready().await.is_ok() {
-                    return Some((port, s));
-                }
+            if let Some((p, mut s)) = kept.take()
+                && p == port
+                && s.ready().await.is_ok()
+            {
+                return Some((port, s));
             }
             if let Some(s) = connect(port).await {
                 return Some((port, s));

@@ -146,7 +146,7 @@ pub fn ensure_running(home: &Home, record: &AppRecord) -> Result<(), RouterError
 }
 
 /// Stops the router of `app`: SIGTERM, which closes its address at once and lets open
-/// connections finish for up to [`DRAIN`]; SIGKILL if it is still there 0.5 s after that.
+/// connections finish for up to `DRAIN`; SIGKILL if it is still there 0.5 s after that.
 pub fn stop(home: &Home, app: &AppName) {
     let paths = home.app(app);
     let Some(pid) = crate::detached::read_pid(&paths.router_pid()) else { return };
@@ -237,10 +237,10 @@ impl Target {
             .ok()
             .map(|m| (m.dev(), m.ino(), m.mtime(), m.mtime_nsec(), m.size()));
         let mut seen = self.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let (Some(now), Some((then, port))) = (version, seen.as_ref()) {
-            if now == *then {
-                return *port;
-            }
+        if let (Some(now), Some((then, port))) = (version, seen.as_ref())
+            && now == *then
+        {
+            return *port;
         }
         let port = self.home.load_app(&self.app).ok().and_then(|r| {
             r.current?;

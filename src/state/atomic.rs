@@ -10,7 +10,7 @@ pub fn write(path: &Path, bytes: &[u8]) -> io::Result<()> {
     write_with(path, |f| f.write_all(bytes))
 }
 
-/// Like [`write`], for content streamed by `fill` into the temp file (an archive, say). If
+/// Like [`write()`], for content streamed by `fill` into the temp file (an archive, say). If
 /// `fill` fails, the temp file is removed and `path` is untouched.
 pub fn write_with<T, E: From<io::Error>>(
     path: &Path,

@@ -3,6 +3,8 @@
 #![allow(dead_code, unreachable_pub, clippy::similar_names)]
 #![allow(clippy::unwrap_used)]
 
+pub mod require;
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -248,10 +250,10 @@ pub fn exchange(stream: &mut TcpStream, path: &str, extra: &str) -> std::io::Res
         if reader.read_line(&mut line)? == 0 || line == "\r\n" {
             break;
         }
-        if let Some((k, v)) = line.split_once(':') {
-            if k.eq_ignore_ascii_case("content-length") {
-                length = v.trim().parse().unwrap_or(0);
-            }
+        if let Some((k, v)) = line.split_once(':')
+            && k.eq_ignore_ascii_case("content-length")
+        {
+            length = v.trim().parse().unwrap_or(0);
         }
     }
     let mut body = vec![0; length];
@@ -286,14 +288,14 @@ pub const STACK: &str = "slipway/stack:bookworm";
 pub fn docker_ready(sw: &Slipway) -> bool {
     const SOCKET: &str = "/var/run/docker.sock";
     if std::env::var_os("DOCKER_HOST").is_none() && !Path::new(SOCKET).exists() {
-        eprintln!("skipped: no Docker engine ({SOCKET} missing)");
+        require::skip(require::Need::Docker, &format!("no Docker engine ({SOCKET} missing)"));
         return false;
     }
     let have =
         || Command::new("docker").args(["image", "inspect", STACK]).output().map(|o| o.status.success());
     match have() {
         Err(e) => {
-            eprintln!("skipped: no docker CLI ({e})");
+            require::skip(require::Need::Docker, &format!("no docker CLI ({e})"));
             false
         }
         Ok(true) => true,

@@ -2,6 +2,9 @@
 //! binary, whose loop mounts are undone in `Drop` so that nothing leaks.
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
 
+#[path = "../common/require.rs"]
+pub mod require;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -120,7 +123,10 @@ fn rustix_is_root() -> bool {
 macro_rules! require_hard {
     () => {
         if let Some(why) = mount_support::hard_unavailable() {
-            eprintln!("skipped: hard-limited mounts need root and loop devices ({why})");
+            mount_support::require::skip(
+                mount_support::require::Need::Root,
+                &format!("hard-limited mounts need root and loop devices ({why})"),
+            );
             return;
         }
     };

@@ -201,15 +201,15 @@ pub async fn import_stack(
     opts: &StackImport,
     progress: &mut (dyn FnMut(&str) + Send),
 ) -> Result<StackOutcome, StackError> {
-    if !opts.force {
-        if let Some(id) = stack_image_id(docker, &opts.tag).await? {
-            progress(&format!(
-                "stack image {} already exists ({}); use --force to rebuild it",
-                opts.tag,
-                short(&id)
-            ));
-            return Ok(StackOutcome::Present { id });
-        }
+    if !opts.force
+        && let Some(id) = stack_image_id(docker, &opts.tag).await?
+    {
+        progress(&format!(
+            "stack image {} already exists ({}); use --force to rebuild it",
+            opts.tag,
+            short(&id)
+        ));
+        return Ok(StackOutcome::Present { id });
     }
     if !rustix::process::geteuid().is_root() {
         return Err(StackError::NotRoot);

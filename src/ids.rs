@@ -9,7 +9,10 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// Why an identifier was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum IdError {
-    #[error("invalid app name {0:?}: use 1-30 characters of a-z, 0-9 and '-', starting with a letter")]
+    #[error(
+        "invalid app name {0:?}: use 1-30 characters of a-z, 0-9 and '-', starting with a letter and not ending \
+         with '-'"
+    )]
     App(String),
     #[error("invalid process type {0:?}: use only letters, digits, '_' and '-'")]
     ProcessType(String),
@@ -65,7 +68,7 @@ string_id!(
     /// An app's name: also its directory name, its system user's suffix and its Docker label.
     AppName,
     |s| {
-        (1..=30).contains(&s.len())
+        (1..=AppName::MAX_LEN).contains(&s.len())
             && s.starts_with(|c: char| c.is_ascii_lowercase())
             && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
             && !s.ends_with('-')
@@ -92,6 +95,13 @@ impl CommitSha {
     pub fn short(&self) -> &str {
         &self.0[..7]
     }
+}
+
+impl AppName {
+    /// The longest app name. Every name up to it can really be created: the system user's name
+    /// (`users::user_name`) shortens the app name to fit useradd's 32 characters, and the error
+    /// message above states this number.
+    pub const MAX_LEN: usize = 30;
 }
 
 impl ProcessType {
@@ -161,6 +171,15 @@ mod tests {
             assert!(bad.parse::<AppName>().is_err(), "{bad:?} accepted");
         }
         assert_eq!("demo-2".parse::<AppName>().unwrap().as_str(), "demo-2");
+    }
+
+    #[test]
+    fn app_names_are_accepted_up_to_max_len_and_refused_beyond() {
+        let at_max = format!("a{}", "b".repeat(AppName::MAX_LEN - 1));
+        assert!(at_max.parse::<AppName>().is_ok());
+        let over = format!("{at_max}c");
+        let err = over.parse::<AppName>().unwrap_err();
+        assert!(err.to_string().contains(&format!("1-{} characters", AppName::MAX_LEN)), "{err}");
     }
 
     #[test]

@@ -21,4 +21,5 @@ pub mod runtime;
 pub mod source;
 pub mod state;
 pub mod supervise;
+pub mod users;
 pub mod workspace;

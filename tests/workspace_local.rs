@@ -41,7 +41,8 @@ fn workspace_shares_the_mount_and_its_deletion_keeps_every_file() {
         "workspace mount paths: {paths}"
     );
     if rustix::process::geteuid().is_root() {
-        assert_eq!(lines[2], format!("slipway-{app}"), "the workspace must run as the app's user");
+        let info: serde_json::Value = serde_json::from_str(&s.ok(&["apps", "info", &app, "--json"])).unwrap();
+        assert_eq!(lines[2], info["run_as"]["user"], "the workspace must run as the app's user");
     }
 
     // Written in the workspace, read by the app; and the other way round.

@@ -1,9 +1,8 @@
 //! `slipway apps`: create, list, info, destroy.
 
 use std::io::IsTerminal;
-use std::process::Command;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 
 use crate::cli::Exit;
 use crate::cli::exit::Refusal;
@@ -13,7 +12,7 @@ use crate::state::{AppRecord, Home, RunAs, RuntimeKind, Wait};
 /// `slipway apps ...`
 #[derive(Debug, clap::Subcommand)]
 pub enum AppsCommand {
-    /// Create an app (as root, also its system user `slipway-APP`)
+    /// Create an app (as root, also its own system user `slipway-APP-HASH`)
     Create {
         app: AppName,
         /// Where its releases run
@@ -49,7 +48,8 @@ pub enum AppsCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Remove an app: processes, releases, workspace, mount (and its image), records, git repository
+    /// Remove an app: processes, releases, workspace, mount (and its image), records, git repository,
+    /// and its system user with every process still running as it
     Destroy {
         app: AppName,
         /// The app's name again, to confirm (asked for on a TTY)
@@ -116,10 +116,58 @@ fn create(
     let mut record = AppRecord::new(app.clone(), runtime);
     record.stack = stack;
     record.listen = Some(listen);
-    if rustix::process::geteuid().is_root() {
-        record.run_as = Some(ensure_user(app)?);
+    if home.app(app).record().exists() {
+        return Err(crate::state::StateError::AppExists(app.clone()).into());
     }
-    home.create_app(&record)?;
+    if rustix::process::geteuid().is_root() {
+        let root = home_path(home)?;
+        if let Some((dir, mode)) = crate::users::blocking_parent(&root) {
+            return Err(Refusal::Usage(format!(
+                "cannot create {app} under {}: {}",
+                root.display(),
+                crate::users::reach_fix(&dir, mode)
+            ))
+            .into());
+        }
+        let user = crate::users::user_name(&root, app);
+        let run_as = crate::users::create(&user).map_err(|e| match e {
+            crate::users::UserError::Exists { .. } => Refusal::Usage(e.to_string()).into(),
+            other => anyhow::Error::new(other),
+        })?;
+        record.run_as = Some(run_as);
+    }
+    if let Err(e) = home.create_app(&record) {
+        // The user was made for this app alone; leave no user behind that no record names.
+        if let Some(u) = &record.run_as
+            && let Err(undo) = crate::users::remove(u)
+        {
+            eprintln!("warning: {undo}");
+        }
+        return Err(e.into());
+    }
+    // From here the record names the user, so a failure leaves both for `apps destroy`.
+    finish_create(home, &record)?;
+    eprintln!("-----> Created app {app} ({runtime:?} runtime), served at http://{listen}/");
+    if let Some(u) = &record.run_as {
+        eprintln!("       its processes run as system user {} (uid {})", u.user, u.uid);
+    }
+    let git = home.git_repo(app);
+    eprintln!("       next: slipway mount enable {app}; slipway deploy {app} --repo DIR");
+    eprintln!("       or push: git remote add slipway {}; git push slipway main", git.display());
+    Ok(Exit::Ok)
+}
+
+/// The home as an absolute path, created if missing: the name of every user of this home
+/// hashes it, so it must not depend on the directory a command ran in.
+fn home_path(home: &Home) -> anyhow::Result<std::path::PathBuf> {
+    std::fs::create_dir_all(home.root())
+        .with_context(|| format!("cannot create {}", home.root().display()))?;
+    std::fs::canonicalize(home.root()).with_context(|| format!("cannot resolve {}", home.root().display()))
+}
+
+/// A recorded app's tree modes, git repository and router.
+fn finish_create(home: &Home, record: &AppRecord) -> anyhow::Result<()> {
+    let app = &record.name;
     let dir = home.app(app).dir().to_owned();
     restrict(&dir, record.run_as.as_ref())?;
     // App users may pass through the home and apps directories to their own tree (0711) but
@@ -141,14 +189,8 @@ fn create(
     crate::git_remote::ensure(&git, &exe, &root, app)?;
     std::fs::set_permissions(home.root().join("git"), std::os::unix::fs::PermissionsExt::from_mode(0o700))
         .context("cannot set mode 0700 on the git directory")?;
-    crate::router::ensure_running(home, &record)?;
-    eprintln!("-----> Created app {app} ({runtime:?} runtime), served at http://{listen}/");
-    if let Some(u) = &record.run_as {
-        eprintln!("       its processes run as system user {} (uid {})", u.user, u.uid);
-    }
-    eprintln!("       next: slipway mount enable {app}; slipway deploy {app} --repo DIR");
-    eprintln!("       or push: git remote add slipway {}; git push slipway main", git.display());
-    Ok(Exit::Ok)
+    crate::router::ensure_running(home, record)?;
+    Ok(())
 }
 
 fn set_listen(home: &Home, app: &AppName, listen: &str) -> anyhow::Result<Exit> {
@@ -182,29 +224,6 @@ fn restrict(dir: &std::path::Path, user: Option<&RunAs>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The app's system user, created if missing.
-fn ensure_user(app: &AppName) -> anyhow::Result<RunAs> {
-    let user = format!("slipway-{app}");
-    if lookup(&user).is_none() {
-        let out = Command::new("useradd")
-            .args(["--system", "--user-group", "--no-create-home", "--shell", "/usr/sbin/nologin", &user])
-            .output()
-            .context("cannot run useradd; install the passwd package")?;
-        if !out.status.success() {
-            bail!("useradd {user} failed: {}", String::from_utf8_lossy(&out.stderr).trim());
-        }
-    }
-    lookup(&user).with_context(|| format!("user {user} was created but cannot be found"))
-}
-
-fn lookup(user: &str) -> Option<RunAs> {
-    let id = |flag: &str| -> Option<u32> {
-        let out = Command::new("id").arg(flag).arg(user).output().ok()?;
-        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().parse().ok())?
-    };
-    Some(RunAs { user: user.to_owned(), uid: id("-u")?, gid: id("-g")? })
-}
-
 fn destroy(home: &Home, app: &AppName, confirm: Option<&str>) -> anyhow::Result<Exit> {
     let record = home.load_app(app)?;
     confirmed(
@@ -227,20 +246,31 @@ fn destroy(home: &Home, app: &AppName, confirm: Option<&str>) -> anyhow::Result<
         docker.destroy_volumes(app)?;
     }
     crate::router::stop(home, app);
+    // Daemonized processes escaped their release's process groups; they may hold the mount
+    // busy, and a user cannot be removed while one runs.
+    if let Some(u) = &record.run_as {
+        crate::users::kill_all(u)?;
+    }
     crate::mount::destroy(&paths)?;
     let git = home.git_repo(app);
-    for dir in [paths.dir(), paths.state_dir(), git.as_path()] {
-        match std::fs::remove_dir_all(dir) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e).with_context(|| format!("cannot remove {}", dir.display())),
-        }
+    for dir in [paths.dir(), git.as_path()] {
+        remove_tree(dir)?;
     }
+    // The record goes last: if the user cannot be removed, `apps destroy` can be run again.
     if let Some(u) = &record.run_as {
-        let _ = Command::new("userdel").arg(&u.user).output();
+        crate::users::remove(u).with_context(|| format!("app {app} is half destroyed"))?;
     }
+    remove_tree(paths.state_dir())?;
     eprintln!("-----> Destroyed app {app}");
     Ok(Exit::Ok)
+}
+
+fn remove_tree(dir: &std::path::Path) -> anyhow::Result<()> {
+    match std::fs::remove_dir_all(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("cannot remove {}", dir.display())),
+    }
 }
 
 /// Require `--confirm APP`, or the app's name typed on a TTY.

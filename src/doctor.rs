@@ -44,6 +44,9 @@ pub struct Facts {
     /// Root, loop devices and mkfs.ext4: what hard limits need.
     pub host: HostSupport,
     pub useradd: bool,
+    /// A directory above the home without `o+x`, with its mode: app users could not reach
+    /// their trees (only probed as root, where apps run as their own users).
+    pub blocked: Option<(PathBuf, u32)>,
     /// The engine's version, or why it cannot be reached.
     pub docker: Result<String, String>,
     /// Whether the `docker` CLI is on PATH (interactive one-offs and workspace shells).
@@ -104,6 +107,20 @@ fn privileges(f: &Facts, out: &mut Vec<Check>) {
             "useradd not found: `apps create` cannot make the app's user",
             Some("apt-get install passwd"),
         ));
+    }
+    if f.host.root {
+        out.push(match &f.blocked {
+            None => check("reach", Level::Ok, "app users can pass through every parent of the home", None),
+            Some((dir, mode)) => Check {
+                name: "reach",
+                level: Level::Fail,
+                detail: format!(
+                    "{} (mode {mode:o}) has no o+x: app users cannot reach their apps, so no process can start",
+                    dir.display()
+                ),
+                fix: Some(crate::users::reach_fix(dir, *mode)),
+            },
+        });
     }
     out.push(match f.host.missing() {
         None => check(
@@ -180,6 +197,11 @@ pub fn probe(home: &Path, stack: &str) -> Facts {
         home: writable(home),
         host: HostSupport::probe(),
         useradd: on_path("useradd"),
+        blocked: if rustix::process::geteuid().is_root() {
+            crate::users::blocking_parent(home)
+        } else {
+            None
+        },
         docker_cli: on_path("docker"),
         stack: (stack.to_owned(), docker.as_ref().ok().map(|(_, has)| *has)),
         docker: docker.map(|(version, _)| version),
@@ -226,6 +248,7 @@ mod tests {
             home: Ok("/var/lib/slipway".into()),
             host: HostSupport { root: true, loop_control: true, mkfs: true },
             useradd: true,
+            blocked: None,
             docker: Ok("28.2.2 (API 1.50)".into()),
             docker_cli: true,
             stack: ("slipway/stack:bookworm".into(), Some(true)),
@@ -260,6 +283,16 @@ mod tests {
     }
 
     #[test]
+    fn a_home_below_a_closed_directory_fails_with_the_chmod_that_fixes_it() {
+        let facts = Facts { blocked: Some(("/tmp/tmp.x".into(), 0o700)), ..good() };
+        let checks = checks(&facts);
+        let reach = checks.iter().find(|c| c.name == "reach").unwrap();
+        assert_eq!(reach.level, Level::Fail);
+        assert!(reach.fix.as_deref().unwrap().contains("chmod o+x /tmp/tmp.x"), "{reach:?}");
+        assert!(!healthy(&checks));
+    }
+
+    #[test]
     fn an_unprivileged_machine_without_docker_still_deploys_locally() {
         let facts = Facts {
             host: HostSupport { root: false, ..good().host },
@@ -273,6 +306,7 @@ mod tests {
         let limit = checks.iter().find(|c| c.name == "mount limit").unwrap();
         assert!(limit.level == Level::Warn && limit.detail.contains("not root"), "{limit:?}");
         assert_eq!(level(&checks, "users"), None, "useradd only matters to root");
+        assert_eq!(level(&checks, "reach"), None, "without app users, nobody else needs to reach the home");
         assert_eq!(level(&checks, "docker"), Some(Level::Warn));
         assert_eq!(level(&checks, "stack"), None, "no engine, no stack to look for");
     }

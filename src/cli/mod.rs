@@ -34,7 +34,8 @@ pub use exit::{Exit, exit_code_for};
 #[derive(Debug, Parser)]
 #[command(name = "slipway", version, about, propagate_version = true, max_term_width = 100)]
 pub struct Cli {
-    /// State directory [default: `$XDG_DATA_HOME/slipway` or `~/.local/share/slipway`]
+    /// State directory [default: `/var/lib/slipway` as root, else `$XDG_DATA_HOME/slipway` or
+    /// `~/.local/share/slipway`]
     #[arg(long, global = true, env = "SLIPWAY_HOME", value_name = "DIR")]
     pub home: Option<PathBuf>,
     /// Print tracing diagnostics to stderr (-vv for more)

@@ -17,8 +17,13 @@ impl Home {
         Self { root }
     }
 
-    /// The per-user default: `$XDG_DATA_HOME/slipway`, else `~/.local/share/slipway`.
+    /// The default home: `/var/lib/slipway` as root (as Dokku's /var/lib/dokku: app users must
+    /// pass through every parent, and they cannot pass through `/root`); otherwise the per-user
+    /// `$XDG_DATA_HOME/slipway`, else `~/.local/share/slipway`.
     pub fn default_root() -> PathBuf {
+        if rustix::process::geteuid().is_root() {
+            return PathBuf::from("/var/lib/slipway");
+        }
         if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
             return PathBuf::from(x).join("slipway");
         }

@@ -12,6 +12,7 @@ pub mod health;
 pub mod ids;
 pub mod local_dev;
 pub mod mount;
+pub mod oneoff;
 pub mod plan;
 pub mod ports;
 pub mod progress;

@@ -112,7 +112,7 @@ fn create(
         Some(l) => crate::router::parse_listen(l).map_err(|e| Refusal::Usage(e.to_string()))?,
         None => crate::router::free_listen().context("no free port on 127.0.0.1 for the app's router")?,
     };
-    crate::router::check_free(listen).map_err(|e| Refusal::Usage(format!("{e} with --listen")))?;
+    let listen = bound_port(listen).map_err(|e| Refusal::Usage(format!("{e} with --listen")))?;
     let mut record = AppRecord::new(app.clone(), runtime);
     record.stack = stack;
     record.listen = Some(listen);
@@ -195,6 +195,12 @@ fn finish_create(home: &Home, record: &AppRecord) -> anyhow::Result<()> {
 
 fn set_listen(home: &Home, app: &AppName, listen: &str) -> anyhow::Result<Exit> {
     let addr = crate::router::parse_listen(listen).map_err(|e| Refusal::Usage(e.to_string()))?;
+    // Port 0 means "any free port"; the record and the router need the one it is.
+    let addr = if addr.port() == 0 {
+        bound_port(addr).map_err(|e| Refusal::Usage(format!("{e} with --listen")))?
+    } else {
+        addr
+    };
     let _lock = home.lock_app(app, Wait::Yes, || eprintln!("waiting for a deploy of {app} to finish"))?;
     let mut record = home.load_app(app)?;
     if record.listen == Some(addr) {
@@ -208,6 +214,15 @@ fn set_listen(home: &Home, app: &AppName, listen: &str) -> anyhow::Result<Exit> 
     let was = old.map_or(String::new(), |o| format!(" (was http://{o}/)"));
     eprintln!("-----> {app} is now served at http://{addr}/{was}");
     Ok(Exit::Ok)
+}
+
+/// Checks that `addr` can be listened on now (so that a taken address is refused before
+/// anything changes) and returns the address really bound: port 0 becomes the free port the
+/// kernel picked, which is what the record and the router must use.
+fn bound_port(addr: std::net::SocketAddr) -> Result<std::net::SocketAddr, crate::router::RouterError> {
+    let taken = |source| crate::router::RouterError::Taken { addr, source };
+    let listener = std::net::TcpListener::bind(addr).map_err(taken)?;
+    listener.local_addr().map_err(taken)
 }
 
 /// The app's tree belongs to its user with mode 0700: no other app's user can look in.

@@ -107,6 +107,11 @@ fn change(
     Ok(Exit::Ok)
 }
 
+/// Variables slipway sets for every process, which an app's config may not replace: a wrong
+/// `PATH` or `HOME` takes every process down at its next start, `PORT` is where the health gate
+/// and the router look, and `USER`/`LOGNAME` name the app's user.
+pub const RESERVED: &[&str] = &["PATH", "PORT", "HOME", "DYNO", "PS", "USER", "LOGNAME"];
+
 /// `KEY=VALUE`, where KEY is a shell-safe variable name.
 fn parse_pair(p: &str) -> Result<(String, String), String> {
     let (k, v) = p.split_once('=').ok_or_else(|| format!("expected KEY=VALUE, got {p:?}"))?;
@@ -115,8 +120,12 @@ fn parse_pair(p: &str) -> Result<(String, String), String> {
     if !valid {
         return Err(format!("invalid variable name {k:?}: use letters, digits and '_'"));
     }
-    if ["PORT", "HOME", "DYNO", "PS"].contains(&k) {
-        return Err(format!("{k} is set by slipway for each process and cannot be overridden"));
+    if RESERVED.contains(&k) {
+        return Err(format!(
+            "{k} is set by slipway for each process and cannot be overridden (reserved: {}); nothing was \
+             changed",
+            RESERVED.join(", ")
+        ));
     }
     Ok((k.to_owned(), v.to_owned()))
 }
@@ -132,5 +141,15 @@ mod tests {
         for bad in ["NOEQ", "1A=x", "A-B=x", "=x", "PORT=1"] {
             assert!(parse_pair(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn variables_slipway_sets_are_refused_and_the_message_lists_them() {
+        for k in RESERVED {
+            let err = parse_pair(&format!("{k}=/x")).unwrap_err();
+            assert!(err.contains("set by slipway") && err.contains("PATH, PORT, HOME, DYNO"), "{err}");
+        }
+        assert!(parse_pair("LANG=en_US.UTF-8").is_ok(), "a default the app may change");
+        assert!(parse_pair("MYPATH=/x").is_ok());
     }
 }

@@ -92,6 +92,12 @@ pub enum Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.verbose);
+    match cli.command {
+        // These outlive or serve others: a reader that hung up must not kill a router, a
+        // supervisor, or a push's deploy halfway (their writes check their errors instead).
+        Command::Supervise(_) | Command::Route(_) | Command::Receive(_) => {}
+        _ => die_quietly_on_broken_pipe(),
+    }
     // `--json` before any `--` (after it come a one-off command's own arguments).
     let json = std::env::args().take_while(|a| a != "--").any(|a| a == "--json");
     let home = Home::new(cli.home.clone().unwrap_or_else(Home::default_root));
@@ -139,6 +145,18 @@ fn dispatch(home: &Home, command: Command) -> anyhow::Result<Exit> {
         Command::Supervise(a) => supervise_cmd::run(home, &a),
         Command::Receive(a) => receive::run(home, &a),
         Command::Route(a) => route_cmd::run(home, &a),
+    }
+}
+
+/// `slipway releases APP | head -1`: when the reader of our output goes away, end as `cat` or
+/// `ls` would, killed by SIGPIPE without a word, instead of panicking in `println!` (Rust
+/// ignores SIGPIPE, so every write would fail with EPIPE). One switch for every command, so no
+/// print needs its own handling. Children get the default disposition anyway.
+fn die_quietly_on_broken_pipe() {
+    // SAFETY: called once at start-up, before any thread or signal handler exists; SIG_DFL is
+    // the disposition every program starts with.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 

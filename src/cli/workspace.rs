@@ -1,7 +1,9 @@
 //! `slipway workspace`: a working copy of the app beside its persistent filesystem.
 
 use crate::cli::Exit;
+use crate::cli::exit::Refusal;
 use crate::ids::AppName;
+use crate::oneoff::OneOff;
 use crate::state::Home;
 use crate::workspace::{self, Created};
 
@@ -12,7 +14,8 @@ pub enum WorkspaceCommand {
     Create { app: AppName },
     /// Open bash in the workspace
     Shell { app: AppName },
-    /// Run a command in the workspace (words joined and run by bash -c)
+    /// Run a command in the workspace: one argument is a bash command line, several are a
+    /// program and its arguments, run exactly as given
     Run {
         app: AppName,
         #[arg(required = true, last = true, value_name = "CMD")]
@@ -45,7 +48,11 @@ pub fn run(home: &Home, cmd: WorkspaceCommand) -> anyhow::Result<Exit> {
             Ok(Exit::Ok)
         }
         WorkspaceCommand::Shell { app } => exec(home, &app, "exec bash"),
-        WorkspaceCommand::Run { app, command } => exec(home, &app, &command.join(" ")),
+        WorkspaceCommand::Run { app, command } => {
+            let command =
+                OneOff::from_args(command).ok_or_else(|| Refusal::Usage("no command given".into()))?;
+            exec(home, &app, &command.script())
+        }
         WorkspaceCommand::Delete { app } => {
             if workspace::delete(home, &app)? {
                 eprintln!("-----> Deleted the workspace of {app}; its persistent filesystem is kept");

@@ -91,7 +91,12 @@ pub trait Runtime {
         follow: bool,
     ) -> Result<(), RuntimeError>;
     /// Run a one-off command in a release, sharing the caller's terminal; its exit code.
-    fn run_oneoff(&self, app: &AppRecord, release: ReleaseId, command: &str) -> Result<i32, RuntimeError>;
+    fn run_oneoff(
+        &self,
+        app: &AppRecord,
+        release: ReleaseId,
+        command: &crate::oneoff::OneOff,
+    ) -> Result<i32, RuntimeError>;
     /// Repair after a crash or reboot. The caller holds the app's lock.
     fn reconcile(&self, app: &AppRecord) -> Result<Repairs, RuntimeError>;
 }

@@ -112,6 +112,11 @@ pub enum OneOffError {
     Container(#[from] ContainerError),
 }
 
+/// The container command of `slipway run`: bash runs the line, or execs the argv as given.
+pub fn oneoff_cmd(command: &crate::oneoff::OneOff) -> Vec<String> {
+    vec!["bash".to_owned(), "-c".to_owned(), command.script()]
+}
+
 /// The engine's create request for a one-off container, as data.
 pub fn oneoff_create_body(spec: &OneOffSpec) -> ContainerCreateBody {
     let mut env = vec![format!("HOME={CONTAINER_HOME}")];

@@ -221,7 +221,7 @@ impl DockerRuntime {
         docker: &Docker,
         app: &AppRecord,
         release: ReleaseId,
-        command: &str,
+        command: &crate::oneoff::OneOff,
     ) -> Result<i32, DockerError> {
         use std::io::IsTerminal;
         use std::os::unix::process::ExitStatusExt;
@@ -249,7 +249,7 @@ impl DockerRuntime {
                 cmd.arg("--mount").arg(format!("type=volume,src={v},dst={}", m.target.unwrap_or_default()));
             }
         }
-        cmd.arg(&image.tag).args(["bash", "-c", command]);
+        cmd.arg(&image.tag).args(super::oneoff::oneoff_cmd(command));
         let status = cmd.status().map_err(DockerError::DockerCli)?;
         Ok(status.code().or_else(|| status.signal().map(|s| 128 + s)).unwrap_or(1))
     }

@@ -387,7 +387,12 @@ impl Runtime for DockerRuntime {
         self.block(async |docker| super::ops::logs(docker, app, process, lines, follow).await)
     }
 
-    fn run_oneoff(&self, app: &AppRecord, release: ReleaseId, command: &str) -> Result<i32, RuntimeError> {
+    fn run_oneoff(
+        &self,
+        app: &AppRecord,
+        release: ReleaseId,
+        command: &crate::oneoff::OneOff,
+    ) -> Result<i32, RuntimeError> {
         self.block(async |docker| self.run_oneoff_of(docker, app, release, command).await)
     }
 

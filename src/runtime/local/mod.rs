@@ -147,7 +147,12 @@ impl Runtime for LocalRuntime {
         Ok(self.logs_of(&app.name, process, lines, follow)?)
     }
 
-    fn run_oneoff(&self, app: &AppRecord, release: ReleaseId, command: &str) -> Result<i32, RuntimeError> {
+    fn run_oneoff(
+        &self,
+        app: &AppRecord,
+        release: ReleaseId,
+        command: &crate::oneoff::OneOff,
+    ) -> Result<i32, RuntimeError> {
         Ok(self.run_oneoff_of(app, release, command)?)
     }
 

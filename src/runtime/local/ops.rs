@@ -63,14 +63,14 @@ impl LocalRuntime {
         &self,
         app: &AppRecord,
         release: ReleaseId,
-        command: &str,
+        command: &crate::oneoff::OneOff,
     ) -> Result<i32, LocalError> {
         let mut plan = load_plan(&self.home, &app.name, release)?;
         plan.env.clone_from(&app.env);
         attach_mount(&self.home, &app.name, release)?;
         let status = self
             .process_env(&plan)
-            .interactive(command, &[("DYNO", "run.1".to_owned())])
+            .interactive(&command.script(), &[("DYNO", "run.1".to_owned())])
             .status()
             .map_err(io_err("bash"))?;
         Ok(status.code().or_else(|| status.signal().map(|s| 128 + s)).unwrap_or(1))

@@ -87,9 +87,16 @@ pub fn deploy(
         repo.dir().display()
     ));
     let (procfile, project) = read_config(&repo, &commit, progress).map_err(|e| fail("config", e))?;
+    if let Some(p) = &project {
+        scripts_stay_in_app(&repo, &commit, p).map_err(|e| fail("config", e))?;
+    }
     let mount_enabled = crate::mount::settings(&home.app(app))
         .map_err(|e| fail("config", e.into()))?
         .is_some_and(|s| s.enabled);
+    // What is serving now: a Procfile without web would retire it at the switch.
+    let running_web = record.current.filter(|id| {
+        home.load_release(app, *id).is_ok_and(|r| r.process_types.iter().any(crate::ids::ProcessType::is_web))
+    });
     let plan = plan::plan(&PlanInput {
         app: &record,
         release,
@@ -98,6 +105,7 @@ pub fn deploy(
         project: project.as_ref(),
         mount_enabled,
         overrides: &req.overrides,
+        running_web,
     })
     .map_err(|e| fail("config", e.into()))?;
     let mut rec = ReleaseRecord {
@@ -245,6 +253,22 @@ fn read_config(
         }
     };
     Ok((procfile, project))
+}
+
+/// Refuses a predeploy or postdeploy path that a committed symlink leads out of the app, before
+/// anything is built or run.
+fn scripts_stay_in_app(
+    repo: &Repo,
+    commit: &CommitSha,
+    project: &project_toml::ProjectToml,
+) -> Result<(), BoxError> {
+    let scripts = [("predeploy", &project.predeploy), ("postdeploy", &project.postdeploy)];
+    for (key, path) in scripts {
+        if let Some(path) = path {
+            config::script_path::resolve(key, path, |p| repo.symlink_target(commit, p))??;
+        }
+    }
+    Ok(())
 }
 
 fn phases(progress: &Progress) -> Vec<Phase> {

@@ -72,6 +72,16 @@ pub enum PlanError {
         /// The uri.
         uri: String,
     },
+    /// The Procfile has no `web`, so the switch would retire the web that serves the app.
+    #[error(
+        "the Procfile of this commit has no web process, but the running release {running} serves web: deploying it \
+         would retire web and the app would answer 503. Add a web line to the Procfile, or if that is intended, \
+         pass --allow-no-web (for git push: set allow-no-web = true under [io.slipway] in project.toml)"
+    )]
+    DropsWeb {
+        /// The running release.
+        running: ReleaseId,
+    },
     /// A relative uri climbs out of the app root.
     #[error(
         "project.toml: io.buildpacks.group[{index}]: uri {uri:?} leaves the app root; name a directory inside the app"
@@ -121,6 +131,8 @@ pub struct Overrides {
     /// `--buildpack DIR`, in order, as absolute paths; when given they replace project.toml's
     /// `[[io.buildpacks.group]]`, as `pack build --buildpack` does.
     pub buildpacks: Vec<PathBuf>,
+    /// `--allow-no-web`: a Procfile without web may replace a release that serves web.
+    pub allow_no_web: bool,
 }
 
 /// The inputs of a plan.
@@ -133,11 +145,21 @@ pub struct PlanInput<'a> {
     pub project: Option<&'a ProjectToml>,
     pub mount_enabled: bool,
     pub overrides: &'a Overrides,
+    /// The running release, if it has a web process.
+    pub running_web: Option<ReleaseId>,
 }
 
 /// Compute the plan. Pure: no I/O.
 pub fn plan(input: &PlanInput<'_>) -> Result<DeployPlan, PlanError> {
     let project = input.project;
+    let has_web = input.procfile.entries().iter().any(|e| e.ptype.is_web());
+    let allowed = input.overrides.allow_no_web || project.is_some_and(|p| p.allow_no_web);
+    if let Some(running) = input.running_web
+        && !has_web
+        && !allowed
+    {
+        return Err(PlanError::DropsWeb { running });
+    }
     let predeploy_timeout = input
         .overrides
         .predeploy_timeout
@@ -270,7 +292,34 @@ mod tests {
             project,
             mount_enabled: true,
             overrides,
+            running_web: None,
         }
+    }
+
+    #[test]
+    fn a_procfile_without_web_cannot_replace_a_release_serving_web_unless_allowed() {
+        let app = app();
+        let no_web = Procfile::parse("worker: ./work\n").unwrap();
+        let none = Overrides::default();
+        let running = Some(ReleaseId::new(6));
+        let refused = plan(&PlanInput { running_web: running, ..input(&app, &no_web, None, &none) });
+        let err = refused.unwrap_err();
+        assert_eq!(err, PlanError::DropsWeb { running: ReleaseId::new(6) });
+        assert!(
+            err.to_string().contains("--allow-no-web") && err.to_string().contains("allow-no-web = true")
+        );
+
+        let flag = Overrides { allow_no_web: true, ..Overrides::default() };
+        assert!(plan(&PlanInput { running_web: running, ..input(&app, &no_web, None, &flag) }).is_ok());
+        let project =
+            crate::config::project_toml::parse("[io.slipway]\nallow-no-web = true\n").unwrap().project;
+        assert!(
+            plan(&PlanInput { running_web: running, ..input(&app, &no_web, Some(&project), &none) }).is_ok()
+        );
+        // Nothing serves web yet (first deploy, or a worker-only app): nothing to lose.
+        assert!(plan(&input(&app, &no_web, None, &none)).is_ok());
+        let web = Procfile::parse("web: x\n").unwrap();
+        assert!(plan(&PlanInput { running_web: running, ..input(&app, &web, None, &none) }).is_ok());
     }
 
     #[test]

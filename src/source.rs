@@ -165,6 +165,27 @@ impl Repo {
         unpacked.map_err(extract_err)
     }
 
+    /// The target of `path` (relative to the app root) at `commit` if the commit has a symlink
+    /// there (mode 120000), else None: a missing path, a file or a directory.
+    pub fn symlink_target(&self, commit: &CommitSha, path: &str) -> Result<Option<String>, SourceError> {
+        let full = format!("{}{path}", self.prefix);
+        let args = ["--literal-pathspecs", "ls-tree", "--full-tree", "-z", commit.as_str(), "--", &full];
+        let out = self.git(&args).output().map_err(SourceError::Git)?;
+        if !out.status.success() {
+            return Err(self.failed("ls-tree", &out.stderr));
+        }
+        // "<mode> <type> <object>\t<path>", NUL-terminated.
+        let listing = String::from_utf8_lossy(&out.stdout);
+        let is_link = listing
+            .split('\0')
+            .filter_map(|entry| entry.split_once('\t'))
+            .any(|(meta, p)| p == full && meta.starts_with("120000 "));
+        if !is_link {
+            return Ok(None);
+        }
+        Ok(self.read_files(commit, &[path])?.into_iter().next().flatten())
+    }
+
     fn failed(&self, what: &'static str, stderr: &[u8]) -> SourceError {
         SourceError::GitFailed {
             repo: self.dir.clone(),

@@ -43,6 +43,10 @@ pub struct DeployArgs {
     /// project.toml's [[io.buildpacks.group]]
     #[arg(long = "buildpack", value_name = "DIR")]
     pub buildpacks: Vec<PathBuf>,
+    /// Deploy a Procfile without web even though the running release serves web (the app will
+    /// answer 503); for git push, set `allow-no-web = true` under `[io.slipway]` in project.toml
+    #[arg(long)]
+    pub allow_no_web: bool,
     /// Print the outcome as JSON on stdout
     #[arg(long)]
     pub json: bool,
@@ -69,6 +73,7 @@ pub fn run(home: &Home, args: &DeployArgs) -> anyhow::Result<Exit> {
             stop_grace: args.stop_grace,
             healthcheck: args.healthcheck.clone(),
             buildpacks,
+            allow_no_web: args.allow_no_web,
         },
     };
     let app = &args.app;

@@ -4,6 +4,7 @@
 
 pub mod procfile;
 pub mod project_toml;
+pub mod script_path;
 
 use std::io;
 use std::path::{Path, PathBuf};

@@ -37,6 +37,9 @@ pub struct ProjectToml {
     pub web_timeout: Option<Duration>,
     /// The path web must answer with 2xx/3xx before the switch (`[io.slipway] healthcheck`).
     pub healthcheck: Option<HealthPath>,
+    /// Whether a Procfile without `web` may replace a release that serves web
+    /// (`[io.slipway] allow-no-web`, for `git push`, which cannot pass `--allow-no-web`).
+    pub allow_no_web: bool,
 }
 
 /// One buildpack of a group: by `id` (and optional `version`) or by `uri`.
@@ -125,6 +128,7 @@ pub fn parse(text: &str) -> Result<Parsed> {
             project.predeploy_timeout = slipway.duration("predeploy-timeout")?;
             project.web_timeout = slipway.duration("web-timeout")?;
             project.healthcheck = slipway.health_path("healthcheck")?;
+            project.allow_no_web = slipway.boolean("allow-no-web")?.unwrap_or(false);
             slipway.finish(&mut warnings);
         }
         io.finish(&mut warnings);
@@ -297,6 +301,14 @@ impl Section {
     }
 
     /// A duration as a humantime string (`"90s"`, `"10m"`) or whole seconds; zero is refused.
+    fn boolean(&mut self, key: &str) -> Result<Option<bool>> {
+        match self.table.remove(key) {
+            None => Ok(None),
+            Some(Value::Boolean(b)) => Ok(Some(b)),
+            Some(_) => Err(self.wrong_type(key, "true or false")),
+        }
+    }
+
     fn duration(&mut self, key: &str) -> Result<Option<Duration>> {
         let (written, parsed) = match self.table.remove(key) {
             None => return Ok(None),
@@ -623,6 +635,16 @@ builder = "v0.1 style"
         assert_eq!(
             ok("[io.slipway]\nweb-timeout = \"500ms\"").project.web_timeout,
             Some(Duration::from_millis(500))
+        );
+    }
+
+    #[test]
+    fn allow_no_web_is_a_boolean_that_defaults_to_false() {
+        assert!(!ok("").project.allow_no_web);
+        assert!(ok("[io.slipway]\nallow-no-web = true\n").project.allow_no_web);
+        assert_eq!(
+            err("[io.slipway]\nallow-no-web = \"yes\""),
+            "project.toml: io.slipway.allow-no-web: expected true or false"
         );
     }
 

@@ -69,7 +69,11 @@ pub fn user_name(home: &Path, app: &AppName) -> String {
     hasher.update([0]);
     hasher.update(app.as_str().as_bytes());
     let digest = hasher.finalize();
-    let hash: String = digest.iter().take(HASH_LEN / 2).map(|b| format!("{b:02x}")).collect();
+    let hash = digest.iter().take(HASH_LEN / 2).fold(String::new(), |mut hex, b| {
+        use std::fmt::Write as _;
+        let _ = write!(hex, "{b:02x}");
+        hex
+    });
     let room = MAX_USER_NAME - PREFIX.len() - 1 - HASH_LEN;
     let short = &app.as_str()[..app.as_str().len().min(room)];
     format!("{PREFIX}{short}-{hash}")

@@ -76,9 +76,9 @@ fn run_takes_one_argument_as_a_bash_line_and_several_as_an_exact_argv() {
     let repo = Repo::from_fixture("seed-demo");
     s.ok(&["deploy", &app, "--repo", repo.path()]);
 
-    let argv = ["printf", "%s|", "a", "x;id", "$(id -u)", "it's", "*", ""];
+    let words = ["printf", "%s|", "a", "x;id", "$(id -u)", "it's", "*", ""];
     let mut args = vec!["run", app.as_str(), "--"];
-    args.extend(argv);
+    args.extend(words);
     assert_eq!(s.ok(&args), "a|x;id|$(id -u)|it's|*||", "the words were re-parsed by a shell");
     assert_eq!(s.ok(&["run", &app, "--", "echo one; echo two"]), "one\ntwo\n");
     let out = s.run(&["run", &app, "--", "sh", "-c", "exit 7"]);
@@ -88,7 +88,7 @@ fn run_takes_one_argument_as_a_bash_line_and_several_as_an_exact_argv() {
 
     s.ok(&["workspace", "create", &app]);
     let mut args = vec!["workspace", "run", app.as_str(), "--"];
-    args.extend(argv);
+    args.extend(words);
     assert_eq!(s.ok(&args), "a|x;id|$(id -u)|it's|*||", "workspace run re-parsed the words");
     assert_eq!(s.ok(&["workspace", "run", &app, "--", "echo one; echo two"]), "one\ntwo\n");
 }

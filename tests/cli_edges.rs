@@ -92,3 +92,19 @@ fn run_takes_one_argument_as_a_bash_line_and_several_as_an_exact_argv() {
     assert_eq!(s.ok(&args), "a|x;id|$(id -u)|it's|*||", "workspace run re-parsed the words");
     assert_eq!(s.ok(&["workspace", "run", &app, "--", "echo one; echo two"]), "one\ntwo\n");
 }
+
+#[test]
+fn docker_run_takes_one_argument_as_a_bash_line_and_several_as_an_exact_argv() {
+    let s = Slipway::new();
+    if !common::docker_ready(&s) {
+        return;
+    }
+    let app = s.app_with("dargv", &["--runtime", "docker"]);
+    let repo = Repo::from_fixture("docker-dockerfile");
+    s.ok(&["deploy", &app, "--repo", repo.path()]);
+    let words = ["printf", "%s|", "a", "x;id", "$(id -u)", "it's", "*", ""];
+    let mut args = vec!["run", app.as_str(), "--"];
+    args.extend(words);
+    assert_eq!(s.ok(&args), "a|x;id|$(id -u)|it's|*||", "the words were re-parsed by a shell");
+    assert_eq!(s.ok(&["run", &app, "--", "echo one; echo two"]), "one\ntwo\n");
+}

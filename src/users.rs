@@ -84,10 +84,10 @@ pub fn create(user: &str) -> Result<RunAs, UserError> {
     if lookup(user)?.is_some() {
         return Err(UserError::Exists { user: user.to_owned() });
     }
-    let out = Command::new("useradd")
-        .args(["--system", "--user-group", "--no-create-home", "--shell", "/usr/sbin/nologin", user])
-        .output()
-        .map_err(|source| UserError::Spawn { tool: "useradd", source })?;
+    let out = shadow_tool(
+        "useradd",
+        &["--system", "--user-group", "--no-create-home", "--shell", "/usr/sbin/nologin", "--", user],
+    )?;
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr).trim().to_owned();
         // useradd exits 9 when the name was taken in the meantime.
@@ -129,11 +129,7 @@ pub fn remove(who: &RunAs) -> Result<(), UserError> {
     // users; give the reaper a moment before calling it a failure.
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let out = Command::new("userdel")
-            .arg("--")
-            .arg(&who.user)
-            .output()
-            .map_err(|source| UserError::Spawn { tool: "userdel", source })?;
+        let out = shadow_tool("userdel", &["--", &who.user])?;
         // 6: no such user (someone removed it meanwhile), which is the outcome we want.
         if out.status.success() || out.status.code() == Some(6) {
             return Ok(());
@@ -145,6 +141,21 @@ pub fn remove(who: &RunAs) -> Result<(), UserError> {
         }
         kill_all(who)?;
         std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Runs useradd or userdel, again while another one holds the lock on /etc/passwd: apps
+/// created or destroyed at the same moment must not fail for that.
+fn shadow_tool(tool: &'static str, args: &[&str]) -> Result<std::process::Output, UserError> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let out =
+            Command::new(tool).args(args).output().map_err(|source| UserError::Spawn { tool, source })?;
+        let busy = String::from_utf8_lossy(&out.stderr).contains("try again later");
+        if out.status.success() || !busy || Instant::now() > deadline {
+            return Ok(out);
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 

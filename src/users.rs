@@ -114,15 +114,24 @@ pub fn lookup(user: &str) -> Result<Option<RunAs>, UserError> {
     Ok(Some(RunAs { user: user.to_owned(), uid, gid }))
 }
 
+/// Whether `who` still exists with the uid it was created with: false if it is gone (its uid
+/// may belong to someone else by now, so nothing may be done to that uid), an error if the
+/// name now has another uid.
+pub fn still_ours(who: &RunAs) -> Result<bool, UserError> {
+    match lookup(&who.user)? {
+        None => Ok(false),
+        Some(found) if found.uid != who.uid => {
+            Err(UserError::Replaced { user: who.user.clone(), recorded: who.uid, found: found.uid })
+        }
+        Some(_) => Ok(true),
+    }
+}
+
 /// Kill every process running as `who` (daemonized ones included), then delete the user and
 /// its group. A user that is already gone is fine; one whose uid changed is left alone.
 pub fn remove(who: &RunAs) -> Result<(), UserError> {
-    match lookup(&who.user)? {
-        None => return Ok(()),
-        Some(found) if found.uid != who.uid => {
-            return Err(UserError::Replaced { user: who.user.clone(), recorded: who.uid, found: found.uid });
-        }
-        Some(_) => {}
+    if !still_ours(who)? {
+        return Ok(());
     }
     kill_all(who)?;
     // A killed process stays a zombie until its parent reaps it, and userdel counts zombies as
@@ -161,6 +170,7 @@ fn shadow_tool(tool: &'static str, args: &[&str]) -> Result<std::process::Output
 
 /// SIGKILL every live process whose real, effective or saved uid is `who`'s, over and over
 /// until a scan finds none: a process that forks between two scans is caught by the next.
+/// Check [`still_ours`] first: the uid must still be this user's.
 pub fn kill_all(who: &RunAs) -> Result<(), UserError> {
     const ROUNDS: u32 = 100;
     let mut pids = Vec::new();

@@ -248,6 +248,12 @@ fn destroy(home: &Home, app: &AppName, confirm: Option<&str>) -> anyhow::Result<
         "its releases, processes, workspace, git repository and every file in its mount",
     )?;
     let _lock = home.lock_app(app, Wait::Yes, || eprintln!("waiting for a deploy of {app} to finish"))?;
+    // Checked before anything goes: a user whose uid changed behind slipway's back is not this
+    // app's any more, and its uid's processes and files may be someone else's.
+    let user = match &record.run_as {
+        Some(u) if crate::users::still_ours(u)? => Some(u),
+        _ => None,
+    };
     let paths = home.app(app);
     let runtime = crate::runtime::AnyRuntime::for_kind(home, record.runtime)?;
     let mut releases = home.release_dirs(app)?;
@@ -263,7 +269,7 @@ fn destroy(home: &Home, app: &AppName, confirm: Option<&str>) -> anyhow::Result<
     crate::router::stop(home, app);
     // Daemonized processes escaped their release's process groups; they may hold the mount
     // busy, and a user cannot be removed while one runs.
-    if let Some(u) = &record.run_as {
+    if let Some(u) = user {
         crate::users::kill_all(u)?;
     }
     crate::mount::destroy(&paths)?;
@@ -272,7 +278,7 @@ fn destroy(home: &Home, app: &AppName, confirm: Option<&str>) -> anyhow::Result<
         remove_tree(dir)?;
     }
     // The record goes last: if the user cannot be removed, `apps destroy` can be run again.
-    if let Some(u) = &record.run_as {
+    if let Some(u) = user {
         crate::users::remove(u).with_context(|| format!("app {app} is half destroyed"))?;
     }
     remove_tree(paths.state_dir())?;

@@ -43,6 +43,13 @@ fn apps_create_listen_0_records_and_serves_the_port_it_really_got() {
     // Its router is really there: with no release yet it answers 503.
     let answer = common::wait_for(std::time::Duration::from_secs(10), || common::get(port, "/").ok());
     assert_eq!(answer.map(|(code, _)| code), Some(503));
+
+    // Moving it to port 0 likewise lands on a real port.
+    s.ok(&["apps", "set", &app, "--listen", "0"]);
+    let moved = s.router_port(&app);
+    assert!(moved != 0 && moved != port, "moved to {moved}");
+    let answer = common::wait_for(std::time::Duration::from_secs(10), || common::get(moved, "/").ok());
+    assert_eq!(answer.map(|(code, _)| code), Some(503));
 }
 
 #[test]

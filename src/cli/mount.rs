@@ -9,7 +9,9 @@ use anyhow::Context;
 use crate::cli::Exit;
 use crate::cli::exit::Refusal;
 use crate::ids::AppName;
-use crate::mount::{self, DisableOutcome, EnableOutcome, MountError, MountFs, Resized, StopReason, format_size};
+use crate::mount::{
+    self, DisableOutcome, EnableOutcome, MountError, MountFs, Resized, StopReason, format_size,
+};
 use crate::runtime::AnyRuntime;
 use crate::state::{AppRecord, Home, Wait};
 

@@ -85,7 +85,8 @@ pub(crate) fn create_hard_mount_point(paths: &AppPaths) -> Result<OwnedFd, Mount
         .ok_or_else(|| MountError::NotADirectory { path: paths.mount_dir() })?;
     let (own, parent_dev) = devices(paths, &fd)?;
     if own == parent_dev {
-        let fail = |e: Errno| MountError::Io { action: "lock down", path: paths.mount_dir(), source: e.into() };
+        let fail =
+            |e: Errno| MountError::Io { action: "lock down", path: paths.mount_dir(), source: e.into() };
         rustix::fs::fchown(&fd, Some(Uid::ROOT), Some(Gid::ROOT)).map_err(fail)?;
         rustix::fs::fchmod(&fd, Mode::empty()).map_err(fail)?;
     }

@@ -9,8 +9,8 @@ use crate::state::{AppPaths, FileLock, RunAs, Wait};
 
 use super::quota::{self, HostSupport, MIN_LIMIT};
 use super::record::{self, MountSettings, QuotaMode};
-use super::usage::{self, Usage};
 use super::resize::{self, Action};
+use super::usage::{self, Usage};
 use super::{MountError, anchor, app_name, loopdev};
 
 /// What `enable` did.

@@ -25,7 +25,8 @@ use crate::state::AppPaths;
 
 pub use errors::MountError;
 pub use lifecycle::{
-    DisableOutcome, EnableOutcome, Resized, StopReason, attach, destroy, disable, disable_preview, enable, set_limit,
+    DisableOutcome, EnableOutcome, Resized, StopReason, attach, destroy, disable, disable_preview, enable,
+    set_limit,
 };
 pub use quota::{DEFAULT_LIMIT, HostSupport, MIN_LIMIT};
 pub use record::{MountSettings, QuotaMode, settings};
@@ -86,7 +87,9 @@ pub fn status(paths: &AppPaths) -> Result<MountStatus, MountError> {
     let usage = lifecycle::measure(paths, &app)?;
     let space = match settings.mode {
         QuotaMode::Soft => None,
-        QuotaMode::Hard => anchor::open_mount_point(paths, OFlags::RDONLY)?.as_ref().and_then(loopdev::fs_space),
+        QuotaMode::Hard => {
+            anchor::open_mount_point(paths, OFlags::RDONLY)?.as_ref().and_then(loopdev::fs_space)
+        }
     };
     let (used, capacity, full) = match space {
         Some(space) => (space.used, space.capacity(), space.full()),

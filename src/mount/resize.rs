@@ -85,7 +85,12 @@ pub(crate) fn decide(
     }
     let smallest = fits.unwrap_or(0).max(used).max(MIN_LIMIT);
     if wanted < current && wanted < smallest {
-        return Err(MountError::ShrinkBelowUsage { app: app.to_owned(), used, limit: wanted, fits: smallest });
+        return Err(MountError::ShrinkBelowUsage {
+            app: app.to_owned(),
+            used,
+            limit: wanted,
+            fits: smallest,
+        });
     }
     Ok(match mode {
         QuotaMode::Soft => Action::Record,
@@ -319,9 +324,18 @@ pub(crate) fn resize_offline(
     journal.step = Step::Mounting;
     write_journal(paths, &journal)?;
     loopdev::mount(paths, app)?;
+    remove_empty_lost_found(paths);
     settings.limit_bytes = to;
     record::save(paths, settings)?;
     forget(paths)
+}
+
+/// e2fsck recreates `lost+found`, which the app never asked for. Kept if e2fsck put
+/// anything in it.
+fn remove_empty_lost_found(paths: &AppPaths) {
+    if let Ok(Some(root)) = anchor::open_mount_point(paths, rustix::fs::OFlags::RDONLY) {
+        let _ = rustix::fs::unlinkat(&root, "lost+found", rustix::fs::AtFlags::REMOVEDIR);
+    }
 }
 
 /// Unmount, waiting a little for processes that were just stopped, and make sure no loop
@@ -396,7 +410,13 @@ mod tests {
 
     #[test]
     fn the_journal_is_strict_json() {
-        let j = Journal { from_bytes: 1, to_bytes: 2, method: Method::Offline, step: Step::Copying, image_ino: 3 };
+        let j = Journal {
+            from_bytes: 1,
+            to_bytes: 2,
+            method: Method::Offline,
+            step: Step::Copying,
+            image_ino: 3,
+        };
         let text = serde_json::to_string(&j).unwrap();
         assert!(text.contains(r#""method":"offline""#) && text.contains(r#""step":"copying""#), "{text}");
         assert_eq!(serde_json::from_str::<Journal>(&text).unwrap(), j);

@@ -175,7 +175,8 @@ fn a_killed_resize_is_finished_or_undone_by_the_next_command() {
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        let delay = rng.below(500);
+        // A grow takes about 0.5 s here, a shrink 1 s: some kills land in every step, some after the end.
+        let delay = rng.below(1300);
         std::thread::sleep(Duration::from_millis(delay));
         let _ = child.kill();
         let finished = child.wait().unwrap().success();

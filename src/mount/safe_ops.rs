@@ -10,6 +10,7 @@ use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::OwnedFd;
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -200,6 +201,7 @@ impl MountFs {
             other => other,
         }
         .map_err(self.fail("open the directory of", dest))?;
+        sweep_stale_parts(&parent);
         let replacing = match parent.symlink_metadata(name) {
             Ok(m) if m.is_dir() => {
                 return Err(MountError::IsDirectory {
@@ -320,19 +322,28 @@ impl MountFs {
         Ok(report)
     }
 
+    /// Copy the file at `path` to the local `target` through a temp file beside it, renamed
+    /// into place: a failed get (a missing file, a full disk) leaves `target` as it was.
     fn get_into(&self, path: &str, target: &Path) -> Result<u64, MountError> {
-        let mut out = File::create(target).map_err(|source| MountError::Local {
-            action: "create",
-            path: target.to_owned(),
-            source,
-        })?;
-        let n = self.get(path, &mut out)?;
-        out.sync_all().map_err(|source| MountError::Local {
-            action: "write",
-            path: target.to_owned(),
-            source,
-        })?;
-        Ok(n)
+        let local = |action| move |source| MountError::Local { action, path: target.to_owned(), source };
+        let dir = target.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let name = target.file_name().map_or_else(|| "get".into(), |n| n.to_string_lossy().into_owned());
+        let tmp = dir.join(format!(".{name}.slipway-get-{}-{}.part", std::process::id(), unique_suffix()));
+        let mut out = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .open(&tmp)
+            .map_err(local("create a temp file beside"))?;
+        let copied = self.get(path, &mut out).and_then(|n| {
+            out.sync_all().map_err(local("write"))?;
+            std::fs::rename(&tmp, target).map_err(local("rename into"))?;
+            Ok(n)
+        });
+        if copied.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        copied
     }
 
     fn copy_dir_out(
@@ -452,6 +463,32 @@ fn entry(name: String, m: &cap_std::fs::Metadata) -> Entry {
     Entry { name, kind, size: m.len(), modified: m.mtime() }
 }
 
+/// Removes the temp files of puts that were killed (`kill -9`, a reboot) from `dir`: they
+/// count against the limit and the app sees them. A part whose process still runs slipway is
+/// a put in progress and is kept (a reused pid only delays the sweep). `remove_file` unlinks
+/// the name beneath `dir`, never following a symlink an app may have planted in its place.
+pub(crate) fn sweep_stale_parts(dir: &Dir) {
+    let Ok(entries) = dir.entries() else { return };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if let Some(pid) = part_pid(&name)
+            && !runs_slipway(pid)
+        {
+            let _ = dir.remove_file(&name);
+        }
+    }
+}
+
+/// The pid in a put's temp file name, `.slipway-put-PID-N-NANOS.part`.
+fn part_pid(name: &str) -> Option<u32> {
+    let rest = name.strip_prefix(".slipway-put-")?.strip_suffix(".part")?;
+    rest.split('-').next()?.parse().ok()
+}
+
+fn runs_slipway(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|comm| comm.trim_end() == "slipway")
+}
+
 /// A name no other put (in this or another process) uses at the same time.
 fn temp_name() -> String {
     format!(".slipway-put-{}-{}.part", std::process::id(), unique_suffix())
@@ -506,6 +543,15 @@ mod tests {
         assert_eq!(validate_rel_path("./a//b/").unwrap(), PathBuf::from("a/b"));
         assert_eq!(validate_rel_path(".").unwrap(), PathBuf::new());
         assert_eq!(validate_rel_path("..data").unwrap(), PathBuf::from("..data"));
+    }
+
+    #[test]
+    fn only_put_temp_files_are_swept() {
+        assert_eq!(part_pid(".slipway-put-4242-0-123.part"), Some(4242));
+        assert_eq!(part_pid(&temp_name()), Some(std::process::id()));
+        for other in [".slipway-put-x-1.part", "slipway-put-1-1.part", ".slipway-put-1-1.txt", "data.part"] {
+            assert_eq!(part_pid(other), None, "{other}");
+        }
     }
 
     #[test]

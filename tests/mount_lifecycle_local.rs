@@ -95,3 +95,49 @@ fn destroy_removes_the_app_its_processes_and_its_mount_image() {
     let again = s.run(&["ps", &app]);
     assert_eq!(again.status.code(), Some(2));
 }
+
+#[test]
+fn a_shrink_stops_the_running_app_only_with_restart_and_keeps_every_file() {
+    if !common::require::root_or_skip("hard-limited mounts") {
+        return;
+    }
+    let s = Slipway::new();
+    let app = common::app_name("shrink");
+    s.ok(&["apps", "create", &app]);
+    s.track(&app);
+    let repo = Repo::from_fixture("seed-demo");
+    repo.write("project.toml", "");
+    repo.commit("no predeploy");
+    s.ok(&["deploy", &app, "--repo", repo.path()]);
+    s.ok(&["mount", "enable", &app, "--size", "64M", "--restart"]);
+    let worker_pid = || {
+        common::wait_for(std::time::Duration::from_secs(10), || {
+            s.ps(&app)["instances"].as_array()?.iter().find(|i| i["ptype"] == "worker")?["pid"].as_u64()
+        })
+        .expect("no worker")
+    };
+    let before = worker_pid();
+    let data = s.mount_dir(&app).join("data.csv");
+    common::wait_for(std::time::Duration::from_secs(10), || data.is_file().then_some(()))
+        .expect("the worker never wrote into the mount");
+
+    let refused = s.run(&["mount", "enable", &app, "--size", "48M"]);
+    assert_eq!(refused.status.code(), Some(2), "{}", describe(&refused));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("--size 48M --restart"),
+        "{}",
+        describe(&refused)
+    );
+    assert_eq!(worker_pid(), before, "a refused shrink must not touch the running app");
+
+    let shrunk = s.run(&["mount", "enable", &app, "--size", "48M", "--restart"]);
+    assert!(shrunk.status.success(), "{}", describe(&shrunk));
+    let after = worker_pid();
+    assert_ne!(after, before, "the app's processes were not stopped and started again");
+    let status: serde_json::Value =
+        serde_json::from_str(&s.ok(&["mount", "status", &app, "--json"])).unwrap();
+    assert_eq!(status["limit_bytes"], 48u64 << 20);
+    assert!(data.is_file(), "data.csv is gone after the shrink");
+    let cwd = std::fs::read_link(format!("/proc/{after}/cwd")).unwrap();
+    assert!(cwd.join("../mount/data.csv").is_file(), "the restarted worker does not see the mount");
+}

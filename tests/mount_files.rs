@@ -52,7 +52,7 @@ fn slow_put(home: &TestHome, app: &str, dest: &str) -> (std::process::Child, std
         .spawn()
         .unwrap();
     let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(&[b'x'; 64 * 1024]).unwrap();
+    stdin.write_all(&vec![b'x'; 64 * 1024]).unwrap();
     stdin.flush().unwrap();
     (child, stdin)
 }

@@ -207,6 +207,26 @@ pub(crate) fn copy_image(from: &Path, to: &Path) -> Result<(), MountError> {
     run("cp", &["--sparse=always", "--reflink=auto", "--", &path_arg(from), &path_arg(to)], 0).map(drop)
 }
 
+fn path_arg(p: &Path) -> String {
+    p.to_string_lossy().into_owned()
+}
+
+/// Run a tool, succeeding on exit codes up to `max_ok`; stdout on success.
+fn run(tool: &str, args: &[&str], max_ok: i32) -> Result<String, MountError> {
+    let out = Command::new(tool)
+        .args(args)
+        .output()
+        .map_err(|source| MountError::Spawn { tool: tool.to_owned(), source })?;
+    match out.status.code() {
+        Some(c) if c <= max_ok => Ok(String::from_utf8_lossy(&out.stdout).into_owned()),
+        _ => Err(MountError::Tool {
+            command: format!("{tool} {}", args.join(" ")),
+            status: out.status.to_string(),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -227,25 +247,5 @@ mod tests {
         // On 25 GiB, 1 % is the margin.
         assert!(Space { used: 24 << 30, available: 200 << 20 }.full());
         assert!(!Space { used: 20 << 30, available: 4 << 30 }.full());
-    }
-}
-
-fn path_arg(p: &Path) -> String {
-    p.to_string_lossy().into_owned()
-}
-
-/// Run a tool, succeeding on exit codes up to `max_ok`; stdout on success.
-fn run(tool: &str, args: &[&str], max_ok: i32) -> Result<String, MountError> {
-    let out = Command::new(tool)
-        .args(args)
-        .output()
-        .map_err(|source| MountError::Spawn { tool: tool.to_owned(), source })?;
-    match out.status.code() {
-        Some(c) if c <= max_ok => Ok(String::from_utf8_lossy(&out.stdout).into_owned()),
-        _ => Err(MountError::Tool {
-            command: format!("{tool} {}", args.join(" ")),
-            status: out.status.to_string(),
-            stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
-        }),
     }
 }

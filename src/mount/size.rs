@@ -55,7 +55,7 @@ pub fn format_size(bytes: u64) -> String {
 /// `bytes` as a `--size` argument that slipway parses back to at least `bytes`: whole MiB,
 /// rounded up, or whole GiB when exact (`43M`, `25G`).
 pub fn size_arg_up(bytes: u64) -> String {
-    if bytes > 0 && bytes % (1 << 30) == 0 {
+    if bytes > 0 && bytes.is_multiple_of(1 << 30) {
         return format!("{}G", bytes >> 30);
     }
     format!("{}M", bytes.div_ceil(1 << 20))

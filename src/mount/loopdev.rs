@@ -213,10 +213,22 @@ fn path_arg(p: &Path) -> String {
 
 /// Run a tool, succeeding on exit codes up to `max_ok`; stdout on success.
 fn run(tool: &str, args: &[&str], max_ok: i32) -> Result<String, MountError> {
-    let out = Command::new(tool)
-        .args(args)
-        .output()
-        .map_err(|source| MountError::Spawn { tool: tool.to_owned(), source })?;
+    let mut cmd = Command::new(tool);
+    cmd.args(args);
+    // A tool outlives a `kill -9` of slipway otherwise, and could still be working on a copy of
+    // the image when the next command recovers from that kill.
+    let parent = rustix::process::getpid();
+    // SAFETY: prctl and getppid are async-signal-safe.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
+            rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))?;
+            if rustix::process::getppid() != Some(parent) {
+                return Err(std::io::Error::other("slipway exited before its tool started"));
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.output().map_err(|source| MountError::Spawn { tool: tool.to_owned(), source })?;
     match out.status.code() {
         Some(c) if c <= max_ok => Ok(String::from_utf8_lossy(&out.stdout).into_owned()),
         _ => Err(MountError::Tool {

@@ -3,7 +3,7 @@
 //! Growing is done online: the image file is extended and `resize2fs` grows the mounted
 //! filesystem, so the app keeps writing throughout. Shrinking (and growing where the kernel
 //! refuses online resizing) is done offline, with the app's processes stopped, on a copy:
-//! unmount, copy the image sparsely to `mount.img.resize`, check and resize the copy, then
+//! unmount, copy the image sparsely to `mount.img.resize-PID-N`, check and resize the copy, then
 //! rename it over `mount.img` and mount again. The rename is the commit point: until then the
 //! original image is untouched, so undoing a resize is deleting the copy, and no tool ever
 //! works on the image that holds the app's data.
@@ -127,9 +127,15 @@ fn journal_path(paths: &AppPaths) -> PathBuf {
     paths.state_dir().join("resize.json")
 }
 
+/// The copy of this resize: a name of its own, so that nothing left of a killed resize can
+/// ever touch the copy of the next one.
 fn copy_path(paths: &AppPaths) -> PathBuf {
-    paths.state_dir().join("mount.img.resize")
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    paths.state_dir().join(format!("{COPY_PREFIX}{}-{nanos}", std::process::id()))
 }
+
+const COPY_PREFIX: &str = "mount.img.resize-";
 
 /// Whether a resize was left unfinished (cheap: one `stat`).
 pub(crate) fn pending(paths: &AppPaths) -> bool {
@@ -154,7 +160,12 @@ fn read_journal(paths: &AppPaths) -> Result<Option<Journal>, MountError> {
 
 /// Remove the journal and the copy; the resize is over. Also for `disable` and `destroy`.
 pub(crate) fn forget(paths: &AppPaths) -> Result<(), MountError> {
-    for path in [copy_path(paths), journal_path(paths)] {
+    let copies = std::fs::read_dir(paths.state_dir())
+        .map_err(MountError::io("read", paths.state_dir()))?
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().starts_with(COPY_PREFIX))
+        .map(|e| e.path());
+    for path in copies.chain([journal_path(paths)]) {
         match std::fs::remove_file(&path) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

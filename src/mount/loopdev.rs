@@ -186,12 +186,17 @@ pub(crate) fn image_in_use(image: &Path) -> Result<bool, MountError> {
 /// `Ok(false)` when the kernel refuses online resizing (it needs `CAP_SYS_RESOURCE`, which
 /// containers often drop): nothing changed then.
 pub(crate) fn grow_online(device: &Path) -> Result<bool, MountError> {
-    run("losetup", &["-c", &path_arg(device)], 0)?;
+    refresh_capacity(device)?;
     match run("resize2fs", &[&path_arg(device)], 0) {
         Ok(_) => Ok(true),
         Err(MountError::Tool { stderr, .. }) if stderr.contains("Permission denied") => Ok(false),
         Err(e) => Err(e),
     }
+}
+
+/// Make the loop device `device` take its image file's current length.
+pub(crate) fn refresh_capacity(device: &Path) -> Result<(), MountError> {
+    run("losetup", &["-c", &path_arg(device)], 0).map(drop)
 }
 
 /// Check and resize the unmounted filesystem in the image file `image` to `bytes`.

@@ -259,6 +259,7 @@ pub(crate) fn grow_online(
         Ok(false) => {
             // The kernel refused before touching the filesystem: the old length is safe again.
             set_len(&image, before)?;
+            loopdev::refresh_capacity(&device)?;
             forget(paths)?;
             Ok(false)
         }

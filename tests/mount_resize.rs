@@ -230,5 +230,6 @@ fn a_full_mount_reports_full() {
     assert_eq!(full["percent"], 100.0, "{full}");
     assert_eq!(full["over_limit"], true, "{full}");
     let text = stdout(&home.ok(&["mount", "status", &app]));
-    assert!(text.contains("(100.0%)") && text.contains("OVER LIMIT"), "{text}");
+    assert!(text.contains("(100.0%)") && text.contains("FULL: delete files"), "{text}");
+    assert!(text.contains("limit  64.0 MiB (ext4 keeps"), "{text}");
 }

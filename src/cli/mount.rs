@@ -295,14 +295,23 @@ fn status(home: &Home, app: &AppName, json: bool) -> anyhow::Result<Exit> {
         out,
         "  used   {} of {} ({:.1}%)",
         format_size(s.used_bytes),
-        format_size(s.limit_bytes),
+        format_size(s.capacity_bytes),
         s.percent
     )?;
-    writeln!(out, "  files  {} in {} directories", s.files, s.dirs)?;
-    if s.over_limit {
+    if mode == mount::QuotaMode::Hard {
         writeln!(
             out,
-            "  OVER LIMIT: delete files, or raise it with `slipway mount enable {app} --size BIGGER`"
+            "  limit  {} (ext4 keeps {} of it for its journal and tables)",
+            format_size(s.limit_bytes),
+            format_size(s.limit_bytes.saturating_sub(s.capacity_bytes))
+        )?;
+    }
+    writeln!(out, "  files  {} in {} directories", s.files, s.dirs)?;
+    if s.over_limit {
+        let what = if mode == mount::QuotaMode::Hard { "FULL" } else { "OVER LIMIT" };
+        writeln!(
+            out,
+            "  {what}: delete files, or raise the limit with `slipway mount enable {app} --size BIGGER`"
         )?;
     }
     Ok(Exit::Ok)

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use mount_support::{TestHome, soft_app, stderr};
 
 fn parts(dir: &std::path::Path) -> Vec<String> {
-    std::fs::read_dir(dir)
-        .unwrap()
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() }; // not created yet
+    entries
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .filter(|n| n.starts_with(".slipway-put-"))
         .collect()
@@ -80,7 +80,7 @@ fn a_killed_puts_temp_file_is_swept_by_the_next_put_but_a_running_one_is_kept() 
     assert_eq!(parts(&dir).len(), 1, "kill -9 leaves the temp file (the bug being fixed)");
     let leftover = parts(&dir).remove(0);
 
-    // The next put into that directory sweeps it, and its own temp file, streaming still,
+    // The next put, into any directory, sweeps it; its own temp file, streaming still,
     // survives the sweep of a third put.
     let (running, mut running_stdin) = slow_put(&home, &app, "in/b.bin");
     let start = Instant::now();
@@ -96,8 +96,18 @@ fn a_killed_puts_temp_file_is_swept_by_the_next_put_but_a_running_one_is_kept() 
     };
     let src = home.dir.path().join("c.txt");
     std::fs::write(&src, b"c").unwrap();
-    home.ok(&["mount", "put", &app, src.to_str().unwrap(), "in/c.txt"]);
+    home.ok(&["mount", "put", &app, src.to_str().unwrap(), "c.txt"]);
     assert_eq!(parts(&dir), vec![own], "a put in progress must keep its temp file");
+
+    // A leftover elsewhere is found without a scan: from its record in state/APP/puts.
+    let (mut killed, stdin) = slow_put(&home, &app, "deep/er/x.bin");
+    let deep = home.mount_dir(&app).join("deep/er");
+    wait_for_part(&deep);
+    killed.kill().unwrap();
+    killed.wait().unwrap();
+    drop(stdin);
+    home.ok(&["mount", "put", &app, src.to_str().unwrap(), "c2.txt"]);
+    assert!(parts(&deep).is_empty(), "the killed put's temp file in deep/er stayed");
 
     running_stdin.write_all(b"end").unwrap();
     drop(running_stdin);

@@ -25,6 +25,9 @@ use super::record::{self, MountSettings, QuotaMode};
 use super::{MountError, anchor, app_name, attach, lifecycle, quota};
 
 mod archive;
+mod inflight;
+
+use inflight::InFlight;
 
 pub use archive::ArchiveReport;
 
@@ -201,7 +204,7 @@ impl MountFs {
             other => other,
         }
         .map_err(self.fail("open the directory of", dest))?;
-        sweep_stale_parts(&parent);
+        inflight::sweep(&self.paths, &self.root);
         let replacing = match parent.symlink_metadata(name) {
             Ok(m) if m.is_dir() => {
                 return Err(MountError::IsDirectory {
@@ -216,9 +219,18 @@ impl MountFs {
             self.check_soft(replacing, adding, 0)?;
         }
         let tmp = temp_name();
+        let record = InFlight::begin(&self.paths, parent_rel, &tmp);
         let mut options = OpenOptions::new();
         options.write(true).create_new(true).mode(0o644);
-        let file = parent.open_with(&tmp, &options).map_err(self.fail("create a temp file for", dest))?;
+        let file = match parent.open_with(&tmp, &options) {
+            Ok(file) => file,
+            Err(e) => {
+                if let Some(r) = record {
+                    r.end();
+                }
+                return Err(self.fail("create a temp file for", dest)(e));
+            }
+        };
         let written = (|| {
             let mut file = file.into_std();
             let n = io::copy(reader, &mut file).map_err(self.fail("write", dest))?;
@@ -234,9 +246,13 @@ impl MountFs {
             rustix::fs::fsync(reopen(&parent)?).map_err(|e| self.fail("write", dest)(e.into()))?;
             Ok(n)
         })();
-        written.inspect_err(|_| {
+        if written.is_err() {
             let _ = parent.remove_file(&tmp);
-        })
+        }
+        if let Some(r) = record {
+            r.end();
+        }
+        written
     }
 
     /// Soft mode: refuse a write that would cross the limit.
@@ -463,32 +479,6 @@ fn entry(name: String, m: &cap_std::fs::Metadata) -> Entry {
     Entry { name, kind, size: m.len(), modified: m.mtime() }
 }
 
-/// Removes the temp files of puts that were killed (`kill -9`, a reboot) from `dir`: they
-/// count against the limit and the app sees them. A part whose process still runs slipway is
-/// a put in progress and is kept (a reused pid only delays the sweep). `remove_file` unlinks
-/// the name beneath `dir`, never following a symlink an app may have planted in its place.
-pub(crate) fn sweep_stale_parts(dir: &Dir) {
-    let Ok(entries) = dir.entries() else { return };
-    for e in entries.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        if let Some(pid) = part_pid(&name)
-            && !runs_slipway(pid)
-        {
-            let _ = dir.remove_file(&name);
-        }
-    }
-}
-
-/// The pid in a put's temp file name, `.slipway-put-PID-N-NANOS.part`.
-fn part_pid(name: &str) -> Option<u32> {
-    let rest = name.strip_prefix(".slipway-put-")?.strip_suffix(".part")?;
-    rest.split('-').next()?.parse().ok()
-}
-
-fn runs_slipway(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|comm| comm.trim_end() == "slipway")
-}
-
 /// A name no other put (in this or another process) uses at the same time.
 fn temp_name() -> String {
     format!(".slipway-put-{}-{}.part", std::process::id(), unique_suffix())
@@ -547,10 +537,10 @@ mod tests {
 
     #[test]
     fn only_put_temp_files_are_swept() {
-        assert_eq!(part_pid(".slipway-put-4242-0-123.part"), Some(4242));
-        assert_eq!(part_pid(&temp_name()), Some(std::process::id()));
+        assert_eq!(inflight::part_pid(".slipway-put-4242-0-123.part"), Some(4242));
+        assert_eq!(inflight::part_pid(&temp_name()), Some(std::process::id()));
         for other in [".slipway-put-x-1.part", "slipway-put-1-1.part", ".slipway-put-1-1.txt", "data.part"] {
-            assert_eq!(part_pid(other), None, "{other}");
+            assert_eq!(inflight::part_pid(other), None, "{other}");
         }
     }
 

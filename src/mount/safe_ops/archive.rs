@@ -380,7 +380,7 @@ impl MountFs {
                 let _ = self.root.remove_dir_all(&name);
             }
         }
-        super::sweep_stale_parts(&self.root);
+        super::inflight::sweep(&self.paths, &self.root);
     }
 }
 

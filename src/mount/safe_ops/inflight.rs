@@ -82,3 +82,55 @@ pub(super) fn part_pid(name: &str) -> Option<u32> {
 fn runs_slipway(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|comm| comm.trim_end() == "slipway")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::Home;
+
+    /// A pid that surely runs nothing: a child that has exited and been reaped.
+    fn dead_pid() -> u32 {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        pid
+    }
+
+    #[test]
+    fn a_dead_puts_temp_file_and_record_go_and_nothing_outside_is_touched() {
+        let tmp = tempfile::tempdir().unwrap();
+        let paths = Home::new(tmp.path().to_owned()).app(&"demo".parse().unwrap());
+        let mount = tmp.path().join("mount");
+        std::fs::create_dir_all(mount.join("sub")).unwrap();
+        let outside = tmp.path().join("outside");
+        std::fs::write(&outside, b"keep").unwrap();
+        let pid = dead_pid();
+        let part = format!(".slipway-put-{pid}-0-1.part");
+        let link = format!(".slipway-put-{pid}-1-1.part");
+        std::fs::write(mount.join("sub").join(&part), b"half").unwrap();
+        std::os::unix::fs::symlink(&outside, mount.join(&link)).unwrap();
+        let escape = format!(".slipway-put-{pid}-2-1.part");
+        std::fs::create_dir_all(paths.state_dir().join("puts")).unwrap();
+        std::fs::write(paths.state_dir().join("puts").join(&part), b"sub").unwrap();
+        std::fs::write(paths.state_dir().join("puts").join(&link), b".").unwrap();
+        std::fs::write(paths.state_dir().join("puts").join(&escape), b"..").unwrap();
+
+        let root = Dir::open_ambient_dir(&mount, cap_std::ambient_authority()).unwrap();
+        sweep(&paths, &root);
+        assert!(!mount.join("sub").join(&part).exists(), "the dead put's temp file stayed");
+        assert!(std::fs::symlink_metadata(mount.join(&link)).is_err(), "the planted link stayed");
+        assert_eq!(std::fs::read(&outside).unwrap(), b"keep", "the link's target was touched");
+        assert_eq!(std::fs::read_dir(paths.state_dir().join("puts")).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn begin_records_the_directory_and_end_removes_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let paths = Home::new(tmp.path().to_owned()).app(&"demo".parse().unwrap());
+        let record = InFlight::begin(&paths, Path::new(""), ".slipway-put-1-0-1.part").unwrap();
+        // The root is recorded as `.`, a path `validate_rel_path` accepts back.
+        assert_eq!(std::fs::read(paths.state_dir().join("puts/.slipway-put-1-0-1.part")).unwrap(), b".");
+        record.end();
+        assert_eq!(std::fs::read_dir(paths.state_dir().join("puts")).unwrap().count(), 0);
+    }
+}

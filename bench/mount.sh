@@ -4,7 +4,10 @@
 #     and the put's peak RSS (goal < 64 MB; needs GNU time: `apt-get install time`);
 #  2. the usage scan of `slipway mount status` on 100,000 small files vs `du -s` (goal <= 1.5x);
 #  3. `mount export` and `mount import` of that tree plus 256 MiB vs GNU tar and gzip -1, and
-#     their peak RSS.
+#     their peak RSS;
+#  4. (hard mode) resizing a mount holding 1 GiB: slipway's crash-safe offline grow and shrink
+#     (a copy renamed into place) vs the same resize done in place by hand (umount, e2fsck,
+#     resize2fs, mount), which a kill -9 can corrupt.
 # Runs as root for a hard-limited (loop ext4) mount, else soft. Usage: bench/mount.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,6 +19,7 @@ app=bench-mount-$$
 cleanup() {
     "$bin" --home "$home" apps destroy "$app" --confirm "$app" >/dev/null 2>&1 || true
     umount -l "$home/apps/$app/mount" 2>/dev/null || true
+    umount -l "$work/hand" 2>/dev/null || true
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -118,3 +122,32 @@ printf '%-34s %11ss %11ss %8s %s\n' "status scan of $files files vs du -s" "$st_
 printf '%-34s %11ss %11ss %8s %s\n' "export $tree_files files vs tar|gzip" "$sw_export" "$gnu_export" "$(ratio "$sw_export" "$gnu_export")" "-"
 printf '%-34s %11ss %11ss %8s %s\n' "import them vs tar -xzf" "$sw_import" "$gnu_import" "$(ratio "$sw_import" "$gnu_import")" "-"
 printf '%-34s %7s/%-4s MB %12s %8s %s\n' "export/import peak RSS" "$exp_rss" "$imp_rss" "-" "-" "< 64 MB"
+
+# 4. resizing, hard mode only: slipway's copy-and-rename against resize2fs in place.
+if [ "$mode" = hard ]; then
+    rapp=bench-resize-$$
+    "$bin" --home "$home" apps create "$rapp" 2>/dev/null
+    "$bin" --home "$home" mount enable "$rapp" --size 2G 2>/dev/null
+    rmnt=$home/apps/$rapp/mount
+    head -c 1G /dev/urandom >"$rmnt/data.bin" && sync
+    s=$(now); "$bin" --home "$home" mount enable "$rapp" --size 3G --restart 2>/dev/null; e=$(now); sw_grow=$(secs "$s" "$e")
+    s=$(now); "$bin" --home "$home" mount enable "$rapp" --size 2100M --restart 2>/dev/null; e=$(now); sw_shrink=$(secs "$s" "$e")
+    "$bin" --home "$home" apps destroy "$rapp" --confirm "$rapp" >/dev/null 2>&1 || true
+    # The same by hand, in place, on an image of its own.
+    img=$work/hand.img hmnt=$work/hand
+    truncate -s 2G "$img" && mkfs.ext4 -q -F -b 4096 -m 0 -E nodiscard "$img" && mkdir -p "$hmnt"
+    mount -o loop,nosuid,nodev "$img" "$hmnt" && head -c 1G /dev/urandom >"$hmnt/data.bin" && sync
+    in_place() { # size
+        umount "$hmnt" && e2fsck -f -y "$img" >/dev/null 2>&1 || true
+        if [ "$1" = 3G ]; then truncate -s 3G "$img"; fi
+        resize2fs "$img" "$1" >/dev/null 2>&1
+        if [ "$1" != 3G ]; then truncate -s "$1" "$img"; fi
+        mount -o loop,nosuid,nodev "$img" "$hmnt"
+    }
+    s=$(now); in_place 3G; e=$(now); hand_grow=$(secs "$s" "$e")
+    s=$(now); in_place 2100M; e=$(now); hand_shrink=$(secs "$s" "$e")
+    [ "$(stat -c %s "$hmnt/data.bin")" = $((1 << 30)) ]
+    umount "$hmnt"
+    printf '%-34s %11ss %11ss %8s %s\n' "grow 2G->3G holding 1 GiB" "$sw_grow" "$hand_grow" "$(ratio "$sw_grow" "$hand_grow")" "-"
+    printf '%-34s %11ss %11ss %8s %s\n' "shrink 3G->2100M holding 1 GiB" "$sw_shrink" "$hand_shrink" "$(ratio "$sw_shrink" "$hand_shrink")" "-"
+fi

@@ -95,3 +95,108 @@ fn destroy_removes_the_app_its_processes_and_its_mount_image() {
     let again = s.run(&["ps", &app]);
     assert_eq!(again.status.code(), Some(2));
 }
+
+#[test]
+fn a_shrink_stops_the_running_app_only_with_restart_and_keeps_every_file() {
+    if !common::require::root_or_skip("hard-limited mounts") {
+        return;
+    }
+    let s = Slipway::new();
+    let app = common::app_name("shrink");
+    s.ok(&["apps", "create", &app]);
+    s.track(&app);
+    let repo = Repo::from_fixture("seed-demo");
+    repo.write("project.toml", "");
+    repo.commit("no predeploy");
+    s.ok(&["deploy", &app, "--repo", repo.path()]);
+    s.ok(&["mount", "enable", &app, "--size", "64M", "--restart"]);
+    let worker_pid = || {
+        common::wait_for(std::time::Duration::from_secs(10), || {
+            s.ps(&app)["instances"].as_array()?.iter().find(|i| i["ptype"] == "worker")?["pid"].as_u64()
+        })
+        .expect("no worker")
+    };
+    let before = worker_pid();
+    let data = s.mount_dir(&app).join("data.csv");
+    common::wait_for(std::time::Duration::from_secs(10), || data.is_file().then_some(()))
+        .expect("the worker never wrote into the mount");
+
+    let refused = s.run(&["mount", "enable", &app, "--size", "48M"]);
+    assert_eq!(refused.status.code(), Some(2), "{}", describe(&refused));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("--size 48M --restart"),
+        "{}",
+        describe(&refused)
+    );
+    assert_eq!(worker_pid(), before, "a refused shrink must not touch the running app");
+
+    let shrunk = s.run(&["mount", "enable", &app, "--size", "48M", "--restart"]);
+    assert!(shrunk.status.success(), "{}", describe(&shrunk));
+    let after = worker_pid();
+    assert_ne!(after, before, "the app's processes were not stopped and started again");
+    let status: serde_json::Value =
+        serde_json::from_str(&s.ok(&["mount", "status", &app, "--json"])).unwrap();
+    assert_eq!(status["limit_bytes"], 48u64 << 20);
+    assert!(data.is_file(), "data.csv is gone after the shrink");
+    let cwd = std::fs::read_link(format!("/proc/{after}/cwd")).unwrap();
+    assert!(cwd.join("../mount/data.csv").is_file(), "the restarted worker does not see the mount");
+}
+
+#[test]
+fn a_killed_shrink_of_a_running_app_is_settled_and_the_app_restarted_by_the_next_command() {
+    use std::os::unix::fs::MetadataExt;
+    if !common::require::root_or_skip("hard-limited mounts") {
+        return;
+    }
+    let s = Slipway::new();
+    let app = common::app_name("killrs");
+    s.ok(&["apps", "create", &app]);
+    s.track(&app);
+    let repo = Repo::from_fixture("seed-demo");
+    repo.write("project.toml", "");
+    repo.commit("no predeploy");
+    s.ok(&["config", "set", &app, "WORKER_INTERVAL=0.05"]);
+    s.ok(&["deploy", &app, "--repo", repo.path()]);
+    s.ok(&["mount", "enable", &app, "--size", "64M", "--restart"]);
+    let data = s.mount_dir(&app).join("data.csv");
+    let wait = std::time::Duration::from_secs(15);
+    common::wait_for(wait, || data.is_file().then_some(())).expect("the worker never wrote");
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    let mut current = 64u64 << 20;
+    for round in 0..4u32 {
+        let before = std::fs::read(&data).unwrap();
+        let wanted = if current == 64 << 20 { 48u64 << 20 } else { 64 << 20 };
+        let mut child = s
+            .cmd()
+            .args(["mount", "enable", &app, "--size", &format!("{}M", wanted >> 20), "--restart"])
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        // Spread over the stop, the resize and the start (about 2 s here).
+        let delay = (u64::from(nanos) + u64::from(round) * 2_654_435_761).wrapping_mul(0x9E37_79B9) % 2000;
+        std::thread::sleep(std::time::Duration::from_millis(delay));
+        let _ = child.kill();
+        child.wait().unwrap();
+
+        s.ok(&["apps", "list"]);
+        let dir = s.mount_dir(&app);
+        let own = std::fs::metadata(&dir).unwrap().dev();
+        let parent = std::fs::metadata(dir.parent().unwrap()).unwrap().dev();
+        assert_ne!(own, parent, "round {round} (killed after {delay} ms): not mounted after `apps list`");
+        let status: serde_json::Value =
+            serde_json::from_str(&s.ok(&["mount", "status", &app, "--json"])).unwrap();
+        let now = status["limit_bytes"].as_u64().unwrap();
+        assert!(now == current || now == wanted, "round {round}: limit {now}");
+        // The worker runs again and writes after everything it wrote before.
+        let grown = common::wait_for(wait, || {
+            let after = std::fs::read(&data).ok()?;
+            (after.len() > before.len()).then_some(after)
+        })
+        .unwrap_or_else(|| {
+            panic!("round {round} (killed after {delay} ms): the worker is not writing again")
+        });
+        assert!(grown.starts_with(&before), "round {round}: lines written before the resize were lost");
+        eprintln!("round {round}: killed after {delay} ms, limit {} MiB", now >> 20);
+        current = now;
+    }
+}

@@ -9,8 +9,11 @@ use anyhow::Context;
 use crate::cli::Exit;
 use crate::cli::exit::Refusal;
 use crate::ids::AppName;
-use crate::mount::{self, DisableOutcome, EnableOutcome, MountError, MountFs, format_size};
-use crate::state::{Home, Wait};
+use crate::mount::{
+    self, DisableOutcome, EnableOutcome, MountError, MountFs, Resized, StopReason, format_size,
+};
+use crate::runtime::AnyRuntime;
+use crate::state::{AppRecord, Home, Wait};
 
 /// `slipway mount ...`
 #[derive(Debug, clap::Subcommand)]
@@ -143,7 +146,7 @@ fn enable(home: &Home, app: &AppName, size: Option<u64>, restart: bool) -> anyho
     if let Some(current) = current {
         match size.filter(|s| *s != current.limit_bytes) {
             Some(new) => {
-                mount::set_limit(&paths, new).with_context(|| {
+                resize(home, &record, new, restart).with_context(|| {
                     format!("cannot change the limit of app {app}'s persistent filesystem")
                 })?;
                 eprintln!(
@@ -177,6 +180,49 @@ fn enable(home: &Home, app: &AppName, size: Option<u64>, restart: bool) -> anyho
         );
     }
     Ok(Exit::Ok)
+}
+
+/// Change the limit of an enabled mount. A resize that needs the filesystem unmounted (a
+/// shrink, or a grow the kernel will not do online) is refused unless `restart` allows
+/// stopping the app's processes for it: unmounting under a running app would send its writes
+/// nowhere. The caller holds the app's lock.
+fn resize(home: &Home, record: &AppRecord, new: u64, restart: bool) -> anyhow::Result<()> {
+    let app = &record.name;
+    let paths = home.app(app);
+    let reason = match mount::set_limit(&paths, new, false)? {
+        Resized::Done => return Ok(()),
+        Resized::NeedsStop(reason) => reason,
+    };
+    let why = match reason {
+        StopReason::Shrink => "shrinking a hard-limited filesystem needs it unmounted",
+        StopReason::NoOnlineGrow => {
+            "this kernel refuses to grow a mounted filesystem (slipway lacks CAP_SYS_RESOURCE), \
+             so growing needs it unmounted"
+        }
+    };
+    if !restart {
+        return Err(Refusal::Usage(format!(
+            "{why}, which stops the app's processes for the resize; nothing changed. Run `slipway mount \
+             enable {app} --size {} --restart` to stop them, resize, and start them again",
+            mount::size_arg_up(new)
+        ))
+        .into());
+    }
+    let running = record.current.filter(|_| !record.stopped);
+    let runtime = AnyRuntime::for_kind(home, record.runtime)?;
+    if let Some(release) = running {
+        eprintln!("-----> Stopping {app} {release} to resize its persistent filesystem");
+        runtime.stop(record, release)?;
+    }
+    let resized = mount::set_limit(&paths, new, true);
+    // Started again whether or not the resize worked: a failed one changed nothing.
+    if let Some(release) = running {
+        eprintln!("-----> Starting {app} {release}");
+        runtime.start_release(record, release)?;
+        let mut record = home.load_app(app)?;
+        super::ps::refresh_route(home, &mut record)?;
+    }
+    resized.map(drop).map_err(Into::into)
 }
 
 fn disable(home: &Home, app: &AppName, confirm: Option<&str>) -> anyhow::Result<Exit> {
@@ -249,14 +295,23 @@ fn status(home: &Home, app: &AppName, json: bool) -> anyhow::Result<Exit> {
         out,
         "  used   {} of {} ({:.1}%)",
         format_size(s.used_bytes),
-        format_size(s.limit_bytes),
+        format_size(s.capacity_bytes),
         s.percent
     )?;
-    writeln!(out, "  files  {} in {} directories", s.files, s.dirs)?;
-    if s.over_limit {
+    if mode == mount::QuotaMode::Hard {
         writeln!(
             out,
-            "  OVER LIMIT: delete files, or raise it with `slipway mount enable {app} --size BIGGER`"
+            "  limit  {} (ext4 keeps {} of it for its journal and tables)",
+            format_size(s.limit_bytes),
+            format_size(s.limit_bytes.saturating_sub(s.capacity_bytes))
+        )?;
+    }
+    writeln!(out, "  files  {} in {} directories", s.files, s.dirs)?;
+    if s.over_limit {
+        let what = if mode == mount::QuotaMode::Hard { "FULL" } else { "OVER LIMIT" };
+        writeln!(
+            out,
+            "  {what}: delete files, or raise the limit with `slipway mount enable {app} --size BIGGER`"
         )?;
     }
     Ok(Exit::Ok)

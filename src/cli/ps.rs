@@ -100,7 +100,7 @@ pub fn restart_all(home: &Home, app: &AppName) -> anyhow::Result<()> {
 
 /// Points the app's router at web.1's port again in case a start had to give web another one
 /// (its port was taken while it was down). The caller holds the app's lock.
-fn refresh_route(home: &Home, record: &mut AppRecord) -> anyhow::Result<()> {
+pub(super) fn refresh_route(home: &Home, record: &mut AppRecord) -> anyhow::Result<()> {
     let Some(current) = record.current else { return Ok(()) };
     let report = AnyRuntime::for_kind(home, record.runtime)?.processes(record, current)?;
     let port = report.instances.iter().find(|i| i.ptype.is_web() && i.index == 1).and_then(|i| i.port);

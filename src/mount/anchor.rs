@@ -69,6 +69,30 @@ pub(crate) fn create_mount_point(paths: &AppPaths, owner: Option<&RunAs>) -> Res
     Ok(fd)
 }
 
+/// The mount point of a hard-limited mount, created if missing. While nothing is mounted on
+/// it, the directory itself is made root's with mode 000: the ext4 root mounted over it
+/// belongs to the app's user, so the app can write only while the image is mounted, and a
+/// write during an unmount (a resize, a reboot) fails with EACCES instead of landing on the
+/// host's disk, outside the limit, hidden once the image is mounted again.
+pub(crate) fn create_hard_mount_point(paths: &AppPaths) -> Result<OwnedFd, MountError> {
+    std::fs::create_dir_all(paths.dir()).map_err(MountError::io("create", paths.dir()))?;
+    let parent = open_app_dir(paths)?;
+    match rustix::fs::mkdirat(&parent, NAME, Mode::empty()) {
+        Ok(()) | Err(Errno::EXIST) => {}
+        Err(e) => return Err(MountError::Io { action: "create", path: paths.mount_dir(), source: e.into() }),
+    }
+    let fd = open_in(&parent, paths, OFlags::RDONLY)?
+        .ok_or_else(|| MountError::NotADirectory { path: paths.mount_dir() })?;
+    let (own, parent_dev) = devices(paths, &fd)?;
+    if own == parent_dev {
+        let fail =
+            |e: Errno| MountError::Io { action: "lock down", path: paths.mount_dir(), source: e.into() };
+        rustix::fs::fchown(&fd, Some(Uid::ROOT), Some(Gid::ROOT)).map_err(fail)?;
+        rustix::fs::fchmod(&fd, Mode::empty()).map_err(fail)?;
+    }
+    Ok(fd)
+}
+
 /// Give `fd` to `owner`, when there is one.
 pub(crate) fn chown_fd(fd: &OwnedFd, owner: Option<&RunAs>, path: &Path) -> Result<(), MountError> {
     if let Some(o) = owner {

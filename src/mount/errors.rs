@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use crate::state::LockError;
 
-use super::size::format_size;
+use super::size::{format_size, size_arg_up};
 
 /// Failures of the persistent filesystem's lifecycle and file operations.
 #[derive(Debug, thiserror::Error)]
@@ -86,10 +86,18 @@ pub enum MountError {
         source: io::Error,
     },
     #[error(
-        "cannot shrink the persistent filesystem of app {app} to {}: {} is in use; delete files first",
-        format_size(*limit), format_size(*used)
+        "cannot shrink the persistent filesystem of app {app} to {}: {} is in use, and the smallest \
+         size that holds it is {}; nothing changed. Use `slipway mount enable {app} --size {}` or more, \
+         or delete files first",
+        format_size(*limit), format_size(*used), format_size(*fits), size_arg_up(*fits)
     )]
-    ShrinkBelowUsage { app: String, used: u64, limit: u64 },
+    ShrinkBelowUsage { app: String, used: u64, limit: u64, fits: u64 },
+    #[error(
+        "the image {image} of app {app} is still in use outside its mount point (a container or another \
+         mount holds it); nothing changed. Stop what holds it (`slipway ps stop {app}`, \
+         `slipway workspace delete {app}`) and retry"
+    )]
+    ImageInUse { app: String, image: PathBuf },
     #[error("path {path:?} escapes the persistent filesystem; paths are relative to its root")]
     Escape { path: String },
     #[error("invalid path {path:?}: {reason}")]

@@ -9,6 +9,7 @@ use crate::state::{AppPaths, FileLock, RunAs, Wait};
 
 use super::quota::{self, HostSupport, MIN_LIMIT};
 use super::record::{self, MountSettings, QuotaMode};
+use super::resize::{self, Action};
 use super::usage::{self, Usage};
 use super::{MountError, anchor, app_name, loopdev};
 
@@ -49,12 +50,16 @@ pub fn enable(paths: &AppPaths, limit: u64, owner: Option<&RunAs>) -> Result<Ena
         return Ok(EnableOutcome::AlreadyEnabled);
     }
     let mode = quota::choose_mode(std::env::var("SLIPWAY_MOUNT_MODE").ok().as_deref(), HostSupport::probe())?;
-    let point = anchor::create_mount_point(paths, owner)?;
-    if mode == QuotaMode::Hard {
-        if loopdev::mounted_device(paths)?.is_none() && !is_empty(&point, paths)? {
+    if mode == QuotaMode::Soft {
+        anchor::create_mount_point(paths, owner)?;
+    } else {
+        // Checked before the mount point is locked down, which would shut the app out of them.
+        if let Some(point) = anchor::open_mount_point(paths, OFlags::RDONLY)?
+            && loopdev::mounted_device(paths)?.is_none()
+            && !is_empty(&point, paths)?
+        {
             return Err(MountError::MountPointNotEmpty { path: paths.mount_dir() });
         }
-        drop(point);
         let created = loopdev::create_image(&paths.mount_image(), limit, owner)
             .and_then(|()| loopdev::mount(paths, &app))
             .and_then(|()| remove_lost_found(paths, owner));
@@ -81,8 +86,9 @@ pub fn attach(paths: &AppPaths) -> Result<Option<PathBuf>, MountError> {
             }
         }
         QuotaMode::Hard => {
-            if loopdev::mounted_device(paths)?.is_none() {
+            if resize::pending(paths) || loopdev::mounted_device(paths)?.is_none() {
                 let _lock = lock(paths, &app)?;
+                resize::recover(paths, &app)?;
                 loopdev::mount(paths, &app)?;
             }
         }
@@ -90,33 +96,63 @@ pub fn attach(paths: &AppPaths) -> Result<Option<PathBuf>, MountError> {
     Ok(Some(paths.mount_dir()))
 }
 
-/// Change the limit. Growing always works; shrinking is refused below the current usage.
-/// A hard-limited filesystem is grown online, but must be unmounted (processes stopped) to shrink.
-pub fn set_limit(paths: &AppPaths, new_limit: u64) -> Result<(), MountError> {
+/// What [`set_limit`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resized {
+    /// The new limit is in force.
+    Done,
+    /// Nothing changed: this resize needs the filesystem unmounted, so the app's processes
+    /// must be stopped first; call again with `stopped`.
+    NeedsStop(StopReason),
+}
+
+/// Why a resize needs the app's processes stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    /// ext4 shrinks only unmounted.
+    Shrink,
+    /// The kernel refuses to grow it online (no `CAP_SYS_RESOURCE`, as in many containers).
+    NoOnlineGrow,
+}
+
+/// Change the limit. Growing works online; shrinking is refused below what the files need,
+/// and for a hard limit is done unmounted, only when the caller says the app's processes are
+/// `stopped`. A crash mid-way is finished or undone by the next command (see `resize`).
+pub fn set_limit(paths: &AppPaths, new_limit: u64, stopped: bool) -> Result<Resized, MountError> {
     let app = app_name(paths);
     if new_limit < MIN_LIMIT {
         return Err(MountError::TooSmall { limit: new_limit, min: MIN_LIMIT });
     }
     let _lock = lock(paths, &app)?;
-    let mut settings = record::enabled(paths)?.ok_or_else(|| MountError::Disabled { app: app.clone() })?;
-    if settings.mode == QuotaMode::Hard && loopdev::mounted_device(paths)?.is_none() {
+    let disabled = || MountError::Disabled { app: app.clone() };
+    if record::enabled(paths)?.ok_or_else(disabled)?.mode == QuotaMode::Hard {
+        // A resize that a crash interrupted is settled first: it may have changed the limit.
+        resize::recover(paths, &app)?;
         loopdev::mount(paths, &app)?;
     }
+    let mut settings = record::enabled(paths)?.ok_or_else(disabled)?;
     let used = used_bytes(paths, &settings, &app)?;
-    if used > new_limit {
-        return Err(MountError::ShrinkBelowUsage { app, used, limit: new_limit });
-    }
-    if settings.mode == QuotaMode::Hard {
-        let current = loopdev::image_size(settings.limit_bytes);
-        let wanted = loopdev::image_size(new_limit);
-        if wanted > current {
-            loopdev::grow(paths, &app, new_limit)?;
-        } else if wanted < current {
-            loopdev::shrink(paths, &app, new_limit)?;
+    let fits = match settings.mode {
+        QuotaMode::Hard => loopdev::mounted_device(paths)?.and_then(|d| loopdev::min_size(&d)),
+        QuotaMode::Soft => None,
+    };
+    match resize::decide(&app, settings.mode, settings.limit_bytes, new_limit, used, fits)? {
+        Action::Record => {
+            settings.limit_bytes = new_limit;
+            record::save(paths, &settings)?;
         }
+        Action::Grow => {
+            if !resize::grow_online(paths, &app, &mut settings, new_limit)? {
+                if !stopped {
+                    return Ok(Resized::NeedsStop(StopReason::NoOnlineGrow));
+                }
+                resize::resize_offline(paths, &app, &mut settings, new_limit, used)?;
+            }
+        }
+        Action::Shrink if !stopped => return Ok(Resized::NeedsStop(StopReason::Shrink)),
+        Action::Shrink => resize::resize_offline(paths, &app, &mut settings, new_limit, used)?,
     }
-    settings.limit_bytes = new_limit;
-    record::save(paths, &settings)
+    Ok(Resized::Done)
 }
 
 /// What `disable` would delete.
@@ -163,6 +199,7 @@ pub fn destroy(paths: &AppPaths) -> Result<(), MountError> {
 
 fn remove_everything(paths: &AppPaths, app: &str) -> Result<(), MountError> {
     loopdev::unmount(paths, app, true)?;
+    resize::forget(paths)?;
     match std::fs::remove_file(paths.mount_image()) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

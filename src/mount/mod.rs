@@ -13,6 +13,7 @@ mod lifecycle;
 mod loopdev;
 mod quota;
 mod record;
+mod resize;
 mod safe_ops;
 mod size;
 mod usage;
@@ -24,12 +25,13 @@ use crate::state::AppPaths;
 
 pub use errors::MountError;
 pub use lifecycle::{
-    DisableOutcome, EnableOutcome, attach, destroy, disable, disable_preview, enable, set_limit,
+    DisableOutcome, EnableOutcome, Resized, StopReason, attach, destroy, disable, disable_preview, enable,
+    set_limit,
 };
 pub use quota::{DEFAULT_LIMIT, HostSupport, MIN_LIMIT};
 pub use record::{MountSettings, QuotaMode, settings};
 pub use safe_ops::{ArchiveReport, Entry, EntryKind, MountFs, PutReport, validate_rel_path};
-pub use size::{SizeError, format_size, parse_size, percent};
+pub use size::{SizeError, format_size, parse_size, percent, size_arg_up};
 pub use usage::Usage;
 
 /// The state of an app's persistent filesystem, for `mount status`.
@@ -46,7 +48,11 @@ pub struct MountStatus {
     pub apparent_bytes: u64,
     pub files: u64,
     pub dirs: u64,
+    /// What can really be stored: the limit (soft), or the limit less ext4's overhead (hard).
+    pub capacity_bytes: u64,
+    /// `used_bytes` as a percentage of `capacity_bytes`; 100 when full.
     pub percent: f64,
+    /// At or over the limit: a hard-limited mount that answers ENOSPC counts.
     pub over_limit: bool,
 }
 
@@ -72,18 +78,25 @@ pub fn status(paths: &AppPaths) -> Result<MountStatus, MountError> {
             apparent_bytes: 0,
             files: 0,
             dirs: 0,
+            capacity_bytes: 0,
             percent: 0.0,
             over_limit: false,
         });
     };
     let path = attach(paths)?;
     let usage = lifecycle::measure(paths, &app)?;
-    let used = match settings.mode {
-        QuotaMode::Soft => usage.bytes,
-        QuotaMode::Hard => anchor::open_mount_point(paths, OFlags::RDONLY)?
-            .as_ref()
-            .and_then(loopdev::fs_used)
-            .unwrap_or(usage.allocated_bytes),
+    let space = match settings.mode {
+        QuotaMode::Soft => None,
+        QuotaMode::Hard => {
+            anchor::open_mount_point(paths, OFlags::RDONLY)?.as_ref().and_then(loopdev::fs_space)
+        }
+    };
+    let (used, capacity, full) = match space {
+        Some(space) => (space.used, space.capacity(), space.full()),
+        None if settings.mode == QuotaMode::Soft => {
+            (usage.bytes, settings.limit_bytes, usage.bytes > settings.limit_bytes)
+        }
+        None => (usage.allocated_bytes, settings.limit_bytes, usage.allocated_bytes >= settings.limit_bytes),
     };
     Ok(MountStatus {
         app,
@@ -95,8 +108,9 @@ pub fn status(paths: &AppPaths) -> Result<MountStatus, MountError> {
         apparent_bytes: usage.bytes,
         files: usage.files,
         dirs: usage.dirs,
-        percent: percent(used, settings.limit_bytes),
-        over_limit: used > settings.limit_bytes,
+        capacity_bytes: capacity,
+        percent: if full && settings.mode == QuotaMode::Hard { 100.0 } else { percent(used, capacity) },
+        over_limit: full,
     })
 }
 

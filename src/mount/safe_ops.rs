@@ -10,6 +10,7 @@ use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::OwnedFd;
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -24,6 +25,9 @@ use super::record::{self, MountSettings, QuotaMode};
 use super::{MountError, anchor, app_name, attach, lifecycle, quota};
 
 mod archive;
+mod inflight;
+
+use inflight::InFlight;
 
 pub use archive::ArchiveReport;
 
@@ -200,6 +204,7 @@ impl MountFs {
             other => other,
         }
         .map_err(self.fail("open the directory of", dest))?;
+        inflight::sweep(&self.paths, &self.root);
         let replacing = match parent.symlink_metadata(name) {
             Ok(m) if m.is_dir() => {
                 return Err(MountError::IsDirectory {
@@ -214,9 +219,18 @@ impl MountFs {
             self.check_soft(replacing, adding, 0)?;
         }
         let tmp = temp_name();
+        let record = InFlight::begin(&self.paths, parent_rel, &tmp);
         let mut options = OpenOptions::new();
         options.write(true).create_new(true).mode(0o644);
-        let file = parent.open_with(&tmp, &options).map_err(self.fail("create a temp file for", dest))?;
+        let file = match parent.open_with(&tmp, &options) {
+            Ok(file) => file,
+            Err(e) => {
+                if let Some(r) = record {
+                    r.end();
+                }
+                return Err(self.fail("create a temp file for", dest)(e));
+            }
+        };
         let written = (|| {
             let mut file = file.into_std();
             let n = io::copy(reader, &mut file).map_err(self.fail("write", dest))?;
@@ -232,9 +246,13 @@ impl MountFs {
             rustix::fs::fsync(reopen(&parent)?).map_err(|e| self.fail("write", dest)(e.into()))?;
             Ok(n)
         })();
-        written.inspect_err(|_| {
+        if written.is_err() {
             let _ = parent.remove_file(&tmp);
-        })
+        }
+        if let Some(r) = record {
+            r.end();
+        }
+        written
     }
 
     /// Soft mode: refuse a write that would cross the limit.
@@ -320,19 +338,28 @@ impl MountFs {
         Ok(report)
     }
 
+    /// Copy the file at `path` to the local `target` through a temp file beside it, renamed
+    /// into place: a failed get (a missing file, a full disk) leaves `target` as it was.
     fn get_into(&self, path: &str, target: &Path) -> Result<u64, MountError> {
-        let mut out = File::create(target).map_err(|source| MountError::Local {
-            action: "create",
-            path: target.to_owned(),
-            source,
-        })?;
-        let n = self.get(path, &mut out)?;
-        out.sync_all().map_err(|source| MountError::Local {
-            action: "write",
-            path: target.to_owned(),
-            source,
-        })?;
-        Ok(n)
+        let local = |action| move |source| MountError::Local { action, path: target.to_owned(), source };
+        let dir = target.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let name = target.file_name().map_or_else(|| "get".into(), |n| n.to_string_lossy().into_owned());
+        let tmp = dir.join(format!(".{name}.slipway-get-{}-{}.part", std::process::id(), unique_suffix()));
+        let mut out = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .open(&tmp)
+            .map_err(local("create a temp file beside"))?;
+        let copied = self.get(path, &mut out).and_then(|n| {
+            out.sync_all().map_err(local("write"))?;
+            std::fs::rename(&tmp, target).map_err(local("rename into"))?;
+            Ok(n)
+        });
+        if copied.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        copied
     }
 
     fn copy_dir_out(
@@ -506,6 +533,15 @@ mod tests {
         assert_eq!(validate_rel_path("./a//b/").unwrap(), PathBuf::from("a/b"));
         assert_eq!(validate_rel_path(".").unwrap(), PathBuf::new());
         assert_eq!(validate_rel_path("..data").unwrap(), PathBuf::from("..data"));
+    }
+
+    #[test]
+    fn only_put_temp_files_are_swept() {
+        assert_eq!(inflight::part_pid(".slipway-put-4242-0-123.part"), Some(4242));
+        assert_eq!(inflight::part_pid(&temp_name()), Some(std::process::id()));
+        for other in [".slipway-put-x-1.part", "slipway-put-1-1.part", ".slipway-put-1-1.txt", "data.part"] {
+            assert_eq!(inflight::part_pid(other), None, "{other}");
+        }
     }
 
     #[test]

@@ -52,6 +52,15 @@ pub fn format_size(bytes: u64) -> String {
     format!("{}.{} {}", value / 10, value % 10, UNITS[unit])
 }
 
+/// `bytes` as a `--size` argument that slipway parses back to at least `bytes`: whole MiB,
+/// rounded up, or whole GiB when exact (`43M`, `25G`).
+pub fn size_arg_up(bytes: u64) -> String {
+    if bytes > 0 && bytes.is_multiple_of(1 << 30) {
+        return format!("{}G", bytes >> 30);
+    }
+    format!("{}M", bytes.div_ceil(1 << 20))
+}
+
 /// `used` as a percentage of `limit` with one decimal, rounded down (0 for no limit).
 pub fn percent(used: u64, limit: u64) -> f64 {
     if limit == 0 {
@@ -96,6 +105,15 @@ mod tests {
         assert_eq!(format_size(64 << 20), "64.0 MiB");
         assert_eq!(format_size(3 << 29), "1.5 GiB");
         assert_eq!(format_size(25 << 30), "25.0 GiB");
+    }
+
+    #[test]
+    fn size_arguments_round_up_to_whole_mebibytes() {
+        assert_eq!(size_arg_up(25 << 30), "25G");
+        assert_eq!(size_arg_up(64 << 20), "64M");
+        assert_eq!(size_arg_up((43 << 20) - 5), "43M");
+        assert_eq!(size_arg_up((43 << 20) + 1), "44M");
+        assert!(parse_size(&size_arg_up(123_456_789)).unwrap() >= 123_456_789);
     }
 
     #[test]

@@ -41,6 +41,11 @@ pub fn reconcile_app(home: &Home, app: &AppName) -> Result<Repairs, ReconcileErr
     let record = home.load_app(app)?;
     let _span = tracing::debug_span!("reconcile", app = %app).entered();
     fix_records(home, &record)?;
+    // After a reboot or a resize killed mid-way, the mount is remounted (the resize finished
+    // or undone) before anything starts on it.
+    if let Err(e) = crate::mount::attach(&home.app(app)) {
+        tracing::warn!(app = %app, error = %e, "cannot attach the persistent filesystem");
+    }
     let runtime = AnyRuntime::for_kind(home, record.runtime)?;
     let repairs = runtime.reconcile(&record)?;
     // After a reboot or a kill, the app's address comes back too.

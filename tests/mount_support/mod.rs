@@ -39,6 +39,23 @@ impl TestHome {
         name
     }
 
+    /// A new app whose processes run as `nobody` (uid 65534), so that the app's side of a
+    /// test runs as an unprivileged user; the home is made traversable for it.
+    pub fn create_app_as_nobody(&self) -> String {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(self.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let name = self.create_app();
+        let record = self.dir.path().join("state").join(&name).join("app.json");
+        std::fs::write(
+            record,
+            format!(
+                r#"{{"name":"{name}","runtime":"local","created_at":0,"run_as":{{"user":"nobody","uid":{NOBODY},"gid":{NOBODY}}}}}"#
+            ),
+        )
+        .unwrap();
+        name
+    }
+
     /// `slipway --home HOME args...`, not yet run.
     pub fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_slipway"));
@@ -89,6 +106,82 @@ impl Drop for TestHome {
             }
         }
     }
+}
+
+/// The uid and gid of `nobody`, as which the app side of a test runs.
+pub const NOBODY: u32 = 65534;
+
+/// `bash -c script` as `nobody`, not yet run.
+pub fn as_nobody(script: &str) -> Command {
+    let mut c = Command::new("setpriv");
+    c.args(["--reuid", "65534", "--regid", "65534", "--clear-groups", "bash", "-c", script]);
+    c
+}
+
+/// Whether something is mounted at `dir` (its device differs from its parent's).
+pub fn is_mounted(dir: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let own = std::fs::symlink_metadata(dir).map(|m| m.dev());
+    let parent = std::fs::metadata(dir.parent().unwrap()).map(|m| m.dev());
+    matches!((own, parent), (Ok(a), Ok(b)) if a != b)
+}
+
+/// A process of the app's user appending numbered lines to `log` in the mount, one open and
+/// close per line, retrying a line until its write succeeds; stopped by [`Worker::finish`].
+pub struct Worker {
+    child: std::process::Child,
+    stop: PathBuf,
+    result: PathBuf,
+}
+
+impl Worker {
+    pub fn start(home: &TestHome, app: &str) -> Self {
+        use std::os::unix::fs::PermissionsExt;
+        let scratch = home.dir.path().join(format!("worker-{app}"));
+        std::fs::create_dir_all(&scratch).unwrap();
+        std::fs::set_permissions(&scratch, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let (stop, result) = (scratch.join("stop"), scratch.join("result"));
+        let script = format!(
+            "i=0; fails=0; while [ ! -e '{stop}' ]; do \
+               if echo \"$i\" 2>/dev/null >> '{log}'; then i=$((i+1)); else fails=$((fails+1)); fi; \
+               sleep 0.005; done; echo \"$i $fails\" > '{result}'",
+            stop = stop.display(),
+            log = home.mount_dir(app).join("log").display(),
+            result = result.display()
+        );
+        let child = as_nobody(&script).spawn().unwrap();
+        Self { child, stop, result }
+    }
+
+    /// Stop it; returns (lines written, writes that failed and were retried).
+    pub fn finish(mut self) -> (u64, u64) {
+        std::fs::write(&self.stop, b"").unwrap();
+        self.child.wait().unwrap();
+        let text = std::fs::read_to_string(&self.result).unwrap();
+        let mut parts = text.split_whitespace().map(|n| n.parse::<u64>().unwrap());
+        (parts.next().unwrap(), parts.next().unwrap())
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = std::fs::write(&self.stop, b"");
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Assert that `log` in the mount holds exactly the lines 0..n, each once, in order.
+pub fn assert_every_line_kept(home: &TestHome, app: &str, n: u64) {
+    let text = std::fs::read_to_string(home.mount_dir(app).join("log")).unwrap_or_default();
+    let lines: Vec<u64> = text.lines().map(|l| l.parse().unwrap()).collect();
+    let want: Vec<u64> = (0..n).collect();
+    assert!(
+        lines == want,
+        "the worker wrote {n} lines; the mount holds {} ({:?}...)",
+        lines.len(),
+        &lines[..lines.len().min(5)]
+    );
 }
 
 pub fn stderr(out: &Output) -> String {

@@ -380,6 +380,7 @@ impl MountFs {
                 let _ = self.root.remove_dir_all(&name);
             }
         }
+        super::inflight::sweep(&self.paths, &self.root);
     }
 }
 

@@ -109,3 +109,29 @@ fn a_script_path_through_a_committed_symlink_out_of_the_app_is_refused_and_nothi
     assert!(out.status.success(), "{}", describe(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("inside the app"));
 }
+
+#[test]
+fn a_rollback_to_a_release_without_web_is_refused_unless_allow_no_web() {
+    let s = Slipway::new();
+    let app = s.app("noweb-rb");
+    let repo = Repo::from_fixture("seed-demo");
+    let procfile = std::fs::read_to_string(std::path::Path::new(repo.path()).join("Procfile")).unwrap();
+    // v1 runs workers only (allowed: nothing serves web yet), v2 serves web.
+    repo.write("Procfile", "worker: python3 worker.py\n");
+    repo.commit("workers first");
+    s.ok(&["deploy", &app, "--repo", repo.path()]);
+    repo.write("Procfile", &procfile);
+    repo.commit("web");
+    s.ok(&["deploy", &app, "--repo", repo.path()]);
+    let port = s.web_port(&app);
+
+    let out = s.run(&["rollback", &app]);
+    assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--allow-no-web"), "{}", describe(&out));
+    assert_eq!(s.release(&app), "v2");
+    assert_eq!(http_get(port).unwrap().0, 200, "v2's web stopped serving");
+
+    let out = s.run(&["rollback", &app, "--allow-no-web"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(types(&s, &app), ["worker"]);
+}

@@ -17,6 +17,9 @@ pub struct RollbackArgs {
     /// Fail at once (exit 4) if another deploy of the app is running, instead of waiting
     #[arg(long)]
     pub no_wait: bool,
+    /// Allow a release without `web` to replace one that serves web (as `deploy --allow-no-web`)
+    #[arg(long)]
+    pub allow_no_web: bool,
     /// Print the outcome as JSON on stdout
     #[arg(long)]
     pub json: bool,
@@ -39,7 +42,7 @@ pub fn run(home: &Home, args: &RollbackArgs) -> anyhow::Result<Exit> {
         repo: target.repo.clone(),
         rev: target.commit.to_string(),
         wait: if args.no_wait { Wait::No } else { Wait::Yes },
-        overrides: Overrides::default(),
+        overrides: Overrides { allow_no_web: args.allow_no_web, ..Overrides::default() },
     };
     let (app, to) = (&args.app, target.id);
     deploy_and_report(home, &req, args.json, || format!("cannot roll {app} back to {to}"))

@@ -120,8 +120,6 @@ fn create(
         record.run_as = Some(ensure_user(app)?);
     }
     home.create_app(&record)?;
-    let dir = home.app(app).dir().to_owned();
-    restrict(&dir, record.run_as.as_ref())?;
     // App users may pass through the home and apps directories to their own tree (0711) but
     // may neither list them nor enter the root-only state.
     let modes = [
@@ -166,20 +164,6 @@ fn set_listen(home: &Home, app: &AppName, listen: &str) -> anyhow::Result<Exit> 
     let was = old.map_or(String::new(), |o| format!(" (was http://{o}/)"));
     eprintln!("-----> {app} is now served at http://{addr}/{was}");
     Ok(Exit::Ok)
-}
-
-/// The app's tree belongs to its user with mode 0700: no other app's user can look in.
-fn restrict(dir: &std::path::Path, user: Option<&RunAs>) -> anyhow::Result<()> {
-    std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
-        .with_context(|| format!("cannot set mode 0700 on {}", dir.display()))?;
-    if let Some(u) = user {
-        std::os::unix::fs::chown(dir, Some(u.uid), Some(u.gid))
-            .with_context(|| format!("cannot give {} to {}", dir.display(), u.user))?;
-        let releases = dir.join("releases");
-        std::fs::create_dir_all(&releases)?;
-        std::os::unix::fs::chown(&releases, Some(u.uid), Some(u.gid))?;
-    }
-    Ok(())
 }
 
 /// The app's system user, created if missing.

@@ -38,10 +38,9 @@ pub enum SuperviseError {
     Io(std::path::PathBuf, #[source] std::io::Error),
     #[error(transparent)]
     State(#[from] StateError),
+    #[error(transparent)]
+    Tree(#[from] crate::state::tree::TreeError),
 }
-
-/// The file in a release folder that asks its supervisor to restart some types.
-pub const RESTART_REQUEST: &str = "restart-request.json";
 
 struct Ctx {
     penv: ProcessEnv,
@@ -79,19 +78,15 @@ pub fn run(home: &Home, app: &AppName, release: ReleaseId) -> Result<(), Supervi
     else {
         return Err(SuperviseError::AlreadyRunning { app: app.clone(), release });
     };
-    let io = |e| SuperviseError::Io(paths.dir().to_owned(), e);
-    // A supervisor killed with -9 leaves its process groups behind; they would hold the ports.
-    let mut previous_ports = BTreeMap::new();
-    if let Some(old) = SupervisorStatus::read(&paths.status()) {
-        for i in &old.instances {
-            if let Some(pid) = i.pid {
-                process::signal_group(pid, rustix::process::Signal::KILL);
-            }
-            if let Some(port) = i.port {
-                previous_ports.insert((i.ptype.clone(), i.index), port);
-            }
-        }
-    }
+    let io = |e| SuperviseError::Io(paths.state_dir().to_owned(), e);
+    // The release folder is where the processes run: it must still be slipway's, not a
+    // directory or link an app put in its place.
+    crate::state::tree::open(home.root(), paths.dir())?;
+    // A supervisor killed with -9 leaves its web ports recorded; they are reused when free.
+    // Nothing else is taken from the old status: a supervisor signals only what it spawned.
+    let previous_ports: BTreeMap<(ProcessType, u32), u16> = SupervisorStatus::read(&paths.status())
+        .map(|old| old.instances.iter().filter_map(|i| Some(((i.ptype.clone(), i.index), i.port?))).collect())
+        .unwrap_or_default();
     // Nobody may read a dead predecessor's ports as live; `launch::start` waits for the pid
     // file, which is written only after this.
     match std::fs::remove_file(paths.status()) {
@@ -111,7 +106,8 @@ pub fn run(home: &Home, app: &AppName, release: ReleaseId) -> Result<(), Supervi
             cwd: paths.app(),
             home: paths.home(),
             env: record.env.clone(),
-            run_as: plan.run_as.clone(),
+            // Who the processes run as comes from the app's record, the one source of truth.
+            run_as: record.run_as.clone(),
         },
         paths: paths.clone(),
         logs_dir: app_paths.logs_dir(),
@@ -151,7 +147,7 @@ async fn supervise(home: &Home, ctx: &Arc<Ctx>, plan: &DeployPlan) -> std::io::R
             _ = int.recv() => break,
             _ = hup.recv() => apply_scale(ctx, plan, &desired(home), &mut running).await,
             _ = usr1.recv() => {
-                let path = ctx.paths.dir().join(RESTART_REQUEST);
+                let path = ctx.paths.restart_request();
                 let only: Option<ProcessType> = std::fs::read(&path).ok().and_then(|b| serde_json::from_slice(&b).ok()).flatten();
                 let _ = std::fs::remove_file(&path);
                 let keys: Vec<_> = running.keys().filter(|(t, _)| only.as_ref().is_none_or(|o| o == t)).cloned().collect();

@@ -11,6 +11,7 @@ use super::{LocalError, LocalRuntime, attach_mount, io_err, script};
 use crate::ids::{AppName, ProcessType, ReleaseId};
 use crate::plan::{DEFAULT_STOP_GRACE, DeployPlan};
 use crate::runtime::{ProcessReport, Repairs};
+use crate::state::tree;
 use crate::state::{AppRecord, Home};
 use crate::supervise::launch;
 use crate::supervise::status::SupervisorStatus;
@@ -67,6 +68,8 @@ impl LocalRuntime {
     ) -> Result<i32, LocalError> {
         let mut plan = load_plan(&self.home, &app.name, release)?;
         plan.env.clone_from(&app.env);
+        // Who the command runs as comes from the app's record, never from a release's files.
+        plan.run_as.clone_from(&app.run_as);
         attach_mount(&self.home, &app.name, release)?;
         let status = self
             .process_env(&plan)
@@ -84,12 +87,20 @@ impl LocalRuntime {
         grace: Duration,
     ) -> Result<(), LocalError> {
         launch::stop(&self.home, app, release, grace)?;
-        let paths = self.home.app(app).release(release);
+        let app_paths = self.home.app(app);
+        let paths = app_paths.release(release);
         script::kill_leftover(&paths.script_pgid());
-        match std::fs::remove_dir_all(paths.dir()) {
+        // The folder holds the app's own files and links: removed by descriptors, never
+        // following a link, from a `releases` directory checked to be slipway's.
+        let name = std::ffi::OsString::from(release.to_string());
+        if let Some(releases) = tree::open_if_exists(self.home.root(), &app_paths.releases_dir())? {
+            tree::remove_tree(&releases, &name, paths.dir())?;
+        }
+        // Last, so that a failure above leaves the release findable for the next try.
+        match std::fs::remove_dir_all(paths.state_dir()) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(io_err(paths.dir())(e)),
+            Err(e) => Err(io_err(paths.state_dir())(e)),
         }
     }
 

@@ -141,9 +141,11 @@ fn a_planted_plan_and_status_never_run_as_root_nor_kill_a_listed_process() {
     std::thread::sleep(Duration::from_millis(500));
     assert!(victim.alive(), "slipway killed a process listed in a planted status.json");
     assert!(!marker.exists(), "the planted plan ran: {:?}", std::fs::read_to_string(&marker));
-    let ps = s.ps(&app);
-    let web = ps["instances"].as_array().unwrap().iter().find(|i| i["ptype"] == "web").unwrap().clone();
-    assert_eq!(web["state"], "up", "{ps}");
+    let web = wait_for(Duration::from_secs(10), || {
+        let ps = s.ps(&app);
+        ps["instances"].as_array()?.iter().find(|i| i["ptype"] == "web" && i["state"] == "up").cloned()
+    })
+    .expect("web is up again");
     let web_uid = std::fs::metadata(format!("/proc/{}", web["pid"])).unwrap().uid();
     assert_eq!(web_uid, uid, "web runs as the app's user");
 }

@@ -24,6 +24,9 @@ pub fn spawn(home: &Path, args: &[OsString], log: &Path, is_up: impl Fn(Pid) -> 
     let mut cmd = Command::new(exe);
     cmd.arg("--home").arg(home).args(args);
     cmd.stdin(Stdio::null()).stdout(out).stderr(err);
+    // A helper lives for days; it must not hold (or hand its processes) a descriptor the
+    // calling shell left open.
+    crate::supervise::process::close_inherited_fds(&mut cmd);
     // SAFETY: setsid is async-signal-safe. A new session detaches the process from the CLI's
     // terminal and process group, so Ctrl-C on the CLI or its exit does not reach it.
     unsafe {

@@ -31,6 +31,7 @@ impl ProcessEnv {
     pub fn interactive(&self, script: &str, extra: &[(&str, String)]) -> std::process::Command {
         let mut cmd = std::process::Command::new("bash");
         cmd.arg("-c").arg(script).current_dir(&self.cwd).env_clear();
+        close_inherited_fds(&mut cmd);
         // The app's user cannot enter root's home, so root's PATH (e.g. ~/.cargo/bin) is no use
         // to it; it gets the system directories.
         let path = match &self.run_as {
@@ -73,6 +74,33 @@ impl ProcessEnv {
         }
         cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
         cmd
+    }
+}
+
+/// Make `cmd` start with descriptors 0 to 2 only. slipway's own descriptors are close-on-exec,
+/// but one that the calling shell left open (`exec 7>>/root/file; slipway deploy`) is not, and
+/// an app's process would inherit it and write through it as root. Marking every descriptor
+/// from 3 up close-on-exec, just before exec, leaves std's own error pipe working until the
+/// exec itself, so a failed exec is still reported.
+pub fn close_inherited_fds(cmd: &mut std::process::Command) {
+    // SAFETY: close_range and fcntl are async-signal-safe system calls; nothing is allocated.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(cmd, || {
+            let flags = libc::CLOSE_RANGE_CLOEXEC;
+            if libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, flags) != 0 {
+                // Kernels before 5.11: mark each descriptor up to the soft limit.
+                let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+                let max = if libc::getrlimit(libc::RLIMIT_NOFILE, &raw mut limit) == 0 {
+                    i32::try_from(limit.rlim_cur).unwrap_or(i32::MAX).min(1 << 20)
+                } else {
+                    1 << 16
+                };
+                for fd in 3..max {
+                    libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+                }
+            }
+            Ok(())
+        });
     }
 }
 

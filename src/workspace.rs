@@ -25,6 +25,7 @@ use crate::runtime::docker::{self, DockerRuntime};
 use crate::state::tree::{self, Access, TreeError};
 use crate::state::{AppPaths, AppRecord, Home, RuntimeKind, StateError};
 use crate::supervise::process::ProcessEnv;
+use crate::supervise::reaper;
 
 /// Failures of workspace commands.
 #[derive(Debug, thiserror::Error)]
@@ -176,10 +177,13 @@ pub fn run(home: &Home, app: &AppName, script: &str) -> Result<i32, WorkspaceErr
     if record.runtime == RuntimeKind::Docker {
         return run_in_container(home, &record, script);
     }
-    let status = env(home, app)?
-        .interactive(script, &[])
-        .status()
-        .map_err(|source| WorkspaceError::Spawn { app: app.clone(), source })?;
+    let mut cmd = env(home, app)?.interactive(script, &[]);
+    // Nothing the command starts outlives it, even in a new session.
+    reaper::become_subreaper();
+    let since = reaper::ticks_now();
+    let status = cmd.status();
+    reaper::kill_children(Some(since), std::time::Duration::from_secs(5));
+    let status = status.map_err(|source| WorkspaceError::Spawn { app: app.clone(), source })?;
     Ok(status.code().or_else(|| status.signal().map(|s| 128 + s)).unwrap_or(1))
 }
 

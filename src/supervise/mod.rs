@@ -7,6 +7,7 @@ pub mod backoff;
 pub mod launch;
 pub mod logs;
 pub mod process;
+pub mod reaper;
 pub mod status;
 
 use std::collections::BTreeMap;
@@ -79,6 +80,9 @@ pub fn run(home: &Home, app: &AppName, release: ReleaseId) -> Result<(), Supervi
         return Err(SuperviseError::AlreadyRunning { app: app.clone(), release });
     };
     let io = |e| SuperviseError::Io(paths.state_dir().to_owned(), e);
+    // Whatever a process starts, even in a new session, stays below this supervisor and goes
+    // when the release is retired.
+    reaper::become_subreaper();
     // The release folder is where the processes run: it must still be slipway's, not a
     // directory or link an app put in its place.
     crate::state::tree::open(home.root(), paths.dir())?;
@@ -141,8 +145,17 @@ async fn supervise(home: &Home, ctx: &Arc<Ctx>, plan: &DeployPlan) -> std::io::R
             .collect()
     };
     apply_scale(ctx, plan, &desired(home), &mut running).await;
+    let mut reap = tokio::time::interval(REAP_EVERY);
     loop {
         tokio::select! {
+            _ = reap.tick() => {
+                // Daemons an app started and that have since exited. The leaders' pids are
+                // kept: their statuses belong to their tasks. The runtime is single-threaded,
+                // so no leader can be spawned and not yet recorded while this runs.
+                let leaders: Vec<u32> = ctx.status.lock().unwrap_or_else(PoisonError::into_inner)
+                    .instances.iter().filter_map(|i| i.pid).collect();
+                reaper::reap_exited(&leaders);
+            }
             _ = term.recv() => break,
             _ = int.recv() => break,
             _ = hup.recv() => apply_scale(ctx, plan, &desired(home), &mut running).await,
@@ -170,8 +183,17 @@ async fn supervise(home: &Home, ctx: &Arc<Ctx>, plan: &DeployPlan) -> std::io::R
     for h in handles {
         let _ = h.task.await;
     }
+    // Every process group is gone; what is left escaped its group (a double fork, `setsid`)
+    // and was reparented to us. The release is retired: nothing it started may outlive it.
+    let left = reaper::kill_children(None, Duration::from_secs(5));
+    if left > 0 {
+        tracing::info!(app = %plan.app, release = %plan.release, left, "killed processes that left their group");
+    }
     Ok(())
 }
+
+/// How often adopted daemons that exited are reaped.
+const REAP_EVERY: Duration = Duration::from_secs(2);
 
 async fn apply_scale(
     ctx: &Arc<Ctx>,

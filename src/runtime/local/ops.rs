@@ -13,8 +13,8 @@ use crate::plan::{DEFAULT_STOP_GRACE, DeployPlan};
 use crate::runtime::{ProcessReport, Repairs};
 use crate::state::tree;
 use crate::state::{AppRecord, Home};
-use crate::supervise::launch;
 use crate::supervise::status::SupervisorStatus;
+use crate::supervise::{launch, reaper};
 
 /// The plan a release was deployed with.
 pub fn load_plan(home: &Home, app: &AppName, release: ReleaseId) -> Result<DeployPlan, LocalError> {
@@ -71,11 +71,16 @@ impl LocalRuntime {
         // Who the command runs as comes from the app's record, never from a release's files.
         plan.run_as.clone_from(&app.run_as);
         attach_mount(&self.home, &app.name, release)?;
+        // Nothing the command starts outlives it, even in a new session: see `reaper`.
+        reaper::become_subreaper();
+        let since = reaper::ticks_now();
         let status = self
             .process_env(&plan)
             .interactive(command, &[("DYNO", "run.1".to_owned())])
             .status()
-            .map_err(io_err("bash"))?;
+            .map_err(io_err("bash"));
+        reaper::kill_children(Some(since), Duration::from_secs(5));
+        let status = status?;
         Ok(status.code().or_else(|| status.signal().map(|s| 128 + s)).unwrap_or(1))
     }
 

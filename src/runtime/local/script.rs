@@ -13,6 +13,7 @@ use rustix::process::Signal;
 
 use crate::plan::ScriptSpec;
 use crate::supervise::process::{ProcessEnv, signal_group};
+use crate::supervise::reaper;
 
 /// Stop the script a killed deploy left running in this release, if any.
 pub fn kill_leftover(pgid_file: &Path) {
@@ -60,6 +61,10 @@ pub fn run(
     if !env.cwd.join(&spec.path).is_file() {
         return Err(ScriptError::Missing { path });
     }
+    // Orphans of the script (a double fork, `setsid`) are reparented to us, not to init, and
+    // are killed when it ends: see `reaper`.
+    reaper::become_subreaper();
+    let since = reaper::ticks_now();
     let mut cmd = env.command("exec bash \"$0\"", &[], true);
     cmd.arg0_placeholder(&spec.path);
     let mut child = cmd.spawn().map_err(|source| ScriptError::Spawn { path: path.clone(), source })?;
@@ -119,8 +124,10 @@ pub fn run(
             Err(_) => break,
         }
     }
-    // Background jobs of the script would keep its pipes open and the readers blocked.
+    // Background jobs of the script would keep its pipes open and the readers blocked; so
+    // would a process that left the group, which the subreaper catches.
     signal_group(pgid, Signal::KILL);
+    reaper::kill_children(Some(since), Duration::from_secs(5));
     for r in readers {
         let _ = r.join();
     }

@@ -50,12 +50,8 @@ pub enum WorkspaceError {
     Mount(#[from] crate::mount::MountError),
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
-    #[error("cannot run bash for the workspace of {app}")]
-    Spawn {
-        app: AppName,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("cannot start the command in the workspace of {app}: {why}")]
+    Spawn { app: AppName, why: String },
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> WorkspaceError + '_ {
@@ -177,13 +173,15 @@ pub fn run(home: &Home, app: &AppName, script: &str) -> Result<i32, WorkspaceErr
     if record.runtime == RuntimeKind::Docker {
         return run_in_container(home, &record, script);
     }
-    let mut cmd = env(home, app)?.interactive(script, &[]);
+    let penv = env(home, app)?;
+    let mut cmd = penv.interactive(script, &[]);
     // Nothing the command starts outlives it, even in a new session.
     reaper::become_subreaper();
     let since = reaper::ticks_now();
     let status = cmd.status();
     reaper::kill_children(Some(since), std::time::Duration::from_secs(5));
-    let status = status.map_err(|source| WorkspaceError::Spawn { app: app.clone(), source })?;
+    let status = status
+        .map_err(|e| WorkspaceError::Spawn { app: app.clone(), why: penv.explain_spawn_error(script, &e) })?;
     Ok(status.code().or_else(|| status.signal().map(|s| 128 + s)).unwrap_or(1))
 }
 

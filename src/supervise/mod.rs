@@ -26,7 +26,7 @@ use crate::state::{FileLock, Home, ReleasePaths, StateError, atomic};
 use backoff::Backoff;
 use logs::RotatingLog;
 use process::ProcessEnv;
-use status::{InstanceStatus, ProcessState, SupervisorStatus, now_ms};
+use status::{InstanceStatus, ProcessState, SPAWN_FAILED, SupervisorStatus, now_ms};
 
 /// Failures of a supervisor.
 #[derive(Debug, thiserror::Error)]
@@ -268,7 +268,8 @@ async fn run_instance(
     mut stop: watch::Receiver<bool>,
 ) {
     let name = format!("{ptype}.{index}");
-    let log_path = ctx.logs_dir.join(format!("{name}.log"));
+    let release = ctx.status.lock().unwrap_or_else(PoisonError::into_inner).release;
+    let log_path = ctx.logs_dir.join(logs::file_name(&ptype, index, release));
     let log = match RotatingLog::open(&log_path, logs::MAX_BYTES) {
         Ok(l) => Arc::new(Mutex::new(l)),
         Err(e) => {
@@ -276,7 +277,6 @@ async fn run_instance(
             return;
         }
     };
-    let release = ctx.status.lock().unwrap_or_else(PoisonError::into_inner).release;
     let say = |text: &str| {
         let _ = log
             .lock()
@@ -293,17 +293,20 @@ async fn run_instance(
         if *stop.borrow() {
             break;
         }
-        say(&format!("starting: {command}"));
+        say(&format!("starting: {}", shorten(&command)));
         let started = Instant::now();
         let spawned = tokio::process::Command::from(ctx.penv.command(&command, &extra, true)).spawn();
         let mut child = match spawned {
             Ok(c) => c,
             Err(e) => {
-                say(&format!("failed to start: {e}"));
+                let why = ctx.penv.explain_spawn_error(&command, &e);
+                say(&format!("{SPAWN_FAILED}{why}"));
                 let wait = backoff.on_exit(Duration::ZERO);
+                restarts = restarts.saturating_add(1);
                 ctx.update(&ptype, index, |i| {
                     i.state = ProcessState::Crashed;
-                    i.last_exit = Some(format!("spawn failed: {e}"));
+                    i.last_exit = Some(format!("{SPAWN_FAILED}{why}"));
+                    i.restarts = restarts;
                 });
                 if sleep_or_stop(wait, &mut stop).await {
                     break;
@@ -362,6 +365,20 @@ async fn run_instance(
         }
     }
     ctx.update(&ptype, index, |i| i.state = ProcessState::Stopped);
+}
+
+/// A command as log lines show it: a Procfile line can be megabytes long, and is logged at
+/// every restart.
+fn shorten(command: &str) -> std::borrow::Cow<'_, str> {
+    const MAX: usize = 200;
+    if command.len() <= MAX {
+        return command.into();
+    }
+    let mut end = MAX;
+    while !command.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}... ({} bytes)", &command[..end], command.len()).into()
 }
 
 fn describe_exit(status: std::process::ExitStatus) -> String {

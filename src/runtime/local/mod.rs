@@ -57,6 +57,8 @@ pub enum LocalError {
     State(#[from] crate::state::StateError),
     #[error(transparent)]
     Tree(#[from] crate::state::tree::TreeError),
+    #[error("cannot start the command in app {app}: {why}")]
+    Spawn { app: AppName, why: String },
     #[error("no logs for {what} of app {app}; see `slipway ps {app}` for its processes")]
     NoLogs { app: AppName, what: String },
 }

@@ -14,7 +14,7 @@ use crate::runtime::{ProcessReport, Repairs};
 use crate::state::tree;
 use crate::state::{AppRecord, Home};
 use crate::supervise::status::SupervisorStatus;
-use crate::supervise::{launch, reaper};
+use crate::supervise::{launch, logs, reaper};
 
 /// The plan a release was deployed with.
 pub fn load_plan(home: &Home, app: &AppName, release: ReleaseId) -> Result<DeployPlan, LocalError> {
@@ -74,13 +74,13 @@ impl LocalRuntime {
         // Nothing the command starts outlives it, even in a new session: see `reaper`.
         reaper::become_subreaper();
         let since = reaper::ticks_now();
-        let status = self
-            .process_env(&plan)
-            .interactive(command, &[("DYNO", "run.1".to_owned())])
-            .status()
-            .map_err(io_err("bash"));
+        let env = self.process_env(&plan);
+        let status = env.interactive(command, &[("DYNO", "run.1".to_owned())]).status();
         reaper::kill_children(Some(since), Duration::from_secs(5));
-        let status = status?;
+        let status = status.map_err(|e| LocalError::Spawn {
+            app: app.name.clone(),
+            why: env.explain_spawn_error(command, &e),
+        })?;
         Ok(status.code().or_else(|| status.signal().map(|s| 128 + s)).unwrap_or(1))
     }
 
@@ -101,6 +101,12 @@ impl LocalRuntime {
         if let Some(releases) = tree::open_if_exists(self.home.root(), &app_paths.releases_dir())? {
             tree::remove_tree(&releases, &name, paths.dir())?;
         }
+        // Logs of the current release and the three newest stay, for `slipway logs`.
+        let current = self.home.load_app(app).ok().and_then(|r| r.current);
+        let mut keep: Vec<ReleaseId> = self.home.release_ids(app).unwrap_or_default();
+        keep = keep.split_off(keep.len().saturating_sub(3));
+        keep.extend(current);
+        logs::prune(&app_paths.logs_dir(), &keep);
         // Last, so that a failure above leaves the release findable for the next try.
         match std::fs::remove_dir_all(paths.state_dir()) {
             Ok(()) => Ok(()),
@@ -208,12 +214,12 @@ fn log_files(dir: &std::path::Path, process: Option<&str>) -> Vec<PathBuf> {
         .filter_map(Result::ok)
         .map(|e| e.path())
         .filter(|p| {
-            let Some(name) = p.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_suffix(".log"))
+            let Some((name, _)) = p.file_name().and_then(|n| n.to_str()).and_then(logs::parse_file_name)
             else {
                 return false;
             };
+            let name = name.as_str();
             match process {
-                _ if name == "supervisor" => false,
                 None => true,
                 Some(want) if want.contains('.') => name == want,
                 Some(want) => name.split_once('.').is_some_and(|(t, _)| t == want),

@@ -41,12 +41,8 @@ pub enum ScriptError {
     Killed { path: String, signal: i32, tail: String },
     #[error("script {path} did not finish within {}; its last output:\n{tail}", humantime::format_duration(*.timeout))]
     Timeout { path: String, timeout: Duration, tail: String },
-    #[error("cannot run bash for {path}; install bash")]
-    Spawn {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("cannot start script {path}: {why}")]
+    Spawn { path: String, why: String },
 }
 
 /// Run `spec` and pass each output line to `on_line`.
@@ -67,7 +63,10 @@ pub fn run(
     let since = reaper::ticks_now();
     let mut cmd = env.command("exec bash \"$0\"", &[], true);
     cmd.arg0_placeholder(&spec.path);
-    let mut child = cmd.spawn().map_err(|source| ScriptError::Spawn { path: path.clone(), source })?;
+    let mut child = cmd.spawn().map_err(|e| ScriptError::Spawn {
+        path: path.clone(),
+        why: env.explain_spawn_error(&format!("bash {}", spec.path), &e),
+    })?;
     let pgid = child.id();
     if let Some(f) = pgid_file {
         let _ = std::fs::write(f, pgid.to_string());

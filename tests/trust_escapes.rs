@@ -6,6 +6,7 @@
 
 mod common;
 
+use std::path::Path;
 use std::time::Duration;
 
 use common::{Repo, Slipway, describe, wait_for};
@@ -105,4 +106,35 @@ fn a_process_that_daemonizes_is_gone_once_its_release_is_retired() {
     // The current release's daemon goes when the app stops.
     s.ok(&["ps", "stop", &app]);
     assert!(gone(&v2), "ps stop left a daemon running: {:?}", running(&v2));
+}
+
+#[test]
+fn orphans_of_a_supervisor_killed_with_9_are_killed_by_the_next_command() {
+    if !common::require::root_or_skip("a cgroup per release") {
+        return;
+    }
+    if !Path::new("/sys/fs/cgroup/unified/cgroup.procs").exists()
+        && !Path::new("/sys/fs/cgroup/cgroup.procs").exists()
+    {
+        common::require::skip(common::require::Need::Root, "this machine has no cgroup v2 hierarchy");
+        return;
+    }
+    let s = Slipway::new();
+    let app = s.app("escsup");
+    let name = format!("slipway-escape-{app}-orphan");
+    let _sweep = Sweep(vec![name.clone()]);
+    let repo = Repo::from_fixture("seed-demo");
+    repo.write("Procfile", &format!("web: python3 app.py\ndaemon: {}; exec sleep 1000\n", daemonize(&name)));
+    repo.commit("a process that daemonizes");
+    s.ok(&["deploy", &app, "--repo", repo.path()]);
+    let first = wait_for(Duration::from_secs(5), || running(&name).first().copied())
+        .expect("the daemon never started");
+    let pid_file = s.home.path().join("state").join(&app).join("releases/v1/supervisor.pid");
+    let supervisor: u64 = std::fs::read_to_string(pid_file).unwrap().trim().parse().unwrap();
+    common::sigkill(supervisor);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(running(&name).contains(&first), "the daemon died with its supervisor; nothing to prove");
+    s.ok(&["apps", "list"]); // reconciles: a new supervisor for v1
+    let gone = wait_for(Duration::from_secs(5), || (!running(&name).contains(&first)).then_some(()));
+    assert!(gone.is_some(), "an orphan of the killed supervisor is still running (pid {first})");
 }

@@ -79,19 +79,30 @@ pub fn request_restart(
 /// `PR_SET_PDEATHSIG`).
 pub fn stop(home: &Home, app: &AppName, release: ReleaseId, grace: Duration) -> Result<(), LaunchError> {
     let paths = home.app(app).release(release);
-    if !is_running(&paths) {
+    let stopped = stop_supervisor(&paths, grace);
+    // Whatever is left in the release's cgroup (all of it, if the supervisor was killed with
+    // -9 and its subreaper with it) goes too.
+    if let Some(cg) = super::cgroup::path(home.root(), app, release) {
+        super::cgroup::remove(&cg);
+    }
+    if stopped || !is_running(&paths) {
         return Ok(());
     }
-    signal_supervisor(&paths, Signal::TERM);
+    Err(LaunchError::StopTimeout { app: app.clone(), release, secs: grace.as_secs() + 5 })
+}
+
+/// SIGTERM, `grace` plus a margin, then SIGKILL; whether the supervisor is gone.
+fn stop_supervisor(paths: &ReleasePaths, grace: Duration) -> bool {
+    if !is_running(paths) {
+        return true;
+    }
+    signal_supervisor(paths, Signal::TERM);
     // The supervisor lets go of its lock as it exits; a deploy's retire step waits on this.
     if FileLock::wait_free(&paths.supervisor_lock(), grace + Duration::from_secs(5)) {
-        return Ok(());
+        return true;
     }
-    signal_supervisor(&paths, Signal::KILL);
-    if !FileLock::wait_free(&paths.supervisor_lock(), Duration::from_secs(2)) {
-        return Err(LaunchError::StopTimeout { app: app.clone(), release, secs: grace.as_secs() + 5 });
-    }
-    Ok(())
+    signal_supervisor(paths, Signal::KILL);
+    FileLock::wait_free(&paths.supervisor_lock(), Duration::from_secs(2))
 }
 
 /// Signal the live supervisor of `paths`. Its pid file is root's, but a pid can be reused once

@@ -4,6 +4,7 @@
 //! (TERM: stop everything; HUP: re-read the scale; USR1: restart) and reads its status file.
 
 pub mod backoff;
+pub mod cgroup;
 pub mod launch;
 pub mod logs;
 pub mod process;
@@ -83,6 +84,11 @@ pub fn run(home: &Home, app: &AppName, release: ReleaseId) -> Result<(), Supervi
     // Whatever a process starts, even in a new session, stays below this supervisor and goes
     // when the release is retired.
     reaper::become_subreaper();
+    // And with cgroup v2, everything stays in the release's cgroup, which also holds what a
+    // predecessor killed with -9 left: that is killed first.
+    if let Some(cg) = cgroup::path(home.root(), app, release) {
+        cgroup::enter(&cg);
+    }
     // The release folder is where the processes run: it must still be slipway's, not a
     // directory or link an app put in its place.
     crate::state::tree::open(home.root(), paths.dir())?;

@@ -17,7 +17,7 @@ const MOUNTS: [&str; 2] = ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"];
 /// The cgroup v2 hierarchy, if there is one with `cgroup.kill` (Linux 5.14).
 fn hierarchy() -> Option<&'static Path> {
     MOUNTS.into_iter().map(Path::new).find(|m| {
-        rustix::fs::statfs(*m).is_ok_and(|s| i64::from(s.f_type) == libc::CGROUP2_SUPER_MAGIC)
+        rustix::fs::statfs(*m).is_ok_and(|s| s.f_type == libc::CGROUP2_SUPER_MAGIC)
             && m.join("cgroup.procs").exists()
     })
 }
@@ -32,8 +32,8 @@ pub fn path(home: &Path, app: &AppName, release: ReleaseId) -> Option<PathBuf> {
 fn name(home: &Path, app: &AppName, release: ReleaseId) -> String {
     let home = std::path::absolute(home).unwrap_or_else(|_| home.to_owned());
     let digest = Sha256::digest(home.as_os_str().as_encoded_bytes());
-    let id: String = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
-    format!("{id}.{app}.{release}")
+    let id = u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]);
+    format!("{id:08x}.{app}.{release}")
 }
 
 /// Kill every process in `cg` and wait (up to 2 s) until it is empty. Absent is fine.

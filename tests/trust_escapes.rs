@@ -138,3 +138,32 @@ fn orphans_of_a_supervisor_killed_with_9_are_killed_by_the_next_command() {
     let gone = wait_for(Duration::from_secs(5), || (!running(&name).contains(&first)).then_some(()));
     assert!(gone.is_some(), "an orphan of the killed supervisor is still running (pid {first})");
 }
+
+#[test]
+fn what_the_predeploy_of_a_killed_deploy_left_is_killed_by_the_next_command() {
+    if !common::require::root_or_skip("a cgroup per release") {
+        return;
+    }
+    if !Path::new("/sys/fs/cgroup/unified/cgroup.procs").exists()
+        && !Path::new("/sys/fs/cgroup/cgroup.procs").exists()
+    {
+        common::require::skip(common::require::Need::Root, "this machine has no cgroup v2 hierarchy");
+        return;
+    }
+    let s = Slipway::new();
+    let app = s.app("esckill");
+    let name = format!("slipway-escape-{app}-killed");
+    let _sweep = Sweep(vec![name.clone()]);
+    let repo = Repo::from_fixture("seed-demo");
+    repo.write("predeploy.sh", &format!("{}\necho predeploy-running\nsleep 1000\n", daemonize(&name)));
+    repo.commit("a predeploy that daemonizes, then hangs");
+    s.kill_at(
+        &["deploy", &app, "--repo", repo.path()],
+        "predeploy-running",
+        Duration::from_secs(30),
+        Duration::from_millis(300),
+    );
+    assert!(!running(&name).is_empty(), "the daemon died with the deploy; nothing to prove");
+    s.ok(&["apps", "list"]); // reconciles: removes the interrupted release
+    assert!(gone(&name), "the killed deploy's predeploy left a daemon running: {:?}", running(&name));
+}

@@ -27,6 +27,33 @@ pub fn path(home: &Path, app: &AppName, release: ReleaseId) -> Option<PathBuf> {
     Some(hierarchy()?.join("slipway").join(name(home, app, release)))
 }
 
+/// The cgroup of a release's predeploy and postdeploy scripts (a sibling of the supervisor's,
+/// which kills what it finds in its own cgroup when it starts).
+pub fn script_path(home: &Path, app: &AppName, release: ReleaseId) -> Option<PathBuf> {
+    let mut cg = path(home, app, release)?.into_os_string();
+    cg.push(".scripts");
+    Some(PathBuf::from(cg))
+}
+
+/// Make `cmd` join the cgroup `cg` (created if missing) just before it executes, so that
+/// everything it starts stays there. A cgroup that cannot be made or joined is done without.
+pub fn join_on_exec(cmd: &mut std::process::Command, cg: &Path) {
+    let procs = std::fs::create_dir_all(cg)
+        .and_then(|()| std::fs::OpenOptions::new().write(true).open(cg.join("cgroup.procs")));
+    let Ok(procs) = procs else { return };
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&procs);
+    // The descriptor must outlive the fork; the closure owns it, and exec closes it (CLOEXEC).
+    // SAFETY: write(2) is async-signal-safe and the buffer is static.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(cmd, move || {
+            let _keep = &procs;
+            // "0" moves the writing process itself (cgroup v2).
+            libc::write(fd, b"0".as_ptr().cast(), 1);
+            Ok(())
+        });
+    }
+}
+
 /// `<home>.<app>.<release>`, where `<home>` (from a hash of the home's absolute path) tells
 /// apart apps of the same name in two homes.
 fn name(home: &Path, app: &AppName, release: ReleaseId) -> String {

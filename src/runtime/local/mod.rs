@@ -110,7 +110,8 @@ impl Runtime for LocalRuntime {
     ) -> Result<(), RuntimeError> {
         let env = self.process_env(plan);
         let pgid_file = self.home.app(&plan.app).release(plan.release).script_pgid();
-        Ok(script::run(&env, spec, Some(&pgid_file), &mut |line| progress.detail(line))
+        let cg = crate::supervise::cgroup::script_path(self.home.root(), &plan.app, plan.release);
+        Ok(script::run_in(&env, spec, Some(&pgid_file), cg.as_deref(), &mut |line| progress.detail(line))
             .map_err(LocalError::from)?)
     }
 

@@ -14,7 +14,7 @@ use crate::runtime::{ProcessReport, Repairs};
 use crate::state::tree;
 use crate::state::{AppRecord, Home};
 use crate::supervise::status::SupervisorStatus;
-use crate::supervise::{launch, logs, reaper};
+use crate::supervise::{cgroup, launch, logs, reaper};
 
 /// The plan a release was deployed with.
 pub fn load_plan(home: &Home, app: &AppName, release: ReleaseId) -> Result<DeployPlan, LocalError> {
@@ -94,7 +94,11 @@ impl LocalRuntime {
         launch::stop(&self.home, app, release, grace)?;
         let app_paths = self.home.app(app);
         let paths = app_paths.release(release);
-        script::kill_leftover(&paths.script_pgid());
+        // A script a killed deploy left: its whole cgroup if it had one, else its group.
+        match cgroup::script_path(self.home.root(), app, release) {
+            Some(cg) if cg.exists() => cgroup::remove(&cg),
+            _ => script::kill_leftover(&paths.script_pgid()),
+        }
         // The folder holds the app's own files and links: removed by descriptors, never
         // following a link, from a `releases` directory checked to be slipway's.
         let name = std::ffi::OsString::from(release.to_string());

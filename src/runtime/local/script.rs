@@ -13,7 +13,7 @@ use rustix::process::Signal;
 
 use crate::plan::ScriptSpec;
 use crate::supervise::process::{ProcessEnv, signal_group};
-use crate::supervise::reaper;
+use crate::supervise::{cgroup, reaper};
 
 /// Stop the script a killed deploy left running in this release, if any.
 pub fn kill_leftover(pgid_file: &Path) {
@@ -53,6 +53,18 @@ pub fn run(
     pgid_file: Option<&Path>,
     on_line: &mut dyn FnMut(&str),
 ) -> Result<(), ScriptError> {
+    run_in(env, spec, pgid_file, None, on_line)
+}
+
+/// Like [`run`], in the cgroup `cgroup` if given: what the script leaves behind when the CLI is
+/// killed with -9 (and its subreaper with it) is then killed when the release is removed.
+pub(super) fn run_in(
+    env: &ProcessEnv,
+    spec: &ScriptSpec,
+    pgid_file: Option<&Path>,
+    cgroup: Option<&Path>,
+    on_line: &mut dyn FnMut(&str),
+) -> Result<(), ScriptError> {
     let path = spec.path.clone();
     if !env.cwd.join(&spec.path).is_file() {
         return Err(ScriptError::Missing { path });
@@ -63,6 +75,9 @@ pub fn run(
     let since = reaper::ticks_now();
     let mut cmd = env.command("exec bash \"$0\"", &[], true);
     cmd.arg0_placeholder(&spec.path);
+    if let Some(cg) = cgroup {
+        cgroup::join_on_exec(&mut cmd, cg);
+    }
     let mut child = cmd.spawn().map_err(|e| ScriptError::Spawn {
         path: path.clone(),
         why: env.explain_spawn_error(&format!("bash {}", spec.path), &e),
@@ -127,6 +142,9 @@ pub fn run(
     // would a process that left the group, which the subreaper catches.
     signal_group(pgid, Signal::KILL);
     reaper::kill_children(Some(since), Duration::from_secs(5));
+    if let Some(cg) = cgroup {
+        cgroup::remove(cg);
+    }
     for r in readers {
         let _ = r.join();
     }

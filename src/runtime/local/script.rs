@@ -164,9 +164,19 @@ pub(super) fn run_in(
         let _ = std::fs::remove_file(f);
     }
     let tail = tail.into_iter().collect::<Vec<_>>().join("\n");
-    let status = match exit {
-        Some(Ok(status)) if !timed_out => status,
-        _ => return Err(ScriptError::Timeout { path, timeout: spec.timeout, tail }),
+    let status = exit.and_then(Result::ok).filter(|_| !timed_out);
+    outcome(path, status, spec.timeout, tail)
+}
+
+/// What the script's exit (None: it timed out) means.
+fn outcome(
+    path: String,
+    exit: Option<std::process::ExitStatus>,
+    timeout: Duration,
+    tail: String,
+) -> Result<(), ScriptError> {
+    let Some(status) = exit else {
+        return Err(ScriptError::Timeout { path, timeout, tail });
     };
     match (status.code(), status.signal()) {
         (Some(0), _) => Ok(()),

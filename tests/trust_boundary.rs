@@ -101,18 +101,24 @@ fn a_planted_plan_and_status_never_run_as_root_nor_kill_a_listed_process() {
     let marker = proof.path().join("ran-as");
 
     // The attacker's plan: the real one with `run_as: null` and a web that records its uid.
-    let mut plan = json(&state_release(&s, &app, "v1").join("plan.json"));
+    // Where the release's own files are (before this fix they were in the release folder).
+    let mut own = state_release(&s, &app, "v1");
+    if !own.join("plan.json").exists() {
+        own = s.home.path().join("apps").join(&app).join("releases/v1");
+    }
+    let mut plan = json(&own.join("plan.json"));
     plan["run_as"] = serde_json::Value::Null;
     for p in plan["processes"].as_array_mut().unwrap() {
         p["command"] = format!("id -u > {}; exec sleep 1000", marker.display()).into();
     }
-    let mut status = json(&state_release(&s, &app, "v1").join("status.json"));
+    let mut status = json(&own.join("status.json"));
     for i in status["instances"].as_array_mut().unwrap() {
         i["pid"] = victim.pid().into();
     }
     std::fs::write(proof.path().join("plan.json"), serde_json::to_vec(&plan).unwrap()).unwrap();
     std::fs::write(proof.path().join("status.json"), serde_json::to_vec(&status).unwrap()).unwrap();
 
+    let (uid, _) = app_user(&s, &app);
     let releases = s.home.path().join("apps").join(&app).join("releases");
     let state = state_release(&s, &app, "v1");
     let attack = as_app(
@@ -126,21 +132,20 @@ fn a_planted_plan_and_status_never_run_as_root_nor_kill_a_listed_process() {
             p = proof.path().display(),
         ),
     );
+
+    // Every path by which slipway reads a release: a reconciling command, a full restart
+    // (a new supervisor reads the plan and the old status), and a one-off run.
+    s.run(&["apps", "list"]);
+    s.run(&["ps", "restart", &app]);
+    let ran = s.run(&["run", &app, "--", "id -u"]);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(victim.alive(), "slipway killed a process listed in a planted status.json");
+    assert!(!marker.exists(), "the planted plan ran, as uid {:?}", std::fs::read_to_string(&marker));
+    assert_eq!(String::from_utf8_lossy(&ran.stdout).trim(), uid.to_string(), "{}", describe(&ran));
     let said = String::from_utf8_lossy(&attack.stderr);
     assert!(said.contains("Permission denied"), "the attack met no resistance: {}", describe(&attack));
     assert!(releases.join("v1/app/Procfile").is_file(), "the release folder was replaced");
     assert!(!releases.join("v1.old").exists());
-
-    // Every path by which slipway reads a release: a reconciling command, a full restart
-    // (a new supervisor reads the plan and the old status), and a one-off run.
-    s.ok(&["apps", "list"]);
-    s.ok(&["ps", "restart", &app]);
-    let (uid, _) = app_user(&s, &app);
-    let ran = s.ok(&["run", &app, "--", "id -u"]);
-    assert_eq!(ran.trim(), uid.to_string(), "slipway run took its user from somewhere else");
-    std::thread::sleep(Duration::from_millis(500));
-    assert!(victim.alive(), "slipway killed a process listed in a planted status.json");
-    assert!(!marker.exists(), "the planted plan ran: {:?}", std::fs::read_to_string(&marker));
     let web = wait_for(Duration::from_secs(10), || {
         let ps = s.ps(&app);
         ps["instances"].as_array()?.iter().find(|i| i["ptype"] == "web" && i["state"] == "up").cloned()
@@ -162,27 +167,37 @@ fn a_home_link_to_a_root_directory_never_gets_its_mount_entry_deleted() {
     let precious = tempfile::Builder::new().prefix("slipway-rootdir").tempdir().unwrap();
     std::fs::write(precious.path().join("mount"), "root's own file").unwrap();
 
-    let v1 = s.home.path().join("apps").join(&app).join("releases/v1");
+    let releases = s.home.path().join("apps").join(&app).join("releases");
+    let v1 = releases.join("v1");
+    // Straight at HOME, and by a new v1 around the same working directory.
     let attack = as_app(
         &s,
         &app,
         &format!(
-            "cd {v1}; mv home home.old; ln -s {dir} home; rm -f home/mount; ln -sfn {dir} home/mount; true",
+            "cd {v1}; mv home home.old; ln -s {dir} home; rm -f home/mount; ln -sfn {dir} home/mount; \
+             cd {rel}; mv v1 v1.orig; mkdir -p v1/app; ln -s {dir} v1/home; true",
             v1 = v1.display(),
+            rel = releases.display(),
             dir = precious.path().display()
         ),
     );
+    // Reconciliation, and a restart, which links the mount again before starting.
+    s.run(&["apps", "list"]);
+    s.run(&["ps", "restart", &app]);
+    s.run(&["mount", "enable", &app, "--size", "256M", "--restart"]);
+    let left = std::fs::symlink_metadata(precious.path().join("mount"));
     assert!(
-        String::from_utf8_lossy(&attack.stderr).contains("Operation not permitted")
-            || String::from_utf8_lossy(&attack.stderr).contains("Permission denied"),
+        left.as_ref().is_ok_and(std::fs::Metadata::is_file),
+        "root's {}/mount was replaced: {left:?}",
+        precious.path().display()
+    );
+    assert_eq!(std::fs::read_to_string(precious.path().join("mount")).unwrap(), "root's own file");
+    let said = String::from_utf8_lossy(&attack.stderr);
+    assert!(
+        said.contains("Operation not permitted") || said.contains("Permission denied"),
         "the attack met no resistance: {}",
         describe(&attack)
     );
-    // Reconciliation, and a restart, which links the mount again before starting.
-    s.ok(&["apps", "list"]);
-    s.ok(&["ps", "restart", &app]);
-    s.ok(&["mount", "enable", &app, "--size", "256M", "--restart"]);
-    assert_eq!(std::fs::read_to_string(precious.path().join("mount")).unwrap(), "root's own file");
     assert!(std::fs::symlink_metadata(v1.join("home")).unwrap().is_dir(), "HOME is still slipway's");
     assert_eq!(std::fs::read_link(v1.join("home/mount")).unwrap(), Path::new("../mount"));
     let home_meta = std::fs::metadata(v1.join("home")).unwrap();
@@ -214,23 +229,26 @@ fn an_app_cannot_point_its_releases_at_another_app() {
             dir = apps.join(&a).display()
         ),
     );
+    // Commands of every kind on A, including a redeploy, which retires A's old release.
+    s.run(&["apps", "list"]);
+    s.run(&["ps", &a]);
+    s.run(&["deploy", &a, "--repo", repo.path()]);
+    s.run(&["ps", "restart", &a]);
+    assert!(apps.join(&b).join("releases/v1/app/Procfile").is_file(), "B's current release was deleted");
+    assert_eq!(processes(&s, &b), b_web, "B's processes were touched");
+    assert_eq!(s.release(&b), "v1");
+    s.ok(&["deploy", &b, "--repo", repo.path()]);
+    assert_eq!(s.release(&b), "v2");
+    s.run(&["apps", "list"]);
+    s.run(&["ps", "restart", &a]);
+    assert_eq!(s.release(&b), "v2", "B's redeploy was undone");
+    assert!(apps.join(&b).join("releases/v2/app/Procfile").is_file(), "B's redeployed release was deleted");
     assert!(
         String::from_utf8_lossy(&attack.stderr).contains("Permission denied"),
         "the attack met no resistance: {}",
         describe(&attack)
     );
-    // Commands of every kind on A, including a redeploy, which retires A's old release.
-    s.ok(&["apps", "list"]);
-    s.ok(&["ps", &a]);
     s.ok(&["deploy", &a, "--repo", repo.path()]);
-    s.ok(&["ps", "restart", &a]);
-    assert_eq!(processes(&s, &b), b_web, "B's processes were touched");
-    assert_eq!(s.release(&b), "v1");
-    assert!(apps.join(&b).join("releases/v1/app/Procfile").is_file(), "B's current release was deleted");
-    s.ok(&["deploy", &b, "--repo", repo.path()]);
-    assert_eq!(s.release(&b), "v2");
-    s.ok(&["apps", "list"]);
-    assert_eq!(s.release(&b), "v2", "B's redeploy was undone");
 }
 
 #[test]

@@ -86,8 +86,10 @@ pub fn reap_exited(keep: &[u32]) {
 pub fn kill_children(since: Option<u64>, patience: Duration) -> usize {
     let deadline = Instant::now() + patience;
     let mut killed = 0;
+    // Helpers this process started (a supervisor, a router) are its children too.
+    let keep = crate::detached::spawned();
     loop {
-        let left = children(&[], since);
+        let left = children(&keep, since);
         if left.is_empty() || Instant::now() >= deadline {
             return killed;
         }

@@ -24,6 +24,9 @@ pub fn spawn(home: &Path, args: &[OsString], log: &Path, is_up: impl Fn(Pid) -> 
     let mut cmd = Command::new(exe);
     cmd.arg("--home").arg(home).args(args);
     cmd.stdin(Stdio::null()).stdout(out).stderr(err);
+    // A helper lives for days; it must not hold (or hand its processes) a descriptor the
+    // calling shell left open.
+    crate::supervise::process::close_inherited_fds(&mut cmd);
     // SAFETY: setsid is async-signal-safe. A new session detaches the process from the CLI's
     // terminal and process group, so Ctrl-C on the CLI or its exit does not reach it.
     unsafe {
@@ -33,6 +36,7 @@ pub fn spawn(home: &Path, args: &[OsString], log: &Path, is_up: impl Fn(Pid) -> 
         });
     }
     let mut child = cmd.spawn()?;
+    SPAWNED.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(child.id());
     let pid = i32::try_from(child.id()).ok().and_then(Pid::from_raw);
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
@@ -45,6 +49,15 @@ pub fn spawn(home: &Path, args: &[OsString], log: &Path, is_up: impl Fn(Pid) -> 
         std::thread::sleep(Duration::from_millis(2));
     }
     Err(std::io::Error::other("did not start within 10 s"))
+}
+
+/// Helpers this process started: its children, which a subreaper sweeping up after a script
+/// must leave alone.
+static SPAWNED: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());
+
+/// The pids of the helpers this process started.
+pub fn spawned() -> Vec<u32> {
+    SPAWNED.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
 }
 
 /// The pid recorded in `path` (never 0 or 1).

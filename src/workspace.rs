@@ -3,25 +3,29 @@
 //! never touches the mount.
 //!
 //! ```text
-//! apps/<app>/workspace/app/          the working copy (bash starts here)
+//! apps/<app>/workspace/            root's, mode 0750, group: the app's
+//! apps/<app>/workspace/app/        the working copy, the app's (bash starts here)
 //! apps/<app>/workspace/mount      -> ../mount   (the app's persistent filesystem)
-//! apps/<app>/workspace/home/mount -> ../mount   (HOME, so ~/mount works)
+//! apps/<app>/workspace/home/       HOME: root's, sticky, writable by the app's group
+//! apps/<app>/workspace/home/mount -> ../mount   (so ~/mount works; the app cannot swap it)
 //! ```
 //!
 //! For a docker app the working copy is the same, given to the containers' user, and the
 //! workspace is a container from the app's stack image holding it and the mount volume; see
 //! [`crate::runtime::docker::workspace`].
 
+use std::ffi::OsStr;
 use std::fs;
-use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::ids::{AppName, CommitSha};
 use crate::runtime::RuntimeError;
 use crate::runtime::docker::{self, DockerRuntime};
+use crate::state::tree::{self, Access, TreeError};
 use crate::state::{AppPaths, AppRecord, Home, RuntimeKind, StateError};
 use crate::supervise::process::ProcessEnv;
+use crate::supervise::reaper;
 
 /// Failures of workspace commands.
 #[derive(Debug, thiserror::Error)]
@@ -41,15 +45,13 @@ pub enum WorkspaceError {
     #[error(transparent)]
     State(#[from] StateError),
     #[error(transparent)]
+    Tree(#[from] TreeError),
+    #[error(transparent)]
     Mount(#[from] crate::mount::MountError),
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
-    #[error("cannot run bash for the workspace of {app}")]
-    Spawn {
-        app: AppName,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("cannot start the command in the workspace of {app}: {why}")]
+    Spawn { app: AppName, why: String },
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> WorkspaceError + '_ {
@@ -86,11 +88,19 @@ pub fn create(home: &Home, app: &AppName) -> Result<Created, WorkspaceError> {
     let current = record.current.ok_or_else(|| WorkspaceError::NotDeployed(app.clone()))?;
     let release = home.load_release(app, current)?;
     // Clone where the app's user cannot interfere, then hand the finished tree over.
-    let staging = paths.staging_dir().join("workspace");
-    if staging.exists() {
-        fs::remove_dir_all(&staging).map_err(io(&staging))?;
-    }
-    fs::create_dir_all(staging.join("home")).map_err(io(&staging))?;
+    let staging_root = paths.staging_dir();
+    fs::create_dir_all(&staging_root).map_err(io(&staging_root))?;
+    // state/ is root's alone (mode 0700), so a plain open is safe here.
+    let flags = rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC;
+    let staging_fd = rustix::fs::open(&staging_root, flags, rustix::fs::Mode::empty())
+        .map_err(|e| io(&staging_root)(e.into()))?;
+    let name = OsStr::new("workspace");
+    let staging = staging_root.join(name);
+    tree::remove_tree(&staging_fd, name, &staging)?;
+    let user = record.run_as.as_ref();
+    let ws_fd = tree::make_dir(&staging_fd, name, &staging, Access::AppReads, user)?;
+    // HOME is root's and sticky, as in a release: the app cannot swap its `mount` link.
+    tree::make_dir(&ws_fd, OsStr::new("home"), &staging.join("home"), Access::AppAdds, user)?;
     let clone_dir = staging.join("app");
     let mut clone = Command::new("git");
     // As in source.rs: the repository may belong to another user; we only read it.
@@ -108,33 +118,36 @@ pub fn create(home: &Home, app: &AppName) -> Result<Created, WorkspaceError> {
     git(app, "checkout", &mut checkout)?;
     match record.runtime {
         RuntimeKind::Local => {
-            if let Some(user) = &record.run_as {
-                user.chown_tree(&staging).map_err(io(&staging))?;
+            if let Some(user) = user {
+                user.chown_tree(&clone_dir).map_err(io(&clone_dir))?;
             }
         }
         RuntimeKind::Docker => docker::workspace::give_to_container_user(&staging).map_err(io(&staging))?,
     }
-    fs::rename(&staging, &ws).map_err(io(&ws))?;
+    let app_fd = tree::open(home.root(), paths.dir())?;
+    tree::rename(&staging_fd, name, &app_fd, name, &ws)?;
     let mount_attached = match record.runtime {
-        RuntimeKind::Local => attach(&paths)?,
+        RuntimeKind::Local => attach(home, &paths)?,
         RuntimeKind::Docker => container(home)?.workspace_up(&record, &ws.join("app"))?,
     };
     Ok(Created::New(WorkspaceInfo { path: ws.join("app"), commit: release.commit, mount_attached }))
 }
 
 /// Make `../mount` and `~/mount` reach the mount if it is enabled (remounting it after a
-/// reboot), or remove them if it is not. Returns whether it is attached.
-pub fn attach(paths: &AppPaths) -> Result<bool, WorkspaceError> {
+/// reboot), or remove them if it is not. Returns whether it is attached. Both links sit in
+/// root-owned directories opened without following a symlink; a link slipway did not make
+/// is refused, never replaced.
+pub fn attach(home: &Home, paths: &AppPaths) -> Result<bool, WorkspaceError> {
     let ws = paths.workspace_dir();
+    let ws_fd = tree::open(home.root(), &ws)?;
+    let home_fd = tree::child(&ws_fd, OsStr::new("home"), &ws.join("home"))?;
     let attached = crate::mount::attach(paths)?.is_some();
-    for at in [ws.join("mount"), ws.join("home/mount")] {
-        match fs::symlink_metadata(&at) {
-            Ok(_) => fs::remove_file(&at).map_err(io(&at))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io(&at)(e)),
-        }
+    let name = OsStr::new("mount");
+    for (dir, at) in [(&ws_fd, ws.join("mount")), (&home_fd, ws.join("home/mount"))] {
         if attached {
-            symlink("../mount", &at).map_err(io(&at))?;
+            tree::replace_link(dir, name, Path::new("../mount"), &at)?;
+        } else {
+            tree::remove_link(dir, name, &at)?;
         }
     }
     Ok(attached)
@@ -148,7 +161,7 @@ pub fn env(home: &Home, app: &AppName) -> Result<ProcessEnv, WorkspaceError> {
     if !ws.join("app").is_dir() {
         return Err(WorkspaceError::Missing(app.clone()));
     }
-    attach(&paths)?;
+    attach(home, &paths)?;
     Ok(ProcessEnv { cwd: ws.join("app"), home: ws.join("home"), env: record.env, run_as: record.run_as })
 }
 
@@ -160,10 +173,15 @@ pub fn run(home: &Home, app: &AppName, script: &str) -> Result<i32, WorkspaceErr
     if record.runtime == RuntimeKind::Docker {
         return run_in_container(home, &record, script);
     }
-    let status = env(home, app)?
-        .interactive(script, &[])
-        .status()
-        .map_err(|source| WorkspaceError::Spawn { app: app.clone(), source })?;
+    let penv = env(home, app)?;
+    let mut cmd = penv.interactive(script, &[]);
+    // Nothing the command starts outlives it, even in a new session.
+    reaper::become_subreaper();
+    let since = reaper::ticks_now();
+    let status = cmd.status();
+    reaper::kill_children(Some(since), std::time::Duration::from_secs(5));
+    let status = status
+        .map_err(|e| WorkspaceError::Spawn { app: app.clone(), why: penv.explain_spawn_error(script, &e) })?;
     Ok(status.code().or_else(|| status.signal().map(|s| 128 + s)).unwrap_or(1))
 }
 
@@ -187,13 +205,16 @@ pub fn delete(home: &Home, app: &AppName) -> Result<bool, WorkspaceError> {
         // The container first: it holds the working copy; the volume it uses stays.
         container(home)?.workspace_remove(app)?;
     }
-    let ws = home.app(app).workspace_dir();
-    match fs::remove_dir_all(&ws) {
-        // remove_dir_all does not follow symlinks, so the mount behind `mount` is untouched.
-        Ok(()) => Ok(true),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(io(&ws)(e)),
+    let paths = home.app(app);
+    let ws = paths.workspace_dir();
+    if !ws.exists() {
+        return Ok(false);
     }
+    // Removed by descriptors, never following a link: the mount behind `mount` is untouched,
+    // and so is anything an app's link points to.
+    let app_fd = tree::open(home.root(), paths.dir())?;
+    tree::remove_tree(&app_fd, OsStr::new("workspace"), &ws)?;
+    Ok(true)
 }
 
 fn git(app: &AppName, what: &'static str, cmd: &mut Command) -> Result<(), WorkspaceError> {

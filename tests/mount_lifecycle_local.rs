@@ -72,7 +72,7 @@ fn apps_never_see_each_others_mounts() {
     let mode = std::os::unix::fs::PermissionsExt::mode(
         &std::fs::metadata(s.home.path().join("apps").join(&b)).unwrap().permissions(),
     );
-    assert_eq!(mode & 0o777, 0o700);
+    assert_eq!(mode & 0o777, 0o750, "root's, readable by the app's group only");
 }
 
 #[test]

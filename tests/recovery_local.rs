@@ -152,7 +152,7 @@ fn after_a_reboot_the_next_command_brings_the_current_release_back() {
     // A reboot kills every process at once, supervisor included.
     let ps = s.ps(&app);
     let sup =
-        std::fs::read_to_string(s.home.path().join("apps").join(&app).join("releases/v1/supervisor.pid"))
+        std::fs::read_to_string(s.home.path().join("state").join(&app).join("releases/v1/supervisor.pid"))
             .unwrap();
     common::sigkill(sup.trim().parse().unwrap());
     for i in ps["instances"].as_array().unwrap() {

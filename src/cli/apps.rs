@@ -7,7 +7,7 @@ use anyhow::Context;
 use crate::cli::Exit;
 use crate::cli::exit::Refusal;
 use crate::ids::AppName;
-use crate::state::{AppRecord, Home, RunAs, RuntimeKind, Wait};
+use crate::state::{AppRecord, Home, RuntimeKind, Wait};
 
 /// `slipway apps ...`
 #[derive(Debug, clap::Subcommand)]
@@ -168,8 +168,6 @@ fn home_path(home: &Home) -> anyhow::Result<std::path::PathBuf> {
 /// A recorded app's tree modes, git repository and router.
 fn finish_create(home: &Home, record: &AppRecord) -> anyhow::Result<()> {
     let app = &record.name;
-    let dir = home.app(app).dir().to_owned();
-    restrict(&dir, record.run_as.as_ref())?;
     // App users may pass through the home and apps directories to their own tree (0711) but
     // may neither list them nor enter the root-only state.
     let modes = [
@@ -223,20 +221,6 @@ fn bound_port(addr: std::net::SocketAddr) -> Result<std::net::SocketAddr, crate:
     let taken = |source| crate::router::RouterError::Taken { addr, source };
     let listener = std::net::TcpListener::bind(addr).map_err(taken)?;
     listener.local_addr().map_err(taken)
-}
-
-/// The app's tree belongs to its user with mode 0700: no other app's user can look in.
-fn restrict(dir: &std::path::Path, user: Option<&RunAs>) -> anyhow::Result<()> {
-    std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
-        .with_context(|| format!("cannot set mode 0700 on {}", dir.display()))?;
-    if let Some(u) = user {
-        std::os::unix::fs::chown(dir, Some(u.uid), Some(u.gid))
-            .with_context(|| format!("cannot give {} to {}", dir.display(), u.user))?;
-        let releases = dir.join("releases");
-        std::fs::create_dir_all(&releases)?;
-        std::os::unix::fs::chown(&releases, Some(u.uid), Some(u.gid))?;
-    }
-    Ok(())
 }
 
 fn destroy(home: &Home, app: &AppName, confirm: Option<&str>) -> anyhow::Result<Exit> {

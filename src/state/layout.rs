@@ -55,10 +55,12 @@ impl Home {
 }
 
 /// The paths of one app, in two trees. `state/<app>` holds what only slipway may change
-/// (settings, records, the mount's ext4 image); `apps/<app>` holds what the app's processes
-/// touch (releases, the mount, the workspace) and belongs to the app's user, mode 0700.
-/// Keeping the records out of the app user's reach stops a process from rewriting its own
-/// `run_as` to root.
+/// (settings, records, plans, status, pid and lock files, the mount's ext4 image): everything
+/// slipway reads to decide what to run, as whom, or what to signal. `apps/<app>` holds what the
+/// app's processes reach (releases, the mount, the workspace); as root its directories belong
+/// to root with the app's group (mode 0750), and only the working directories, the mount's
+/// contents and what the app adds to its `HOME` belong to the app's user. So no process of
+/// the app can rewrite its own `run_as`, plant a plan, or swap a directory slipway works in.
 #[derive(Debug, Clone)]
 pub struct AppPaths {
     dir: PathBuf,
@@ -66,7 +68,7 @@ pub struct AppPaths {
 }
 
 impl AppPaths {
-    /// `apps/<app>`: owned by the app's user, mode 0700, when running as root.
+    /// `apps/<app>`: root's with the app's group, mode 0750, when running as root.
     pub fn dir(&self) -> &Path {
         &self.dir
     }
@@ -106,6 +108,10 @@ impl AppPaths {
     pub fn releases_dir(&self) -> PathBuf {
         self.dir.join("releases")
     }
+    /// Parent of each release's root-only files (plan, status, pid and lock files).
+    pub fn release_state_dir(&self) -> PathBuf {
+        self.state.join("releases")
+    }
     /// Per-process log files, shared across releases.
     pub fn logs_dir(&self) -> PathBuf {
         self.state.join("logs")
@@ -136,15 +142,22 @@ impl AppPaths {
     }
     /// The folder of one release.
     pub fn release(&self, id: ReleaseId) -> ReleasePaths {
-        ReleasePaths { dir: self.releases_dir().join(id.to_string()) }
+        ReleasePaths {
+            dir: self.releases_dir().join(id.to_string()),
+            state: self.release_state_dir().join(id.to_string()),
+        }
     }
 }
 
-/// The folder of one release: `app/` (the working directory), its sibling `mount`, and a
-/// `home/` holding another `mount` link, so `../mount` and `~/mount` are one directory.
+/// One release: its folder `apps/<app>/releases/<id>` (root's, mode 0750) holding `app/` (the
+/// working directory, the app's), its sibling link `mount`, and `home/` (root's, sticky and
+/// writable by the app's group) holding another `mount` link, so `../mount` and `~/mount` are
+/// one directory and the app can swap neither; and its root-only files in
+/// `state/<app>/releases/<id>`.
 #[derive(Debug, Clone)]
 pub struct ReleasePaths {
     dir: PathBuf,
+    state: PathBuf,
 }
 
 impl ReleasePaths {
@@ -164,25 +177,33 @@ impl ReleasePaths {
     pub fn home(&self) -> PathBuf {
         self.dir.join("home")
     }
+    /// `state/<app>/releases/<id>`: the release's root-only files.
+    pub fn state_dir(&self) -> &Path {
+        &self.state
+    }
     /// Held by the release's supervisor for as long as it lives.
     pub fn supervisor_lock(&self) -> PathBuf {
-        self.dir.join("supervisor.lock")
+        self.state.join("supervisor.lock")
     }
     /// The supervisor's pid, for signals.
     pub fn supervisor_pid(&self) -> PathBuf {
-        self.dir.join("supervisor.pid")
+        self.state.join("supervisor.pid")
     }
     /// The supervisor's view of its processes, rewritten atomically on each change.
     pub fn status(&self) -> PathBuf {
-        self.dir.join("status.json")
+        self.state.join("status.json")
     }
     /// The process group of a running predeploy or postdeploy, so that the script of a killed
     /// deploy can be found and stopped.
     pub fn script_pgid(&self) -> PathBuf {
-        self.dir.join("script.pgid")
+        self.state.join("script.pgid")
     }
     /// The plan the supervisor runs.
     pub fn plan(&self) -> PathBuf {
-        self.dir.join("plan.json")
+        self.state.join("plan.json")
+    }
+    /// Which process types the supervisor is asked to restart (read on SIGUSR1).
+    pub fn restart_request(&self) -> PathBuf {
+        self.state.join("restart-request.json")
     }
 }

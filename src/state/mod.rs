@@ -4,6 +4,7 @@ pub mod atomic;
 pub mod layout;
 pub mod lock;
 mod records;
+pub mod tree;
 
 pub use layout::{AppPaths, Home, ReleasePaths};
 pub use lock::{FileLock, LockError, Wait};
@@ -44,6 +45,8 @@ pub enum StateError {
     },
     #[error(transparent)]
     Lock(#[from] LockError),
+    #[error(transparent)]
+    Tree(#[from] tree::TreeError),
 }
 
 impl Home {
@@ -82,9 +85,13 @@ impl Home {
         if paths.record().exists() {
             return Err(StateError::AppExists(record.name.clone()));
         }
-        for dir in [paths.dir().to_owned(), paths.history_dir(), paths.releases_dir(), paths.logs_dir()] {
+        for dir in [paths.history_dir(), paths.logs_dir(), paths.release_state_dir()] {
             fs::create_dir_all(&dir).map_err(|source| StateError::Write { path: dir.clone(), source })?;
         }
+        // The app reaches its tree but cannot change it: see `tree`.
+        let user = record.run_as.as_ref();
+        tree::open_or_create(self.root(), &self.apps_dir(), tree::Access::Private, None)?;
+        tree::open_or_create(self.root(), &paths.releases_dir(), tree::Access::AppReads, user)?;
         self.save_app(record)
     }
 
@@ -140,17 +147,20 @@ impl Home {
         Ok(ids)
     }
 
-    /// Release folders present on disk, whatever their records say.
+    /// Releases present on disk, whatever their records say: folders in `apps/<app>/releases`
+    /// (opened without following a symlink, refused if tampered with) and root-only release
+    /// state in `state/<app>/releases`.
     pub fn release_dirs(&self, app: &AppName) -> Result<Vec<ReleaseId>, StateError> {
-        let dir = self.app(app).releases_dir();
-        let entries = match fs::read_dir(&dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(source) => return Err(StateError::Read { path: dir, source }),
-        };
-        let mut ids: Vec<ReleaseId> =
-            entries.filter_map(Result::ok).filter_map(|e| e.file_name().to_str()?.parse().ok()).collect();
+        let paths = self.app(app);
+        let mut names = Vec::new();
+        for dir in [paths.releases_dir(), paths.release_state_dir()] {
+            if let Some(fd) = tree::open_if_exists(self.root(), &dir)? {
+                names.extend(tree::names(&fd, &dir)?);
+            }
+        }
+        let mut ids: Vec<ReleaseId> = names.iter().filter_map(|n| n.to_str()?.parse().ok()).collect();
         ids.sort();
+        ids.dedup();
         Ok(ids)
     }
 

@@ -3,9 +3,8 @@
 
 use std::time::Duration;
 
-use rustix::process::{Pid, Signal, kill_process};
+use rustix::process::{Pid, PidfdFlags, Signal, pidfd_open, pidfd_send_signal};
 
-use super::status::SupervisorStatus;
 use crate::ids::{AppName, ProcessType, ReleaseId};
 use crate::state::{FileLock, Home, ReleasePaths};
 
@@ -56,12 +55,11 @@ pub fn start(home: &Home, app: &AppName, release: ReleaseId) -> Result<(), Launc
 /// Send `signal` to the supervisor of this release.
 pub fn signal(home: &Home, app: &AppName, release: ReleaseId, signal: Signal) -> Result<(), LaunchError> {
     let paths = home.app(app).release(release);
-    let not_running = || LaunchError::NotRunning { app: app.clone(), release };
-    if !is_running(&paths) {
-        return Err(not_running());
+    if signal_supervisor(&paths, signal) {
+        Ok(())
+    } else {
+        Err(LaunchError::NotRunning { app: app.clone(), release })
     }
-    let pid = read_pid(&paths).ok_or_else(not_running)?;
-    kill_process(pid, signal).map_err(|_| not_running())
 }
 
 /// Ask the supervisor to restart `only` (or every type).
@@ -71,42 +69,53 @@ pub fn request_restart(
     release: ReleaseId,
     only: Option<&ProcessType>,
 ) -> Result<(), LaunchError> {
-    let path = home.app(app).release(release).dir().join(super::RESTART_REQUEST);
+    let path = home.app(app).release(release).restart_request();
     crate::state::atomic::write_json(&path, &only).map_err(|source| LaunchError::Write { path, source })?;
     signal(home, app, release, Signal::USR1)
 }
 
 /// Stop the supervisor and its processes: SIGTERM, which it turns into a graceful stop of each
-/// process group; after `grace` plus a margin, SIGKILL it and every group it recorded.
+/// process group; after `grace` plus a margin, SIGKILL it (its processes die with it:
+/// `PR_SET_PDEATHSIG`).
 pub fn stop(home: &Home, app: &AppName, release: ReleaseId, grace: Duration) -> Result<(), LaunchError> {
     let paths = home.app(app).release(release);
-    if !is_running(&paths) {
-        kill_recorded_groups(&paths);
+    let stopped = stop_supervisor(&paths, grace);
+    // Whatever is left in the release's cgroup (all of it, if the supervisor was killed with
+    // -9 and its subreaper with it) goes too.
+    if let Some(cg) = super::cgroup::path(home.root(), app, release) {
+        super::cgroup::remove(&cg);
+    }
+    if stopped || !is_running(&paths) {
         return Ok(());
     }
-    if let Some(pid) = read_pid(&paths) {
-        let _ = kill_process(pid, Signal::TERM);
-    }
-    // The supervisor lets go of its lock as it exits; a deploy's retire step waits on this.
-    if FileLock::wait_free(&paths.supervisor_lock(), grace + Duration::from_secs(5)) {
-        return Ok(());
-    }
-    if let Some(pid) = read_pid(&paths) {
-        let _ = kill_process(pid, Signal::KILL);
-    }
-    kill_recorded_groups(&paths);
-    if is_running(&paths) {
-        return Err(LaunchError::StopTimeout { app: app.clone(), release, secs: grace.as_secs() + 5 });
-    }
-    Ok(())
+    Err(LaunchError::StopTimeout { app: app.clone(), release, secs: grace.as_secs() + 5 })
 }
 
-fn kill_recorded_groups(paths: &ReleasePaths) {
-    if let Some(st) = SupervisorStatus::read(&paths.status()) {
-        for pid in st.instances.iter().filter_map(|i| i.pid) {
-            super::process::signal_group(pid, Signal::KILL);
-        }
+/// SIGTERM, `grace` plus a margin, then SIGKILL; whether the supervisor is gone.
+fn stop_supervisor(paths: &ReleasePaths, grace: Duration) -> bool {
+    if !is_running(paths) {
+        return true;
     }
+    signal_supervisor(paths, Signal::TERM);
+    // The supervisor lets go of its lock as it exits; a deploy's retire step waits on this.
+    if FileLock::wait_free(&paths.supervisor_lock(), grace + Duration::from_secs(5)) {
+        return true;
+    }
+    signal_supervisor(paths, Signal::KILL);
+    FileLock::wait_free(&paths.supervisor_lock(), Duration::from_secs(2))
+}
+
+/// Signal the live supervisor of `paths`. Its pid file is root's, but a pid can be reused once
+/// its process is gone: so the process is pinned with a pidfd first, and signalled only if the
+/// release's supervisor lock is still held and the pid file still names it. The pidfd makes
+/// the check and the signal concern one and the same process.
+fn signal_supervisor(paths: &ReleasePaths, signal: Signal) -> bool {
+    let Some(pid) = read_pid(paths) else { return false };
+    let Ok(pidfd) = pidfd_open(pid, PidfdFlags::empty()) else { return false };
+    if !is_running(paths) || read_pid(paths) != Some(pid) {
+        return false;
+    }
+    pidfd_send_signal(&pidfd, signal).is_ok()
 }
 
 fn read_pid(paths: &ReleasePaths) -> Option<Pid> {

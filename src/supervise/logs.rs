@@ -1,9 +1,12 @@
-//! Per-process log files with size-based rotation (`web.1.log`, then `.1` … `.3`), so a chatty
-//! process cannot fill the disk.
+//! Per-process log files with size-based rotation (`web.1.v3.log`, then `.1` … `.3`), so a
+//! chatty process cannot fill the disk. Each release writes its own files: a failing release
+//! that logs megabytes rotates only its own lines away, never the running release's.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+
+use crate::ids::{ProcessType, ReleaseId};
 
 /// Rotate once a file passes this size.
 pub const MAX_BYTES: u64 = 10 * 1024 * 1024;
@@ -53,6 +56,41 @@ impl RotatingLog {
     }
 }
 
+/// The log file name of one instance of one release: `web.1.v3.log`.
+pub fn file_name(ptype: &ProcessType, index: u32, release: ReleaseId) -> String {
+    format!("{ptype}.{index}.{release}.log")
+}
+
+/// The instance (`web.1`) and release a live log file belongs to, from its name; files named
+/// before logs were per release (`web.1.log`) have no release. None for anything else
+/// (rotated files, `supervisor.log`, `router.log`).
+pub fn parse_file_name(name: &str) -> Option<(String, Option<ReleaseId>)> {
+    let stem = name.strip_suffix(".log")?;
+    let mut parts = stem.split('.');
+    let (ptype, index) = (parts.next()?, parts.next()?);
+    index.parse::<u32>().ok()?;
+    let release = match parts.next() {
+        Some(r) => Some(r.parse().ok()?),
+        None => None,
+    };
+    parts.next().is_none().then(|| (format!("{ptype}.{index}"), release))
+}
+
+/// Delete the log files (rotated ones too) of every release in `dir` but `keep`.
+pub fn prune(dir: &Path, keep: &[ReleaseId]) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let live = name.find(".log").map_or(name, |end| &name[..end + 4]);
+        if let Some((_, Some(release))) = parse_file_name(live)
+            && !keep.contains(&release)
+        {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
 /// The path of rotated file number `n`.
 pub fn rotated(path: &Path, n: u32) -> PathBuf {
     let mut s = path.as_os_str().to_owned();
@@ -63,6 +101,34 @@ pub fn rotated(path: &Path, n: u32) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn log_file_names_carry_the_instance_and_the_release() {
+        let web: ProcessType = "web".parse().unwrap();
+        assert_eq!(file_name(&web, 2, ReleaseId::new(7)), "web.2.v7.log");
+        assert_eq!(parse_file_name("web.2.v7.log"), Some(("web.2".to_owned(), Some(ReleaseId::new(7)))));
+        assert_eq!(parse_file_name("worker.1.log"), Some(("worker.1".to_owned(), None)));
+        for other in ["supervisor.log", "router.log", "web.2.v7.log.1", "web.x.v1.log", "web.1.v1.x.log"] {
+            assert_eq!(parse_file_name(other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn prune_keeps_the_named_releases_and_other_logs() {
+        let dir = tempfile::tempdir().unwrap();
+        for f in
+            ["web.1.v1.log", "web.1.v1.log.1", "web.1.v2.log", "web.1.v3.log", "supervisor.log", "web.1.log"]
+        {
+            std::fs::write(dir.path().join(f), "x").unwrap();
+        }
+        prune(dir.path(), &[ReleaseId::new(2), ReleaseId::new(3)]);
+        let mut left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["supervisor.log", "web.1.log", "web.1.v2.log", "web.1.v3.log"]);
+    }
 
     #[test]
     fn rotates_and_keeps_three_old_files() {

@@ -4,9 +4,11 @@
 //! (TERM: stop everything; HUP: re-read the scale; USR1: restart) and reads its status file.
 
 pub mod backoff;
+pub mod cgroup;
 pub mod launch;
 pub mod logs;
 pub mod process;
+pub mod reaper;
 pub mod status;
 
 use std::collections::BTreeMap;
@@ -25,7 +27,7 @@ use crate::state::{FileLock, Home, ReleasePaths, StateError, atomic};
 use backoff::Backoff;
 use logs::RotatingLog;
 use process::ProcessEnv;
-use status::{InstanceStatus, ProcessState, SupervisorStatus, now_ms};
+use status::{InstanceStatus, ProcessState, SPAWN_FAILED, SupervisorStatus, now_ms};
 
 /// Failures of a supervisor.
 #[derive(Debug, thiserror::Error)]
@@ -38,10 +40,9 @@ pub enum SuperviseError {
     Io(std::path::PathBuf, #[source] std::io::Error),
     #[error(transparent)]
     State(#[from] StateError),
+    #[error(transparent)]
+    Tree(#[from] crate::state::tree::TreeError),
 }
-
-/// The file in a release folder that asks its supervisor to restart some types.
-pub const RESTART_REQUEST: &str = "restart-request.json";
 
 struct Ctx {
     penv: ProcessEnv,
@@ -79,19 +80,23 @@ pub fn run(home: &Home, app: &AppName, release: ReleaseId) -> Result<(), Supervi
     else {
         return Err(SuperviseError::AlreadyRunning { app: app.clone(), release });
     };
-    let io = |e| SuperviseError::Io(paths.dir().to_owned(), e);
-    // A supervisor killed with -9 leaves its process groups behind; they would hold the ports.
-    let mut previous_ports = BTreeMap::new();
-    if let Some(old) = SupervisorStatus::read(&paths.status()) {
-        for i in &old.instances {
-            if let Some(pid) = i.pid {
-                process::signal_group(pid, rustix::process::Signal::KILL);
-            }
-            if let Some(port) = i.port {
-                previous_ports.insert((i.ptype.clone(), i.index), port);
-            }
-        }
+    let io = |e| SuperviseError::Io(paths.state_dir().to_owned(), e);
+    // Whatever a process starts, even in a new session, stays below this supervisor and goes
+    // when the release is retired.
+    reaper::become_subreaper();
+    // And with cgroup v2, everything stays in the release's cgroup, which also holds what a
+    // predecessor killed with -9 left: that is killed first.
+    if let Some(cg) = cgroup::path(home.root(), app, release) {
+        cgroup::enter(&cg);
     }
+    // The release folder is where the processes run: it must still be slipway's, not a
+    // directory or link an app put in its place.
+    crate::state::tree::open(home.root(), paths.dir())?;
+    // A supervisor killed with -9 leaves its web ports recorded; they are reused when free.
+    // Nothing else is taken from the old status: a supervisor signals only what it spawned.
+    let previous_ports: BTreeMap<(ProcessType, u32), u16> = SupervisorStatus::read(&paths.status())
+        .map(|old| old.instances.iter().filter_map(|i| Some(((i.ptype.clone(), i.index), i.port?))).collect())
+        .unwrap_or_default();
     // Nobody may read a dead predecessor's ports as live; `launch::start` waits for the pid
     // file, which is written only after this.
     match std::fs::remove_file(paths.status()) {
@@ -111,7 +116,8 @@ pub fn run(home: &Home, app: &AppName, release: ReleaseId) -> Result<(), Supervi
             cwd: paths.app(),
             home: paths.home(),
             env: record.env.clone(),
-            run_as: plan.run_as.clone(),
+            // Who the processes run as comes from the app's record, the one source of truth.
+            run_as: record.run_as.clone(),
         },
         paths: paths.clone(),
         logs_dir: app_paths.logs_dir(),
@@ -145,13 +151,22 @@ async fn supervise(home: &Home, ctx: &Arc<Ctx>, plan: &DeployPlan) -> std::io::R
             .collect()
     };
     apply_scale(ctx, plan, &desired(home), &mut running).await;
+    let mut reap = tokio::time::interval(REAP_EVERY);
     loop {
         tokio::select! {
+            _ = reap.tick() => {
+                // Daemons an app started and that have since exited. The leaders' pids are
+                // kept: their statuses belong to their tasks. The runtime is single-threaded,
+                // so no leader can be spawned and not yet recorded while this runs.
+                let leaders: Vec<u32> = ctx.status.lock().unwrap_or_else(PoisonError::into_inner)
+                    .instances.iter().filter_map(|i| i.pid).collect();
+                reaper::reap_exited(&leaders);
+            }
             _ = term.recv() => break,
             _ = int.recv() => break,
             _ = hup.recv() => apply_scale(ctx, plan, &desired(home), &mut running).await,
             _ = usr1.recv() => {
-                let path = ctx.paths.dir().join(RESTART_REQUEST);
+                let path = ctx.paths.restart_request();
                 let only: Option<ProcessType> = std::fs::read(&path).ok().and_then(|b| serde_json::from_slice(&b).ok()).flatten();
                 let _ = std::fs::remove_file(&path);
                 let keys: Vec<_> = running.keys().filter(|(t, _)| only.as_ref().is_none_or(|o| o == t)).cloned().collect();
@@ -174,8 +189,17 @@ async fn supervise(home: &Home, ctx: &Arc<Ctx>, plan: &DeployPlan) -> std::io::R
     for h in handles {
         let _ = h.task.await;
     }
+    // Every process group is gone; what is left escaped its group (a double fork, `setsid`)
+    // and was reparented to us. The release is retired: nothing it started may outlive it.
+    let left = reaper::kill_children(None, Duration::from_secs(5));
+    if left > 0 {
+        tracing::info!(app = %plan.app, release = %plan.release, left, "killed processes that left their group");
+    }
     Ok(())
 }
+
+/// How often adopted daemons that exited are reaped.
+const REAP_EVERY: Duration = Duration::from_secs(2);
 
 async fn apply_scale(
     ctx: &Arc<Ctx>,
@@ -250,7 +274,8 @@ async fn run_instance(
     mut stop: watch::Receiver<bool>,
 ) {
     let name = format!("{ptype}.{index}");
-    let log_path = ctx.logs_dir.join(format!("{name}.log"));
+    let release = ctx.status.lock().unwrap_or_else(PoisonError::into_inner).release;
+    let log_path = ctx.logs_dir.join(logs::file_name(&ptype, index, release));
     let log = match RotatingLog::open(&log_path, logs::MAX_BYTES) {
         Ok(l) => Arc::new(Mutex::new(l)),
         Err(e) => {
@@ -258,7 +283,6 @@ async fn run_instance(
             return;
         }
     };
-    let release = ctx.status.lock().unwrap_or_else(PoisonError::into_inner).release;
     let say = |text: &str| {
         let _ = log
             .lock()
@@ -275,17 +299,20 @@ async fn run_instance(
         if *stop.borrow() {
             break;
         }
-        say(&format!("starting: {command}"));
+        say(&format!("starting: {}", shorten(&command)));
         let started = Instant::now();
         let spawned = tokio::process::Command::from(ctx.penv.command(&command, &extra, true)).spawn();
         let mut child = match spawned {
             Ok(c) => c,
             Err(e) => {
-                say(&format!("failed to start: {e}"));
+                let why = ctx.penv.explain_spawn_error(&command, &e);
+                say(&format!("{SPAWN_FAILED}{why}"));
                 let wait = backoff.on_exit(Duration::ZERO);
+                restarts = restarts.saturating_add(1);
                 ctx.update(&ptype, index, |i| {
                     i.state = ProcessState::Crashed;
-                    i.last_exit = Some(format!("spawn failed: {e}"));
+                    i.last_exit = Some(format!("{SPAWN_FAILED}{why}"));
+                    i.restarts = restarts;
                 });
                 if sleep_or_stop(wait, &mut stop).await {
                     break;
@@ -344,6 +371,20 @@ async fn run_instance(
         }
     }
     ctx.update(&ptype, index, |i| i.state = ProcessState::Stopped);
+}
+
+/// A command as log lines show it: a Procfile line can be megabytes long, and is logged at
+/// every restart.
+fn shorten(command: &str) -> std::borrow::Cow<'_, str> {
+    const MAX: usize = 200;
+    if command.len() <= MAX {
+        return command.into();
+    }
+    let mut end = MAX;
+    while !command.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}... ({} bytes)", &command[..end], command.len()).into()
 }
 
 fn describe_exit(status: std::process::ExitStatus) -> String {

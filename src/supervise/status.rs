@@ -36,10 +36,19 @@ pub struct InstanceStatus {
     pub last_exit: Option<String>,
 }
 
+/// How `last_exit` begins when the process could not be started at all (exec or `chdir`
+/// failed): a deploy fails at once on it rather than waiting for its web timeout.
+pub const SPAWN_FAILED: &str = "cannot start: ";
+
 impl InstanceStatus {
     /// `type.index`, as Heroku names dynos.
     pub fn name(&self) -> String {
         format!("{}.{}", self.ptype, self.index)
+    }
+
+    /// Why the last start failed before the process ran, if it did.
+    pub fn spawn_error(&self) -> Option<&str> {
+        self.last_exit.as_deref()?.strip_prefix(SPAWN_FAILED)
     }
 }
 

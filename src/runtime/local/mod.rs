@@ -2,10 +2,13 @@
 //! host processes. No Docker needed; this is the embedded default.
 //!
 //! ```text
-//! apps/<app>/mount                 the persistent filesystem
-//! apps/<app>/releases/v3/app/      the commit's tree; every process's working directory
+//! apps/<app>/mount                 the persistent filesystem (the app's)
+//! apps/<app>/releases/v3/          root's, mode 0750, group: the app's
+//! apps/<app>/releases/v3/app/      the commit's tree, the app's; every process's working directory
 //! apps/<app>/releases/v3/mount  -> ../../mount
-//! apps/<app>/releases/v3/home/mount -> ../mount   (HOME, so ~/mount works)
+//! apps/<app>/releases/v3/home/     HOME: root's, sticky, writable by the app's group
+//! apps/<app>/releases/v3/home/mount -> ../mount   (so ~/mount works; the app cannot swap it)
+//! state/<app>/releases/v3/         plan.json, status.json, supervisor.{pid,lock}, script.pgid
 //! ```
 
 mod build;
@@ -52,6 +55,10 @@ pub enum LocalError {
     Launch(#[from] LaunchError),
     #[error(transparent)]
     State(#[from] crate::state::StateError),
+    #[error(transparent)]
+    Tree(#[from] crate::state::tree::TreeError),
+    #[error("cannot start the command in app {app}: {why}")]
+    Spawn { app: AppName, why: String },
     #[error("no logs for {what} of app {app}; see `slipway ps {app}` for its processes")]
     NoLogs { app: AppName, what: String },
 }
@@ -103,7 +110,8 @@ impl Runtime for LocalRuntime {
     ) -> Result<(), RuntimeError> {
         let env = self.process_env(plan);
         let pgid_file = self.home.app(&plan.app).release(plan.release).script_pgid();
-        Ok(script::run(&env, spec, Some(&pgid_file), &mut |line| progress.detail(line))
+        let cg = crate::supervise::cgroup::script_path(self.home.root(), &plan.app, plan.release);
+        Ok(script::run_in(&env, spec, Some(&pgid_file), cg.as_deref(), &mut |line| progress.detail(line))
             .map_err(LocalError::from)?)
     }
 

@@ -11,9 +11,10 @@ use super::{LocalError, LocalRuntime, attach_mount, io_err, script};
 use crate::ids::{AppName, ProcessType, ReleaseId};
 use crate::plan::{DEFAULT_STOP_GRACE, DeployPlan};
 use crate::runtime::{ProcessReport, Repairs};
+use crate::state::tree;
 use crate::state::{AppRecord, Home};
-use crate::supervise::launch;
 use crate::supervise::status::SupervisorStatus;
+use crate::supervise::{cgroup, launch, logs, reaper};
 
 /// The plan a release was deployed with.
 pub fn load_plan(home: &Home, app: &AppName, release: ReleaseId) -> Result<DeployPlan, LocalError> {
@@ -67,12 +68,20 @@ impl LocalRuntime {
     ) -> Result<i32, LocalError> {
         let mut plan = load_plan(&self.home, &app.name, release)?;
         plan.env.clone_from(&app.env);
+        // Who the command runs as comes from the app's record, never from a release's files.
+        plan.run_as.clone_from(&app.run_as);
         attach_mount(&self.home, &app.name, release)?;
-        let status = self
-            .process_env(&plan)
-            .interactive(&command.script(), &[("DYNO", "run.1".to_owned())])
-            .status()
-            .map_err(io_err("bash"))?;
+        // Nothing the command starts outlives it, even in a new session: see `reaper`.
+        reaper::become_subreaper();
+        let since = reaper::ticks_now();
+        let env = self.process_env(&plan);
+        let script = command.script();
+        let status = env.interactive(&script, &[("DYNO", "run.1".to_owned())]).status();
+        reaper::kill_children(Some(since), Duration::from_secs(5));
+        let status = status.map_err(|e| LocalError::Spawn {
+            app: app.name.clone(),
+            why: env.explain_spawn_error(&script, &e),
+        })?;
         Ok(status.code().or_else(|| status.signal().map(|s| 128 + s)).unwrap_or(1))
     }
 
@@ -84,12 +93,30 @@ impl LocalRuntime {
         grace: Duration,
     ) -> Result<(), LocalError> {
         launch::stop(&self.home, app, release, grace)?;
-        let paths = self.home.app(app).release(release);
-        script::kill_leftover(&paths.script_pgid());
-        match std::fs::remove_dir_all(paths.dir()) {
+        let app_paths = self.home.app(app);
+        let paths = app_paths.release(release);
+        // A script a killed deploy left: its whole cgroup if it had one, else its group.
+        match cgroup::script_path(self.home.root(), app, release) {
+            Some(cg) if cg.exists() => cgroup::remove(&cg),
+            _ => script::kill_leftover(&paths.script_pgid()),
+        }
+        // The folder holds the app's own files and links: removed by descriptors, never
+        // following a link, from a `releases` directory checked to be slipway's.
+        let name = std::ffi::OsString::from(release.to_string());
+        if let Some(releases) = tree::open_if_exists(self.home.root(), &app_paths.releases_dir())? {
+            tree::remove_tree(&releases, &name, paths.dir())?;
+        }
+        // Logs of the current release and the three newest stay, for `slipway logs`.
+        let current = self.home.load_app(app).ok().and_then(|r| r.current);
+        let mut keep: Vec<ReleaseId> = self.home.release_ids(app).unwrap_or_default();
+        keep = keep.split_off(keep.len().saturating_sub(3));
+        keep.extend(current);
+        logs::prune(&app_paths.logs_dir(), &keep);
+        // Last, so that a failure above leaves the release findable for the next try.
+        match std::fs::remove_dir_all(paths.state_dir()) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(io_err(paths.dir())(e)),
+            Err(e) => Err(io_err(paths.state_dir())(e)),
         }
     }
 
@@ -192,12 +219,12 @@ fn log_files(dir: &std::path::Path, process: Option<&str>) -> Vec<PathBuf> {
         .filter_map(Result::ok)
         .map(|e| e.path())
         .filter(|p| {
-            let Some(name) = p.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_suffix(".log"))
+            let Some((name, _)) = p.file_name().and_then(|n| n.to_str()).and_then(logs::parse_file_name)
             else {
                 return false;
             };
+            let name = name.as_str();
             match process {
-                _ if name == "supervisor" => false,
                 None => true,
                 Some(want) if want.contains('.') => name == want,
                 Some(want) => name.split_once('.').is_some_and(|(t, _)| t == want),

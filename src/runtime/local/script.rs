@@ -13,6 +13,7 @@ use rustix::process::Signal;
 
 use crate::plan::ScriptSpec;
 use crate::supervise::process::{ProcessEnv, signal_group};
+use crate::supervise::{cgroup, reaper};
 
 /// Stop the script a killed deploy left running in this release, if any.
 pub fn kill_leftover(pgid_file: &Path) {
@@ -40,12 +41,8 @@ pub enum ScriptError {
     Killed { path: String, signal: i32, tail: String },
     #[error("script {path} did not finish within {}; its last output:\n{tail}", humantime::format_duration(*.timeout))]
     Timeout { path: String, timeout: Duration, tail: String },
-    #[error("cannot run bash for {path}; install bash")]
-    Spawn {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("cannot start script {path}: {why}")]
+    Spawn { path: String, why: String },
 }
 
 /// Run `spec` and pass each output line to `on_line`.
@@ -56,13 +53,35 @@ pub fn run(
     pgid_file: Option<&Path>,
     on_line: &mut dyn FnMut(&str),
 ) -> Result<(), ScriptError> {
+    run_in(env, spec, pgid_file, None, on_line)
+}
+
+/// Like [`run`], in the cgroup `cgroup` if given: what the script leaves behind when the CLI is
+/// killed with -9 (and its subreaper with it) is then killed when the release is removed.
+pub(super) fn run_in(
+    env: &ProcessEnv,
+    spec: &ScriptSpec,
+    pgid_file: Option<&Path>,
+    cgroup: Option<&Path>,
+    on_line: &mut dyn FnMut(&str),
+) -> Result<(), ScriptError> {
     let path = spec.path.clone();
     if !env.cwd.join(&spec.path).is_file() {
         return Err(ScriptError::Missing { path });
     }
+    // Orphans of the script (a double fork, `setsid`) are reparented to us, not to init, and
+    // are killed when it ends: see `reaper`.
+    reaper::become_subreaper();
+    let since = reaper::ticks_now();
     let mut cmd = env.command("exec bash \"$0\"", &[], true);
     cmd.arg0_placeholder(&spec.path);
-    let mut child = cmd.spawn().map_err(|source| ScriptError::Spawn { path: path.clone(), source })?;
+    if let Some(cg) = cgroup {
+        cgroup::join_on_exec(&mut cmd, cg);
+    }
+    let mut child = cmd.spawn().map_err(|e| ScriptError::Spawn {
+        path: path.clone(),
+        why: env.explain_spawn_error(&format!("bash {}", spec.path), &e),
+    })?;
     let pgid = child.id();
     if let Some(f) = pgid_file {
         let _ = std::fs::write(f, pgid.to_string());
@@ -119,8 +138,13 @@ pub fn run(
             Err(_) => break,
         }
     }
-    // Background jobs of the script would keep its pipes open and the readers blocked.
+    // Background jobs of the script would keep its pipes open and the readers blocked; so
+    // would a process that left the group, which the subreaper catches.
     signal_group(pgid, Signal::KILL);
+    reaper::kill_children(Some(since), Duration::from_secs(5));
+    if let Some(cg) = cgroup {
+        cgroup::remove(cg);
+    }
     for r in readers {
         let _ = r.join();
     }
@@ -140,9 +164,19 @@ pub fn run(
         let _ = std::fs::remove_file(f);
     }
     let tail = tail.into_iter().collect::<Vec<_>>().join("\n");
-    let status = match exit {
-        Some(Ok(status)) if !timed_out => status,
-        _ => return Err(ScriptError::Timeout { path, timeout: spec.timeout, tail }),
+    let status = exit.and_then(Result::ok).filter(|_| !timed_out);
+    outcome(path, status, spec.timeout, tail)
+}
+
+/// What the script's exit (None: it timed out) means.
+fn outcome(
+    path: String,
+    exit: Option<std::process::ExitStatus>,
+    timeout: Duration,
+    tail: String,
+) -> Result<(), ScriptError> {
+    let Some(status) = exit else {
+        return Err(ScriptError::Timeout { path, timeout, tail });
     };
     match (status.code(), status.signal()) {
         (Some(0), _) => Ok(()),

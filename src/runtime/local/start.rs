@@ -34,6 +34,8 @@ pub enum StartError {
         humantime::format_duration(*.timeout)
     )]
     Unhealthy { port: u16, timeout: Duration, last: String, tail: String },
+    #[error("{instance} could not be started: {why}")]
+    Spawn { instance: String, why: String },
     #[error("the supervisor of release {release} of app {app} died while starting; see logs/supervisor.log")]
     SupervisorDied { app: AppName, release: ReleaseId },
 }
@@ -51,6 +53,9 @@ pub(super) fn start(home: &Home, plan: &DeployPlan, progress: &Progress) -> Resu
             return Err(StartError::SupervisorDied { app: plan.app.clone(), release: plan.release }.into());
         }
         if let Some(st) = &status {
+            if let Some((bad, why)) = st.instances.iter().find_map(|i| Some((i, i.spawn_error()?))) {
+                return Err(StartError::Spawn { instance: bad.name(), why: why.to_owned() }.into());
+            }
             if let Some(bad) = st.instances.iter().find(|i| i.restarts >= CRASHES_BEFORE_GIVING_UP) {
                 return Err(StartError::Crashing {
                     instance: bad.name(),
@@ -104,10 +109,8 @@ fn accepts(port: u16) -> bool {
 
 /// The last `n` lines of an instance's log.
 pub(super) fn log_tail(home: &Home, plan: &DeployPlan, instance: &str, n: usize) -> String {
-    let path = home.app(&plan.app).logs_dir().join(format!("{instance}.log"));
+    let path = home.app(&plan.app).logs_dir().join(format!("{instance}.{}.log", plan.release));
     let text = std::fs::read_to_string(path).unwrap_or_default();
-    // The log is shared across releases; only this release's lines explain its failure.
-    let mark = format!(" {} ", plan.release);
-    let lines: Vec<&str> = text.lines().filter(|l| l.contains(&mark)).collect();
+    let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
 }

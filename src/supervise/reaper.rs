@@ -1,0 +1,125 @@
+//! Processes that escape their release. A process group kill misses a process that left its
+//! group (`setsid`, a double fork): it is reparented to init and outlives its release. A
+//! supervisor, and the CLI while it runs predeploy or `run`, therefore make themselves a
+//! child subreaper (`PR_SET_CHILD_SUBREAPER`): every orphan below them is reparented to them
+//! instead, stays their child, and is killed and reaped when the release (or the script) ends.
+//!
+//! Only our own children are ever signalled: an unreaped child keeps its pid, so the pid cannot
+//! name another process between the look-up and the signal. The CLI has children of its own
+//! (a `git push` deploy's lock watcher, helpers it started), so it kills only the children
+//! that started after the script did: every descendant of the script did, and nothing else
+//! of the CLI's starts while it waits for the script.
+
+use std::time::{Duration, Instant};
+
+use rustix::process::{Pid, Signal, WaitOptions, getpid, kill_process, waitpid};
+
+/// Make this process the subreaper of everything it starts from now on.
+pub fn become_subreaper() {
+    if let Err(e) = rustix::process::set_child_subreaper(Some(getpid())) {
+        tracing::warn!(error = %e, "cannot become a child subreaper; orphans of scripts may outlive them");
+    }
+}
+
+/// What `/proc/PID/stat` says about a process.
+#[derive(Debug, PartialEq, Eq)]
+struct Stat {
+    state: char,
+    ppid: u32,
+    /// Clock ticks after boot at which it started.
+    started: u64,
+}
+
+/// Parse one `/proc/PID/stat` line. The command name (field 2, in parentheses) may hold
+/// spaces and parentheses, so fields are counted from the last `)`: state is field 3, ppid 4,
+/// starttime 22.
+fn parse_stat(text: &str) -> Option<Stat> {
+    let rest = &text[text.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    Some(Stat {
+        state: fields.first()?.chars().next()?,
+        ppid: fields.get(1)?.parse().ok()?,
+        started: fields.get(19)?.parse().ok()?,
+    })
+}
+
+/// Clock ticks since boot now, on the clock of `/proc/PID/stat`'s start times.
+pub fn ticks_now() -> u64 {
+    let now = rustix::time::clock_gettime(rustix::time::ClockId::Boottime);
+    // SAFETY: sysconf has no preconditions.
+    let hz = u64::try_from(unsafe { libc::sysconf(libc::_SC_CLK_TCK) }).unwrap_or(100).max(1);
+    let secs = u64::try_from(now.tv_sec).unwrap_or(0);
+    let nanos = u64::try_from(now.tv_nsec).unwrap_or(0);
+    // Rounded down, so a child started in the same tick still counts as started since.
+    secs * hz + nanos * hz / 1_000_000_000
+}
+
+/// Our children (adopted orphans included), but for `keep` and those started before `since`,
+/// with whether each is a zombie.
+fn children(keep: &[u32], since: Option<u64>) -> Vec<(Pid, bool)> {
+    let me = u32::try_from(getpid().as_raw_nonzero().get()).unwrap_or(0);
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .flatten()
+        .filter_map(|e| {
+            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+            let st = parse_stat(&std::fs::read_to_string(e.path().join("stat")).ok()?)?;
+            let ours = st.ppid == me && !keep.contains(&pid) && since.is_none_or(|t| st.started >= t);
+            ours.then(|| Some((Pid::from_raw(i32::try_from(pid).ok()?)?, st.state == 'Z')))?
+        })
+        .collect()
+}
+
+/// Reap adopted children that have exited, but for `keep` (children whose status someone else
+/// waits for), so that daemons an app starts and ends leave no zombies behind.
+pub fn reap_exited(keep: &[u32]) {
+    for (pid, zombie) in children(keep, None) {
+        if zombie {
+            let _ = waitpid(Some(pid), WaitOptions::NOHANG);
+        }
+    }
+}
+
+/// SIGKILL and reap every child started at or after `since` (clock ticks from [`ticks_now`];
+/// None: every child), repeating as the orphans of each killed child are reparented to us,
+/// until none is left or `patience` runs out. Returns how many signals were sent.
+pub fn kill_children(since: Option<u64>, patience: Duration) -> usize {
+    let deadline = Instant::now() + patience;
+    let mut killed = 0;
+    // Helpers this process started (a supervisor, a router) are its children too.
+    let keep = crate::detached::spawned();
+    loop {
+        let left = children(&keep, since);
+        if left.is_empty() || Instant::now() >= deadline {
+            return killed;
+        }
+        for (pid, zombie) in left {
+            if !zombie {
+                let _ = kill_process(pid, Signal::KILL);
+                killed += 1;
+            }
+            let _ = waitpid(Some(pid), WaitOptions::NOHANG);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_fields_are_counted_from_the_last_parenthesis() {
+        let line = "4242 (we ird) (name)) S 17 4242 4242 0 -1 4194560 100 0 0 0";
+        let line = format!("{line} 0 0 0 0 20 0 1 0 98765 0 0");
+        assert_eq!(parse_stat(&line), Some(Stat { state: 'S', ppid: 17, started: 98765 }));
+        assert_eq!(parse_stat("1 (init) Z 0 1 1"), None, "too short");
+        assert_eq!(parse_stat("garbage"), None);
+    }
+
+    #[test]
+    fn our_own_start_time_is_not_after_now() {
+        let st = parse_stat(&std::fs::read_to_string("/proc/self/stat").unwrap()).unwrap();
+        assert!(st.started <= ticks_now());
+    }
+}

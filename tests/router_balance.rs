@@ -28,11 +28,8 @@ fn spread(port: u16, n: usize) -> BTreeMap<String, usize> {
 fn web_up(s: &Slipway, app: &str, n: usize) {
     let up = wait_for(Duration::from_secs(60), || {
         let ps = s.ps(app);
-        let count = ps["instances"]
-            .as_array()?
-            .iter()
-            .filter(|i| i["ptype"] == "web" && i["state"] == "up")
-            .count();
+        let count =
+            ps["instances"].as_array()?.iter().filter(|i| i["ptype"] == "web" && i["state"] == "up").count();
         (count == n).then_some(())
     });
     assert!(up.is_some(), "web never had {n} instances up: {}", s.ps(app));
@@ -69,9 +66,15 @@ fn spread_then_drain(s: &Slipway, app: &str) {
     let (stop, load) = hammer(port);
     std::thread::sleep(Duration::from_millis(300));
     s.ok(&["ps", "scale", app, "web=1"]);
-    std::thread::sleep(Duration::from_millis(500));
+    // Load goes on until the others are gone: each drains (SIGTERM, requests in flight finish).
+    let gone = wait_for(Duration::from_secs(60), || {
+        let ps = s.ps(app);
+        (ps["instances"].as_array()?.iter().filter(|i| i["ptype"] == "web").count() == 1).then_some(())
+    });
+    std::thread::sleep(Duration::from_millis(300));
     stop.store(true, Ordering::Relaxed);
     let codes = load.join().unwrap();
+    assert!(gone.is_some(), "web was not scaled down to one: {}", s.ps(app));
     assert!(codes.len() > 20, "too few requests: {}", codes.len());
     assert!(codes.iter().all(|c| *c == 200), "a request failed during the scale-down: {codes:?}");
     let after = spread(port, 10);
@@ -109,7 +112,9 @@ fn a_restarting_local_instance_is_left_out_while_the_others_serve() {
     let ps = s.ps(&app);
     let web2 = ps["instances"].as_array().unwrap().iter().find(|i| i["name"] == "web.2").unwrap();
     assert!(web2["restarts"].as_u64().unwrap() >= 1, "web.2 was not restarted: {ps}");
-    assert!(wait_for(Duration::from_secs(10), || spread(port, 12).contains_key("web.2").then_some(())).is_some());
+    assert!(
+        wait_for(Duration::from_secs(10), || spread(port, 12).contains_key("web.2").then_some(())).is_some()
+    );
 }
 
 #[test]

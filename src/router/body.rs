@@ -113,12 +113,13 @@ async fn pump(
     limits: BodyLimits,
 ) {
     loop {
-        let frame = match tokio::time::timeout_at(deadline(start, last, received, limits), incoming.frame()).await {
-            Err(_) => Err(Fault::TooSlow),
-            Ok(None) => return,
-            Ok(Some(Err(_))) => Err(Fault::Malformed),
-            Ok(Some(Ok(frame))) => Ok(frame),
-        };
+        let frame =
+            match tokio::time::timeout_at(deadline(start, last, received, limits), incoming.frame()).await {
+                Err(_) => Err(Fault::TooSlow),
+                Ok(None) => return,
+                Ok(Some(Err(_))) => Err(Fault::Malformed),
+                Ok(Some(Ok(frame))) => Ok(frame),
+            };
         match frame {
             Ok(frame) => {
                 if let Some(data) = frame.data_ref() {

@@ -75,7 +75,8 @@ mod tests {
 
     #[test]
     fn an_upgrade_keeps_upgrade_and_connection_upgrade_only() {
-        let mut h = map(&[("connection", "Upgrade, keep-alive, x-a"), ("upgrade", "websocket"), ("x-a", "1")]);
+        let mut h =
+            map(&[("connection", "Upgrade, keep-alive, x-a"), ("upgrade", "websocket"), ("x-a", "1")]);
         strip(&mut h, true);
         assert_eq!(h["upgrade"], "websocket");
         assert_eq!(h["connection"], "upgrade");

@@ -7,8 +7,8 @@
 //! through as raw bytes once the app agrees to them.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::{Arc, Mutex as StdMutex, PoisonError};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex as StdMutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -171,7 +171,10 @@ fn is_upgrade(headers: &HeaderMap) -> bool {
 /// Methods that can be sent again when web closed a kept connection as the request went out
 /// (RFC 9110 §9.2.2), as nginx's `proxy_next_upstream` does.
 fn idempotent(method: &Method) -> bool {
-    matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE)
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    )
 }
 
 fn closing(mut resp: Response<Body>) -> Response<Body> {
@@ -253,7 +256,10 @@ async fn forward(shared: &Arc<Shared>, client: IpAddr, mut req: Request<Incoming
                 }
                 match upload.fault.get() {
                     Some(Fault::TooSlow) => {
-                        return closing(answer(StatusCode::REQUEST_TIMEOUT, "the request body arrived too slowly.\n"));
+                        return closing(answer(
+                            StatusCode::REQUEST_TIMEOUT,
+                            "the request body arrived too slowly.\n",
+                        ));
                     }
                     Some(Fault::Malformed) => {
                         return closing(answer(StatusCode::BAD_REQUEST, "the request body is malformed.\n"));

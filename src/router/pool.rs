@@ -40,7 +40,8 @@ impl Pool {
     /// An idle connection to `port` that still works, or a new one.
     pub(crate) async fn get(&self, port: u16) -> Result<Upstream, ConnectError> {
         loop {
-            let kept = self.idle.lock().unwrap_or_else(PoisonError::into_inner).get_mut(&port).and_then(Vec::pop);
+            let kept =
+                self.idle.lock().unwrap_or_else(PoisonError::into_inner).get_mut(&port).and_then(Vec::pop);
             let Some(mut s) = kept else { break };
             // A kept connection is idle, so this is immediate unless web has just closed it.
             if matches!(tokio::time::timeout(Duration::from_millis(50), s.ready()).await, Ok(Ok(()))) {
@@ -71,10 +72,11 @@ impl Pool {
 
 async fn connect(port: u16) -> Result<Upstream, ConnectError> {
     let refused = || ConnectError::Refused { port };
-    let stream = tokio::time::timeout(Duration::from_secs(5), TcpStream::connect((Ipv4Addr::LOCALHOST, port)))
-        .await
-        .map_err(|_| refused())?
-        .map_err(|_| refused())?;
+    let stream =
+        tokio::time::timeout(Duration::from_secs(5), TcpStream::connect((Ipv4Addr::LOCALHOST, port)))
+            .await
+            .map_err(|_| refused())?
+            .map_err(|_| refused())?;
     let _ = stream.set_nodelay(true);
     let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
         .preserve_header_case(true)

@@ -148,9 +148,11 @@ impl Target {
     pub(crate) async fn follow_docker(self: Arc<Self>, log: super::log::RouterLog) {
         let mut docker = None;
         loop {
-            if let Some(RecordView { runtime: RuntimeKind::Docker, serving: Some(release), .. }) = self.view() {
+            if let Some(RecordView { runtime: RuntimeKind::Docker, serving: Some(release), .. }) = self.view()
+            {
                 if docker.is_none() {
-                    docker = crate::runtime::docker::connect().await.map_err(|e| log.every("docker", &e)).ok();
+                    docker =
+                        crate::runtime::docker::connect().await.map_err(|e| log.every("docker", &e)).ok();
                 }
                 if let Some(d) = &docker {
                     match crate::runtime::docker::routes::web_ports(d, &self.app, release).await {

@@ -10,7 +10,11 @@ use crate::ids::{AppName, ReleaseId};
 
 /// The host ports of `release`'s web containers that are running now (not restarting, not
 /// stopped), in index order.
-pub async fn web_ports(docker: &Docker, app: &AppName, release: ReleaseId) -> Result<Vec<u16>, ContainerError> {
+pub async fn web_ports(
+    docker: &Docker,
+    app: &AppName,
+    release: ReleaseId,
+) -> Result<Vec<u16>, ContainerError> {
     let mut filters = labels::release_filter(app, release);
     filters.insert("status".to_owned(), vec!["running".to_owned()]);
     let options = ListContainersOptions { all: false, filters: Some(filters), ..Default::default() };

@@ -41,7 +41,7 @@ fn a_router_out_of_descriptors_backs_off_serves_a_normal_request_and_keeps_its_l
     let app = common::app_name("fds");
     // The router inherits a low limit: hard 96, soft 48, which it raises to the hard one.
     let out = std::process::Command::new("bash")
-        .args(["-c", "ulimit -Hn 96 && ulimit -Sn 48 && exec \"$@\"", "bash", common::BIN])
+        .args(["-c", "ulimit -Sn 48 && ulimit -Hn 96 && exec \"$@\"", "bash", common::BIN])
         .arg("--home")
         .arg(s.home.path())
         .args(["apps", "create", &app])

@@ -133,14 +133,22 @@ pub(super) async fn serve(
     builder.timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(30)).preserve_header_case(true);
     let served = builder.serve_connection(TokioIo::new(client), service).with_upgrades();
     tokio::pin!(served);
-    tokio::select! {
-        _ = served.as_mut() => return,
-        _ = stop.changed() => {}
-        _ = shed.changed() => {}
+    let accepted = Instant::now();
+    loop {
+        tokio::select! {
+            _ = served.as_mut() => return,
+            _ = stop.changed() => break,
+            // A connection just accepted is spared: it is likely the client that waited for
+            // the descriptor, about to send its request.
+            _ = shed.changed() => if accepted.elapsed() >= SHED_AFTER { break },
+        }
     }
     served.as_mut().graceful_shutdown();
     let _ = served.await;
 }
+
+/// How old a connection must be to be closed when descriptors run out.
+const SHED_AFTER: Duration = Duration::from_secs(1);
 
 /// A request in flight on a web instance: when its response body is done (or dropped), the
 /// instance's count goes down and the connection goes back to the pool.
@@ -231,6 +239,9 @@ async fn forward(shared: &Arc<Shared>, client: IpAddr, mut req: Request<Incoming
         match sender.try_send_request(r).await {
             Ok(mut resp) => {
                 shared.balancer().mark_up(port);
+                // The client talks to the router, which speaks HTTP/1.1 whatever web speaks: an
+                // HTTP/1.0 app must not turn the client's keep-alive off.
+                *resp.version_mut() = hyper::Version::HTTP_11;
                 let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
                 hop::strip(resp.headers_mut(), switching && upgrading);
                 if switching && let Some(client_side) = client_upgrade {

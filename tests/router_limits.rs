@@ -70,12 +70,9 @@ fn a_router_out_of_descriptors_backs_off_serves_a_normal_request_and_keeps_its_l
     std::thread::sleep(Duration::from_secs(3));
     let (code, body) = get(port, "/").unwrap();
     assert_eq!((code, body.as_str()), (200, "web.1"), "a normal request is served");
-    let spent = cpu_ticks(pid) - ticks;
-    let elapsed_ticks = started.elapsed().as_secs_f64() * 100.0; // USER_HZ is 100 on Linux
-    assert!(
-        (spent as f64) < elapsed_ticks * 0.5,
-        "the router spun: {spent} ticks of CPU in {elapsed_ticks:.0}"
-    );
+    let spent_ms = (cpu_ticks(pid) - ticks) * 10; // USER_HZ is 100 on Linux
+    let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap();
+    assert!(spent_ms * 2 < elapsed_ms, "the router spun: {spent_ms} ms of CPU in {elapsed_ms} ms");
     let log = s.home.path().join("state").join(&app).join("logs").join("router.log");
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(text.len() < 8 * 1024, "router.log grew to {} bytes:\n{text}", text.len());

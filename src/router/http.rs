@@ -219,11 +219,23 @@ async fn forward(shared: &Arc<Shared>, client: IpAddr, mut req: Request<Incoming
         again
     });
     let mut req = Some(Request::from_parts(parts, upload.body));
+    let mut ports = route.ports;
     let mut tried: Vec<u16> = Vec::new();
     let mut cut = false;
-    for _ in 0..route.ports.len() + 3 {
+    let mut looked_again = false;
+    for _ in 0..2 * (ports.len() + 3) {
+        let Some(port) = shared.balancer().pick(&ports, &tried, Instant::now()) else {
+            // Every instance refused. A switch may have just happened: look once more.
+            if looked_again || cut {
+                break;
+            }
+            looked_again = true;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            ports = shared.target.route().ports;
+            tried.clear();
+            continue;
+        };
         let Some(r) = req.take() else { break };
-        let Some(port) = shared.balancer().pick(&route.ports, &tried, Instant::now()) else { break };
         let mut sender = match shared.pool.get(port).await {
             Ok(s) => s,
             Err(_) => {

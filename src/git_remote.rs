@@ -72,7 +72,7 @@ pub fn check_branch(name: &str) -> Result<(), GitRemoteError> {
     let bad = name.is_empty()
         || name.starts_with(['-', '/', '.'])
         || name.ends_with(['/', '.'])
-        || name.ends_with(".lock")
+        || name.strip_suffix(".lock").is_some()
         || name.contains("..")
         || name.contains("//")
         || name.contains("@{")

@@ -203,12 +203,7 @@ async fn forward(shared: &Arc<Shared>, client: IpAddr, mut req: Request<Incoming
     let (parts, incoming) = req.into_parts();
     let upload = match body::read(incoming, route.limits).await {
         Ok(u) => u,
-        Err(Fault::TooSlow) => {
-            return closing(answer(StatusCode::REQUEST_TIMEOUT, "the request body arrived too slowly.\n"));
-        }
-        Err(Fault::Malformed) => {
-            return closing(answer(StatusCode::BAD_REQUEST, "the request body is malformed.\n"));
-        }
+        Err(fault) => return refuse(fault),
     };
     let replay = (upload.empty && idempotent(&parts.method)).then(|| {
         let mut again = Request::new(());
@@ -218,33 +213,57 @@ async fn forward(shared: &Arc<Shared>, client: IpAddr, mut req: Request<Incoming
         *again.headers_mut() = parts.headers.clone();
         again
     });
-    let mut req = Some(Request::from_parts(parts, upload.body));
-    let mut ports = route.ports;
+    let req = Request::from_parts(parts, upload.body);
+    let sent = Sending { req, replay, fault: upload.fault, client_upgrade, upgrading };
+    dispatch(shared, route.ports, sent).await
+}
+
+/// The answer to a body the router gave up on; the connection closes after it.
+fn refuse(fault: Fault) -> Response<Body> {
+    closing(match fault {
+        Fault::TooSlow => answer(StatusCode::REQUEST_TIMEOUT, "the request body arrived too slowly.\n"),
+        Fault::Malformed => answer(StatusCode::BAD_REQUEST, "the request body is malformed.\n"),
+    })
+}
+
+/// A request ready to go to web.
+struct Sending {
+    req: Request<body::UpBody>,
+    /// The request again, for a body-less idempotent one that web may drop as it is sent.
+    replay: Option<Request<()>>,
+    fault: Arc<std::sync::OnceLock<Fault>>,
+    client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    upgrading: bool,
+}
+
+/// Sends a request to one of `instances`, the least busy first; one that refuses is marked
+/// down and the next is tried.
+async fn dispatch(shared: &Arc<Shared>, mut instances: Arc<[u16]>, sending: Sending) -> Response<Body> {
+    let Sending { req, replay, fault, client_upgrade, upgrading } = sending;
+    let mut req = Some(req);
+    let ports_len = instances.len();
     let mut tried: Vec<u16> = Vec::new();
     let mut cut = false;
     let mut looked_again = false;
-    for _ in 0..2 * (ports.len() + 3) {
-        let Some(port) = shared.balancer().pick(&ports, &tried, Instant::now()) else {
+    for _ in 0..2 * (ports_len + 3) {
+        let Some(port) = shared.balancer().pick(&instances, &tried, Instant::now()) else {
             // Every instance refused. A switch may have just happened: look once more.
             if looked_again || cut {
                 break;
             }
             looked_again = true;
             tokio::time::sleep(Duration::from_millis(50)).await;
-            ports = shared.target.route().ports;
+            instances = shared.target.route().ports;
             tried.clear();
             continue;
         };
         let Some(r) = req.take() else { break };
-        let mut sender = match shared.pool.get(port).await {
-            Ok(s) => s,
-            Err(_) => {
-                // Restarting or draining: left out for a moment, and the request goes elsewhere.
-                shared.balancer().mark_down(port, Instant::now());
-                tried.push(port);
-                req = Some(r);
-                continue;
-            }
+        let Ok(mut sender) = shared.pool.get(port).await else {
+            // Restarting or draining: left out for a moment, and the request goes elsewhere.
+            shared.balancer().mark_down(port, Instant::now());
+            tried.push(port);
+            req = Some(r);
+            continue;
         };
         shared.balancer().start(port);
         let mut in_flight = InFlight { shared: shared.clone(), port, sender: None };
@@ -277,17 +296,8 @@ async fn forward(shared: &Arc<Shared>, client: IpAddr, mut req: Request<Incoming
                     req = Some(unsent);
                     continue;
                 }
-                match upload.fault.get() {
-                    Some(Fault::TooSlow) => {
-                        return closing(answer(
-                            StatusCode::REQUEST_TIMEOUT,
-                            "the request body arrived too slowly.\n",
-                        ));
-                    }
-                    Some(Fault::Malformed) => {
-                        return closing(answer(StatusCode::BAD_REQUEST, "the request body is malformed.\n"));
-                    }
-                    None => {}
+                if let Some(f) = fault.get() {
+                    return refuse(*f);
                 }
                 // Web closed the connection as the request went out, or while answering: a
                 // request without a body that may be repeated is sent again, once per instance.

@@ -36,6 +36,9 @@ fn stamp(path: &std::path::Path) -> Option<Stamp> {
     std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino(), m.mtime(), m.mtime_nsec(), m.size()))
 }
 
+/// The web ports read from a release's status file, and which version of the file it was.
+type StatusSeen = (ReleaseId, Stamp, Arc<[u16]>);
+
 /// The part of the app record the router uses.
 #[derive(Debug, Clone)]
 struct RecordView {
@@ -59,7 +62,7 @@ pub(crate) struct Target {
     home: Home,
     app: AppName,
     record: Mutex<Option<(Stamp, RecordView)>>,
-    status: Mutex<Option<(ReleaseId, Stamp, Arc<[u16]>)>>,
+    status: Mutex<Option<StatusSeen>>,
     docker: Mutex<Option<(ReleaseId, Arc<[u16]>)>>,
     docker_wanted: Notify,
 }

@@ -43,6 +43,10 @@ impl Pool {
             let kept =
                 self.idle.lock().unwrap_or_else(PoisonError::into_inner).get_mut(&port).and_then(Vec::pop);
             let Some(mut s) = kept else { break };
+            // Most kept connections are ready: no timer for those (this is every request's path).
+            if s.is_ready() {
+                return Ok(s);
+            }
             // A kept connection is idle, so this is immediate unless web has just closed it.
             if matches!(tokio::time::timeout(Duration::from_millis(50), s.ready()).await, Ok(Ok(()))) {
                 return Ok(s);

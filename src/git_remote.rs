@@ -1,5 +1,7 @@
 //! `git push` deploys: each app has a bare repository whose `pre-receive` hook deploys a push
-//! of its deploy branch, as Dokku and Heroku do.
+//! of its deploy branch (`main` unless `apps set --deploy-branch` says otherwise), as Dokku and
+//! Heroku do. One branch per app, so that two branches pushed at once cannot both deploy and
+//! leave the deploy branch naming a commit that is not running.
 //!
 //! The hook runs before git updates the ref, with the pushed objects readable (git's
 //! quarantine), so a deploy that fails rejects the push: the branch keeps naming the commit
@@ -15,8 +17,8 @@ use std::process::Command;
 use crate::ids::{AppName, CommitSha};
 use crate::state::atomic;
 
-/// Branches whose push deploys, in order of preference when one push updates both.
-pub const DEPLOY_BRANCHES: [&str; 2] = ["main", "master"];
+/// The deploy branch of an app that was given none.
+pub const DEFAULT_BRANCH: &str = "main";
 
 /// Why the app's repository could not be made or a push could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +53,33 @@ pub enum GitRemoteError {
     /// A line of the hook's input was not `<old> <new> <ref>`.
     #[error("git gave the pre-receive hook a line it cannot read: {0:?}")]
     BadUpdate(String),
+    /// The push deletes the deploy branch.
+    #[error(
+        "refusing to delete {branch}: it is this app's deploy branch and names the running commit; nothing was changed (to retire the app: slipway apps destroy)"
+    )]
+    DeletesDeployBranch {
+        /// The branch.
+        branch: String,
+    },
+    /// Not a name git accepts for a branch.
+    #[error("{0:?} is not a branch name git accepts (e.g. main, release/2025)")]
+    BadBranch(String),
+}
+
+/// Fails unless `name` is a branch name git accepts (`git check-ref-format --branch`'s rules,
+/// for the plain names a deploy branch needs). Pure.
+pub fn check_branch(name: &str) -> Result<(), GitRemoteError> {
+    let bad = name.is_empty()
+        || name.starts_with(['-', '/', '.'])
+        || name.ends_with(['/', '.'])
+        || name.strip_suffix(".lock").is_some()
+        || name.contains("..")
+        || name.contains("//")
+        || name.contains("@{")
+        || name.contains("/.")
+        || name == "@"
+        || name.chars().any(|c| c.is_ascii_control() || " ~^:?*[\\".contains(c));
+    if bad { Err(GitRemoteError::BadBranch(name.to_owned())) } else { Ok(()) }
 }
 
 /// One ref update of a push, as git gives it to `pre-receive`.
@@ -91,6 +120,8 @@ pub struct PushPlan {
     pub deploy: Option<BranchPush>,
     /// Refs that are stored without a deploy.
     pub stored: Vec<String>,
+    /// Refs that the push deletes (other than the deploy branch).
+    pub deleted: Vec<String>,
 }
 
 /// Reads `pre-receive`'s input: one `<old-sha> <new-sha> <ref>` line per updated ref.
@@ -115,23 +146,29 @@ pub fn parse_updates(input: &str) -> Result<Vec<RefUpdate>, GitRemoteError> {
         .collect()
 }
 
-/// Picks the deploy: the first of [`DEPLOY_BRANCHES`] that the push sets to a commit.
-/// Everything else (other branches, tags, deletions) is stored only.
-pub fn plan_push(updates: &[RefUpdate]) -> PushPlan {
-    let branch_of = |u: &RefUpdate| u.name.strip_prefix("refs/heads/").map(str::to_owned);
-    let deploy = DEPLOY_BRANCHES.iter().find_map(|wanted| {
-        updates.iter().find_map(|u| {
-            let branch = branch_of(u)?;
-            let new = u.new.clone()?;
-            (branch == *wanted).then(|| BranchPush { branch, old: u.old.clone(), new })
-        })
-    });
-    let stored = updates
-        .iter()
-        .filter(|u| deploy.as_ref().is_none_or(|d| branch_of(u).as_deref() != Some(d.branch.as_str())))
-        .map(|u| u.name.clone())
-        .collect();
-    PushPlan { deploy, stored }
+/// Picks the deploy: the push of `deploy_branch` to a commit. Other branches and tags are
+/// stored only, deletions are deletions, and deleting the deploy branch is refused: it names
+/// the running commit, and git refuses to delete the repository's current branch anyway.
+pub fn plan_push(updates: &[RefUpdate], deploy_branch: &str) -> Result<PushPlan, GitRemoteError> {
+    let deploy_ref = format!("refs/heads/{deploy_branch}");
+    let mut plan = PushPlan { deploy: None, stored: Vec::new(), deleted: Vec::new() };
+    for u in updates {
+        match (&u.new, u.name == deploy_ref) {
+            (None, true) => {
+                return Err(GitRemoteError::DeletesDeployBranch { branch: deploy_branch.to_owned() });
+            }
+            (None, false) => plan.deleted.push(u.name.clone()),
+            (Some(new), true) => {
+                plan.deploy = Some(BranchPush {
+                    branch: deploy_branch.to_owned(),
+                    old: u.old.clone(),
+                    new: new.clone(),
+                });
+            }
+            (Some(_), false) => plan.stored.push(u.name.clone()),
+        }
+    }
+    Ok(plan)
 }
 
 /// `s` quoted for bash: single quotes, with each `'` written as `'\''`.
@@ -143,7 +180,7 @@ fn shell_quote(s: &str) -> String {
 /// recorded when the hook is written; if it has moved since, `slipway` on PATH is used.
 pub fn hook_script(exe: &Path, home: &Path, app: &AppName) -> String {
     let mut s = String::from("#!/usr/bin/env bash\n");
-    s.push_str("# Written by slipway: a push of main or master deploys the pushed commit; a failed\n");
+    s.push_str("# Written by slipway: a push of the deploy branch deploys the pushed commit; a failed\n");
     s.push_str("# deploy rejects the push. `slipway apps create` writes it; edits are overwritten.\n");
     let _ = writeln!(s, "slipway={}", shell_quote(&exe.display().to_string()));
     s.push_str("[[ -x $slipway ]] || slipway=slipway\n");
@@ -160,7 +197,7 @@ pub fn hook_script(exe: &Path, home: &Path, app: &AppName) -> String {
 pub fn ensure(path: &Path, exe: &Path, home: &Path, app: &AppName) -> Result<(), GitRemoteError> {
     if !path.join("HEAD").is_file() {
         let out = Command::new("git")
-            .args(["init", "--bare", "--quiet", "--initial-branch", DEPLOY_BRANCHES[0]])
+            .args(["init", "--bare", "--quiet", "--initial-branch", DEFAULT_BRANCH])
             .arg(path)
             .output()
             .map_err(|e| GitRemoteError::Init { path: path.to_owned(), detail: e.to_string() })?;
@@ -209,21 +246,46 @@ mod tests {
     }
 
     #[test]
-    fn main_deploys_before_master_and_the_rest_is_stored() {
-        let plan = plan_push(&[
-            update("refs/heads/master", B),
-            update("refs/heads/main", A),
-            update("refs/tags/v1", A),
-        ]);
+    fn only_the_deploy_branch_deploys_and_the_rest_is_stored() {
+        let updates =
+            [update("refs/heads/master", B), update("refs/heads/main", A), update("refs/tags/v1", A)];
+        let plan = plan_push(&updates, "main").unwrap();
         assert_eq!(
             plan.deploy,
             Some(BranchPush { branch: "main".into(), old: None, new: A.parse().unwrap() })
         );
         assert_eq!(plan.stored, ["refs/heads/master", "refs/tags/v1"]);
 
-        let plan = plan_push(&[update("refs/heads/master", B)]);
+        let plan = plan_push(&[update("refs/heads/master", B)], "main").unwrap();
+        assert_eq!(plan.deploy, None, "master is not main");
+        let plan = plan_push(&updates, "master").unwrap();
         assert_eq!(plan.deploy.map(|d| (d.branch, d.new)), Some(("master".to_owned(), B.parse().unwrap())));
-        assert!(plan.stored.is_empty());
+        assert_eq!(plan.stored, ["refs/heads/main", "refs/tags/v1"]);
+    }
+
+    #[test]
+    fn deleting_the_deploy_branch_is_refused_and_other_deletions_are_deletions() {
+        let delete_main = RefUpdate { old: sha(A), ..update("refs/heads/main", ZERO) };
+        assert!(matches!(
+            plan_push(std::slice::from_ref(&delete_main), "main"),
+            Err(GitRemoteError::DeletesDeployBranch { branch }) if branch == "main"
+        ));
+        let plan = plan_push(&[delete_main], "prod").unwrap();
+        assert_eq!(
+            (plan.deploy, plan.stored, plan.deleted),
+            (None, vec![], vec!["refs/heads/main".to_owned()])
+        );
+    }
+
+    #[test]
+    fn branch_names_follow_gits_rules() {
+        for good in ["main", "master", "release/2025", "prod-eu.1"] {
+            assert!(check_branch(good).is_ok(), "{good}");
+        }
+        for bad in ["", "-x", "a..b", "a b", "a:b", "x.lock", "/a", "a/", "a//b", "a/.b", "@", "a~1", "a@{1}"]
+        {
+            assert!(matches!(check_branch(bad), Err(GitRemoteError::BadBranch(_))), "{bad:?}");
+        }
     }
 
     #[test]
@@ -238,11 +300,9 @@ mod tests {
     }
 
     #[test]
-    fn feature_branches_tags_and_deletions_do_not_deploy() {
-        for u in
-            [update("refs/heads/feature", A), update("refs/tags/main", A), update("refs/heads/main", ZERO)]
-        {
-            let plan = plan_push(std::slice::from_ref(&u));
+    fn feature_branches_and_tags_named_like_the_branch_do_not_deploy() {
+        for u in [update("refs/heads/feature", A), update("refs/tags/main", A)] {
+            let plan = plan_push(std::slice::from_ref(&u), "main").unwrap();
             assert_eq!(plan.deploy, None, "{u:?}");
             assert_eq!(plan.stored, std::slice::from_ref(&u.name));
         }

@@ -78,7 +78,7 @@ fn a_push_of_main_deploys_and_a_failed_deploy_rejects_the_push() {
 }
 
 #[test]
-fn other_branches_and_tags_are_stored_without_a_deploy() {
+fn only_the_deploy_branch_deploys_and_other_branches_and_tags_are_stored() {
     let s = Slipway::new();
     let app = s.app("pushb");
     let repo = Repo::from_fixture("seed-demo");
@@ -87,23 +87,87 @@ fn other_branches_and_tags_are_stored_without_a_deploy() {
     repo.git(&["checkout", "-q", "-b", "feature"]);
     let feature = repo.commit("feature work");
     repo.git(&["tag", "v0.1"]);
-    for refspec in ["feature", "v0.1"] {
+    // master is an ordinary branch unless it is made the deploy branch.
+    for refspec in ["feature", "v0.1", "feature:master"] {
         let out = repo.push(refspec);
         assert!(out.status.success(), "{}", describe(&out));
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(stderr.contains("stored, not deployed (pushes of main or master deploy)"), "{stderr}");
+        assert!(stderr.contains("stored, not deployed (pushes of main deploy)"), "{stderr}");
     }
     assert_eq!(remote_ref(&s, &app, "feature"), feature);
     assert!(releases(&s, &app).is_empty(), "nothing was deployed");
 
-    // master deploys too (for repositories that still use it).
-    let out = repo.push("feature:master");
+    // Concurrent pushes of main and master: only main deploys.
+    repo.git(&["checkout", "-q", "-b", "other"]);
+    let other = repo.commit("other work");
+    let spawn = |refspec: &str| {
+        std::process::Command::new("git")
+            .arg("-C")
+            .arg(repo.path())
+            .args(["push", "--force", "slipway", refspec])
+            .output()
+    };
+    let (main_push, master_push) = std::thread::scope(|t| {
+        let a = t.spawn(|| spawn("feature:main").unwrap());
+        let b = t.spawn(|| spawn("other:master").unwrap());
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    assert!(main_push.status.success(), "{}", describe(&main_push));
+    assert!(master_push.status.success(), "{}", describe(&master_push));
+    assert!(String::from_utf8_lossy(&master_push.stderr).contains("stored, not deployed"));
+    let deployed = releases(&s, &app);
+    assert_eq!(deployed.len(), 1, "one deploy only: {deployed:?}");
+    assert_eq!(deployed[0]["commit"], feature.as_str());
+    assert_eq!(remote_ref(&s, &app, "master"), other);
+
+    // Another deploy branch: its pushes deploy, and main's are stored.
+    s.ok(&["apps", "set", &app, "--deploy-branch", "master"]);
+    let out = repo.push("other:master");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Everything up-to-date"), "{}", describe(&out));
+    let next = repo.commit("more");
+    let out = repo.push("other:master");
     assert!(out.status.success(), "{}", describe(&out));
-    assert_eq!(s.release(&app), "v1");
+    assert_eq!(s.release(&app), "v2");
+    assert_eq!(releases(&s, &app)[0]["commit"], next.as_str());
+    let out = repo.push("other:main");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("stored, not deployed (pushes of master deploy)"));
+    assert_eq!(s.release(&app), "v2");
+    let bad = s.run(&["apps", "set", &app, "--deploy-branch", "no..pe"]);
+    assert_eq!(bad.status.code(), Some(2), "{}", describe(&bad));
 
     // Destroying the app removes its repository.
     s.ok(&["apps", "destroy", &app, "--confirm", &app]);
     assert!(!bare.exists());
+}
+
+#[test]
+fn deleting_the_deploy_branch_is_refused_and_says_so_and_other_deletions_say_deleted() {
+    let s = Slipway::new();
+    let app = s.app("pushdel");
+    let repo = Repo::from_fixture("seed-demo");
+    repo.add_slipway_remote(&s, &app);
+    let first = repo.git(&["rev-parse", "HEAD"]);
+    assert!(repo.push("main").status.success());
+    let port = s.web_port(&app);
+
+    let out = repo.push(":main");
+    assert!(!out.status.success(), "{}", describe(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("refusing to delete main: it is this app's deploy branch"), "{stderr}");
+    assert!(!stderr.contains("stored"), "a refused deletion is not reported as stored: {stderr}");
+    assert_eq!(remote_ref(&s, &app, "main"), first, "main still names the running commit");
+    assert_eq!(http_get(port).unwrap().0, 200);
+
+    assert!(repo.push("main:feature").status.success());
+    let out = repo.push(":feature");
+    assert!(out.status.success(), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("refs/heads/feature: deleted"),
+        "{}",
+        describe(&out)
+    );
+    assert_eq!(remote_ref(&s, &app, "feature"), "");
+    assert_eq!(s.release(&app), "v1");
 }
 
 #[test]

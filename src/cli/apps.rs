@@ -27,13 +27,15 @@ pub enum AppsCommand {
         #[arg(long, value_name = "ADDR")]
         listen: Option<String>,
     },
-    /// Change an app's settings: its stable address
+    /// Change an app's settings: its stable address, its deploy branch, its request body limits
     Set {
         app: AppName,
         /// The new address: a port (on 127.0.0.1) or ADDR:PORT. The router moves there at once;
         /// the old address stops answering
         #[arg(long, value_name = "ADDR")]
-        listen: String,
+        listen: Option<String>,
+        #[command(flatten)]
+        routing: crate::cli::route_cmd::RoutingArgs,
     },
     /// List apps
     List {
@@ -64,7 +66,19 @@ pub fn run(home: &Home, cmd: AppsCommand) -> anyhow::Result<Exit> {
         AppsCommand::Create { app, runtime, stack, listen } => {
             create(home, &app, runtime, stack, listen.as_deref())
         }
-        AppsCommand::Set { app, listen } => set_listen(home, &app, &listen),
+        AppsCommand::Set { app, listen, routing } => {
+            if listen.is_none() && routing.is_empty() {
+                return Err(Refusal::Usage(
+                    "nothing to set: give --listen, --deploy-branch, --body-timeout or --body-min-rate"
+                        .into(),
+                )
+                .into());
+            }
+            if !routing.is_empty() {
+                crate::cli::route_cmd::set(home, &app, &routing)?;
+            }
+            listen.map_or(Ok(Exit::Ok), |l| set_listen(home, &app, &l))
+        }
         AppsCommand::List { json } => {
             let apps = home.list_apps()?;
             if json {

@@ -10,7 +10,7 @@ use anyhow::Context;
 use crate::cli::Exit;
 use crate::cli::deploy::deploy_and_report;
 use crate::deploy::DeployRequest;
-use crate::git_remote::{self, DEPLOY_BRANCHES};
+use crate::git_remote;
 use crate::ids::AppName;
 use crate::plan::Overrides;
 use crate::progress::Progress;
@@ -50,17 +50,20 @@ fn hold_until_git_is_done(lock: &FileLock) -> anyhow::Result<()> {
 pub fn run(home: &Home, args: &ReceiveArgs) -> anyhow::Result<Exit> {
     let mut input = String::new();
     std::io::stdin().read_to_string(&mut input).context("cannot read the pushed refs from git")?;
-    let plan = git_remote::plan_push(&git_remote::parse_updates(&input)?);
+    let record = home.load_app(&args.app)?;
+    let branch = record.deploy_branch();
+    // A refused push (deleting the deploy branch) rejects every ref of it, so nothing is
+    // reported as stored.
+    let plan = git_remote::plan_push(&git_remote::parse_updates(&input)?, branch)?;
     // Progress lines ignore a failed write: a pusher who hangs up must not stop a deploy.
     let progress = Progress::new(false);
     for name in &plan.stored {
-        progress.note(&format!(
-            "{name}: stored, not deployed (pushes of {} deploy)",
-            DEPLOY_BRANCHES.join(" or ")
-        ));
+        progress.note(&format!("{name}: stored, not deployed (pushes of {branch} deploy)"));
+    }
+    for name in &plan.deleted {
+        progress.note(&format!("{name}: deleted (the running release is unaffected)"));
     }
     let Some(push) = plan.deploy else { return Ok(Exit::Ok) };
-    home.load_app(&args.app)?;
     // git runs the hook in the bare repository, with the pushed objects readable through the
     // GIT_* variables it sets; the deploy's own git commands inherit them.
     let repo: PathBuf = std::env::current_dir().context("cannot find the repository the hook runs in")?;

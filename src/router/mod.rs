@@ -1,13 +1,17 @@
 //! An app's stable address: an HTTP/1.1 proxy per app, listening on the app's `listen`
-//! address and passing each request to the current release's web port on 127.0.0.1.
+//! address and passing each request to one of the current release's web instances on
+//! 127.0.0.1.
 //!
-//! A deploy gives each release a fresh web port; the router is why users need not care. It
-//! looks up the target for every request (`Target`: a stat, and a read only when the record
+//! A deploy gives each release fresh web ports; the router is why users need not care. It
+//! looks up the instances for every request (`target.rs`: stats, and a read only when a file
 //! changed), and the switch writes `current` and `web_port` in one atomic write, so requests
 //! move to the new release at the switch, keep-alive connections included, while those in
-//! flight finish on the old one until it is retired: a deploy drops no request. With nothing
-//! to send to (no release yet, or `ps stop`), it answers `503 Service Unavailable`. The HTTP
-//! side (forwarding headers, upgrades, graceful close) is in `http.rs`.
+//! flight finish on the old one until it is retired: a deploy drops no request. Requests are
+//! balanced over the healthy web instances (`balance.rs`: least requests in flight), over kept
+//! connections (`pool.rs`). With nothing to send to (no release yet, or `ps stop`), it answers
+//! `503 Service Unavailable`. The HTTP side (forwarding headers, hop-by-hop headers, body
+//! deadlines, upgrades, graceful close) is in `http.rs`, `hop.rs` and `body.rs`; the accept
+//! loop, which survives running out of descriptors, in `accept.rs`.
 //!
 //! The router is a detached `slipway __route APP` holding `state/APP/router.lock`; `apps
 //! create` and every deploy start it, every command restarts it if it died (as after a
@@ -20,7 +24,14 @@ use std::time::Duration;
 use rustix::process::{Signal, kill_process};
 use tokio::net::TcpListener;
 
+mod accept;
+mod balance;
+mod body;
+mod hop;
 mod http;
+mod log;
+mod pool;
+mod target;
 
 use crate::ids::AppName;
 use crate::state::{AppRecord, FileLock, Home, StateError, atomic};
@@ -174,6 +185,11 @@ pub fn run(home: &Home, app: &AppName) -> Result<(), RouterError> {
         .load_app(app)?
         .listen
         .ok_or_else(|| io(std::io::Error::other("the app has no listen address")))?;
+    let log = log::RouterLog::open(&paths.logs_dir().join("router.log"));
+    match accept::raise_fd_limit() {
+        Ok((soft, hard)) => log.line(&format!("descriptor limit {soft} (hard limit {hard})")),
+        Err(e) => log.line(&format!("cannot raise the descriptor limit: {e}")),
+    }
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(io)?;
     rt.block_on(async {
         let listener = TcpListener::bind(addr).await.map_err(|source| RouterError::Bind {
@@ -184,97 +200,22 @@ pub fn run(home: &Home, app: &AppName) -> Result<(), RouterError> {
         // Written once listening: `ensure_running` returns when the pid is there.
         atomic::replace_volatile(&paths.router_pid(), std::process::id().to_string().as_bytes())
             .map_err(io)?;
-        tracing::info!(app = %app, %addr, "router listening");
-        let mut term =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).map_err(io)?;
-        let mut open = tokio::task::JoinSet::new();
-        let (stopping, stop) = tokio::sync::watch::channel(false);
-        let target = std::sync::Arc::new(Target::new(home.clone(), app.clone()));
-        loop {
-            tokio::select! {
-                _ = term.recv() => break,
-                // Reap finished connections so the set stays as small as the open ones.
-                Some(_) = open.join_next(), if !open.is_empty() => {}
-                accepted = listener.accept() => match accepted {
-                    Ok((client, _)) => {
-                        let _ = client.set_nodelay(true);
-                        open.spawn(http::serve(target.clone(), client, addr.port(), stop.clone()));
-                    }
-                    Err(e) => tracing::warn!(error = %e, "accept failed"),
-                },
-            }
+        log.line(&format!("listening on {addr}"));
+        let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).map_err(io)?;
+        let target = std::sync::Arc::new(target::Target::new(home.clone(), app.clone()));
+        if target.is_docker() {
+            tokio::spawn(target.clone().follow_docker(log.clone()));
         }
-        // Stop taking connections at once (the address may be moving), but let requests in
-        // flight finish for a moment, as a web server's graceful stop does.
-        drop(listener);
-        let _ = stopping.send(true);
+        let shared = std::sync::Arc::new(http::Shared::new(target, addr.port()));
+        accept::serve(listener, shared, term, &log).await;
         let _ = std::fs::remove_file(paths.router_pid());
-        let _ = tokio::time::timeout(DRAIN, async { while open.join_next().await.is_some() {} }).await;
         Ok(())
     })
-}
-
-/// Where requests go now: the current release's web port, unless stopped. The app's record
-/// is replaced by a rename on every change, so a stat tells whether it changed since it was
-/// last read: a stat per request rather than a read and a parse.
-struct Target {
-    home: Home,
-    app: AppName,
-    seen: std::sync::Mutex<Option<(RecordVersion, Option<u16>)>>,
-}
-
-/// Which file holds the record: a rename makes a new inode, a write a new mtime.
-type RecordVersion = (u64, u64, i64, i64, u64);
-
-impl Target {
-    fn new(home: Home, app: AppName) -> Self {
-        Self { home, app, seen: std::sync::Mutex::new(None) }
-    }
-
-    fn port(&self) -> Option<u16> {
-        use std::os::unix::fs::MetadataExt;
-        let version = std::fs::metadata(self.home.app(&self.app).record())
-            .ok()
-            .map(|m| (m.dev(), m.ino(), m.mtime(), m.mtime_nsec(), m.size()));
-        let mut seen = self.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let (Some(now), Some((then, port))) = (version, seen.as_ref())
-            && now == *then
-        {
-            return *port;
-        }
-        let port = self.home.load_app(&self.app).ok().and_then(|r| {
-            r.current?;
-            (!r.stopped).then_some(r.web_port).flatten()
-        });
-        *seen = version.map(|v| (v, port));
-        port
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_target_follows_every_rewrite_of_the_record() {
-        let dir = tempfile::tempdir().unwrap();
-        let home = Home::new(dir.path().to_owned());
-        let app: AppName = "tgt".parse().unwrap();
-        let mut record = AppRecord::new(app.clone(), crate::state::RuntimeKind::Local);
-        home.create_app(&record).unwrap();
-        let target = Target::new(home.clone(), app);
-        assert_eq!(target.port(), None, "no release yet");
-        record.current = Some(crate::ids::ReleaseId::new(1));
-        for port in [4001, 4002, 4003] {
-            record.web_port = Some(port);
-            home.save_app(&record).unwrap();
-            assert_eq!(target.port(), Some(port));
-            assert_eq!(target.port(), Some(port), "read from the cache");
-        }
-        record.stopped = true;
-        home.save_app(&record).unwrap();
-        assert_eq!(target.port(), None, "ps stop");
-    }
 
     #[test]
     fn listen_takes_a_port_on_loopback_or_a_full_address() {

@@ -8,7 +8,7 @@ pub mod tree;
 
 pub use layout::{AppPaths, Home, ReleasePaths};
 pub use lock::{FileLock, LockError, Wait};
-pub use records::{AppRecord, Phase, ReleaseRecord, ReleaseStatus, RunAs, RuntimeKind, now_unix};
+pub use records::{AppRecord, BodyLimits, Phase, ReleaseRecord, ReleaseStatus, RunAs, RuntimeKind, now_unix};
 
 use std::fs;
 use std::io;

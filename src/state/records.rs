@@ -83,6 +83,42 @@ pub struct AppRecord {
     /// the switch, in the same atomic write as `current`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub web_port: Option<u16>,
+    /// The branch whose `git push` deploys (`apps set --deploy-branch`); None: `main`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deploy_branch: Option<String>,
+    /// How patient the router is with request bodies (`apps set --body-timeout`,
+    /// `--body-min-rate`); None: the defaults.
+    #[serde(default, skip_serializing_if = "BodyLimits::is_default")]
+    pub body_limits: BodyLimits,
+}
+
+/// How long the router waits for a request body, as Apache's `mod_reqtimeout` `body=20,
+/// MinRate=500` and nginx's `client_body_timeout`: a client that sends nothing for
+/// `timeout_ms`, or whose body arrives slower than `min_rate` bytes per second once the first
+/// `timeout_ms` are spent, gets `408` and never ties up a web worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BodyLimits {
+    /// Milliseconds allowed between two reads, and for the whole body beyond what the rate earns.
+    pub timeout_ms: u64,
+    /// Bytes per second a body must keep up after `timeout_ms`; 0: no minimum.
+    pub min_rate: u64,
+}
+
+impl BodyLimits {
+    /// 20 s and 500 B/s, Apache's `mod_reqtimeout` defaults.
+    pub const DEFAULT: Self = Self { timeout_ms: 20_000, min_rate: 500 };
+
+    /// Whether these are the defaults (then they are not written to the record).
+    pub fn is_default(&self) -> bool {
+        *self == Self::DEFAULT
+    }
+}
+
+impl Default for BodyLimits {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
 }
 
 impl AppRecord {
@@ -101,7 +137,14 @@ impl AppRecord {
             stack: None,
             listen: None,
             web_port: None,
+            deploy_branch: None,
+            body_limits: BodyLimits::DEFAULT,
         }
+    }
+
+    /// The branch whose push deploys.
+    pub fn deploy_branch(&self) -> &str {
+        self.deploy_branch.as_deref().unwrap_or("main")
     }
 
     /// How many instances of `ptype` should run.

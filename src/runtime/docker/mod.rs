@@ -31,6 +31,7 @@ mod ops;
 pub mod output;
 pub mod reconcile;
 pub mod relabel;
+pub mod routes;
 pub mod runtime;
 pub mod stack;
 pub mod volume;

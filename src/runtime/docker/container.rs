@@ -368,9 +368,20 @@ pub async fn list_containers(
             state: c.state.map_or(String::new(), |s| state_name(s).to_owned()),
             status: c.status.unwrap_or_default(),
         })
+        .filter(|c: &AppContainer| is_named_by_slipway(app, c))
         .collect();
     out.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(out)
+}
+
+/// Whether a labelled container bears a name slipway gives its own containers. A container
+/// inherits its image's labels, so a Dockerfile `LABEL slipway.app=<other app>` puts them on
+/// every builder step container; the name, which only slipway chooses, tells them apart.
+pub fn is_named_by_slipway(app: &AppName, c: &AppContainer) -> bool {
+    if c.name == labels::workspace_container_name(app) {
+        return true;
+    }
+    c.release().is_some_and(|r| c.name.starts_with(&format!("slipway-{app}-{r}-")))
 }
 
 fn state_name(s: ContainerSummaryStateEnum) -> &'static str {

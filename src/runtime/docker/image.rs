@@ -15,6 +15,7 @@ use futures_util::StreamExt;
 
 use super::context::{self, ContextError, GitContext};
 use super::labels;
+use super::ledger::{self, Ledger, LedgerError, Removal};
 use super::lifecycle::{self, LifecycleError};
 use super::output::{LineSink, Tail};
 use super::relabel::{self, RelabelError};
@@ -60,6 +61,8 @@ pub struct BuildRequest {
     pub buildpacks: Vec<PathBuf>,
     /// Gzip the build context (smaller upload, more CPU).
     pub gzip_context: bool,
+    /// Where the ids of the images the build makes are recorded as slipway's.
+    pub ledger: Ledger,
 }
 
 /// Why a release image could not be built. The running release is never touched by a build.
@@ -104,6 +107,17 @@ pub enum BuildError {
         #[source]
         source: bollard::errors::Error,
     },
+    /// The ids of the images it made could not be recorded.
+    #[error("building {app} {release}: cannot record the images it made")]
+    Ledger {
+        /// The app.
+        app: AppName,
+        /// The release.
+        release: ReleaseId,
+        /// Why.
+        #[source]
+        source: LedgerError,
+    },
     /// The built image could not be labelled.
     #[error("building {app} {release}: the built image could not be labelled")]
     Label {
@@ -120,6 +134,15 @@ pub enum BuildError {
 /// Why images could not be listed or removed.
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
+    /// slipway's record of the images it built could not be read or updated.
+    #[error("cannot remove the images of {release}")]
+    Ledger {
+        /// The release.
+        release: ReleaseId,
+        /// Why.
+        #[source]
+        source: LedgerError,
+    },
     /// The engine failed.
     #[error("cannot {what} image {image}: check `docker info`")]
     Engine {
@@ -179,11 +202,17 @@ pub async fn build_dockerfile(
     let mut tail = Tail::new();
     let mut step = "(before the first step)".to_owned();
     let mut failure: Option<(String, Option<bollard::errors::Error>)> = None;
+    let mut ledger_failure: Option<LedgerError> = None;
     {
         let mut infos = docker.build_image(options, None, Some(bollard::body_try_stream(stream)));
         let mut sink = |line: &str| {
             if line.starts_with("Step ") {
                 line.clone_into(&mut step);
+            } else if let Some(id) = ledger::step_image_of(line)
+                && !is_from_step(&step)
+                && let Err(e) = req.ledger.record_step(req.release, id)
+            {
+                ledger_failure.get_or_insert(e);
             }
             output(line);
         };
@@ -212,6 +241,10 @@ pub async fn build_dockerfile(
     }
     // git's own error (an unknown commit) explains whatever the engine then said.
     ctx.finish().await?;
+    let record_err = |source| BuildError::Ledger { app: req.app.clone(), release: req.release, source };
+    if let Some(e) = ledger_failure {
+        return Err(record_err(e));
+    }
     match failure {
         None => {}
         Some((_, Some(source)))
@@ -242,10 +275,12 @@ pub async fn build_dockerfile(
         source,
     })?;
     let built = ImageId::new(inspect.id.unwrap_or_else(|| tag.clone()));
+    req.ledger.record_step(req.release, built.as_str()).map_err(record_err)?;
     let image_labels = labels::image_labels(&req.app, req.release, &req.commit);
     let (id, _) = relabel::relabel(docker, &built, &tag, &image_labels)
         .await
         .map_err(|source| BuildError::Label { app: req.app.clone(), release: req.release, source })?;
+    req.ledger.record_release(req.release, id.as_str()).map_err(record_err)?;
     Ok(id)
 }
 
@@ -294,6 +329,13 @@ pub async fn list_images(docker: &Docker, app: &AppName) -> Result<Vec<AppImage>
     Ok(images)
 }
 
+/// Whether the builder's current step is a `FROM`: the id it prints is the base image's,
+/// which the build did not make (the stack, another app's image).
+fn is_from_step(step: &str) -> bool {
+    step.split_once(" : ")
+        .is_some_and(|(_, instr)| instr.trim_start().to_ascii_uppercase().starts_with("FROM "))
+}
+
 /// The ids of the app's dangling images (labelled with the app, no tag left).
 pub async fn dangling_images(docker: &Docker, app: &AppName) -> Result<Vec<String>, ImageError> {
     let mut filters = labels::app_filter(app);
@@ -321,30 +363,73 @@ pub fn release_of_tags(app: &AppName, tags: &[String]) -> Option<ReleaseId> {
     tags.iter().find_map(|t| t.strip_prefix(&repo)?.strip_prefix(':')?.parse().ok())
 }
 
-/// Removes one of the app's images. A labelled one is slipway's own and goes by id, with the
-/// build image its `slipway.build` label names; one found by its tag alone (an unlabelled build
-/// of a killed deploy) is untagged, so an image someone else tagged into the app's repository
-/// stays for its other tags.
-pub async fn remove_app_image(docker: &Docker, app: &AppName, image: &AppImage) -> Result<(), ImageError> {
-    if image.labelled {
-        remove_image(docker, image.id.as_str(), true).await?;
-        if let Some(build) = &image.build {
-            // Not forced: while another deploy's tag is on it (an identical build of another
-            // release or app), or a newer build stands on it, it stays.
-            let options = RemoveImageOptions { force: false, noprune: false, ..Default::default() };
-            let _ = docker.remove_image(build, Some(options), None).await;
-        }
-        return Ok(());
+/// Removes what slipway recorded for `release` of the app, sparing ids its other recorded
+/// releases use, then forgets the release. Labels play no part: an image a Dockerfile labelled
+/// `slipway.app=<app>` or `slipway.build=<id>` is never removed for it.
+pub async fn remove_recorded(docker: &Docker, ledger: &Ledger, release: ReleaseId) -> Result<(), ImageError> {
+    let ledger_err = |source: LedgerError| ImageError::Ledger { release, source };
+    let gone = ledger.load(release).map_err(ledger_err)?;
+    let spare = ledger.ids_except(release).map_err(ledger_err)?;
+    for removal in ledger::removals(&gone, &spare) {
+        remove_one(docker, &removal).await?;
     }
-    let repo = format!("{}:", labels::image_repo(app));
-    for tag in image.tags.iter().filter(|t| t.starts_with(&repo)) {
-        // The last tag of a killed deploy's build takes its step images along; an image
-        // someone else tagged here too only loses this tag.
+    ledger.forget(release).map_err(ledger_err)
+}
+
+async fn remove_one(docker: &Docker, removal: &Removal) -> Result<(), ImageError> {
+    if removal.release_image {
+        return remove_image(docker, &removal.id, true).await;
+    }
+    // A step image is shared with whatever build cached it: a tagged one is someone's image,
+    // and one with children (a newer build stands on it) is refused by the engine (409).
+    match docker.inspect_image(&removal.id).await {
+        Ok(i) if i.repo_tags.iter().flatten().any(|t| t != "<none>:<none>") => return Ok(()),
+        Ok(_) => {}
+        Err(e) if super::is_not_found(&e) => return Ok(()),
+        Err(source) => return Err(ImageError::Engine { what: "inspect", image: removal.id.clone(), source }),
+    }
+    match remove_image(docker, &removal.id, false).await {
+        Err(ImageError::Engine {
+            source: bollard::errors::Error::DockerResponseServerError { status_code: 409, .. },
+            ..
+        }) => Ok(()),
+        other => other,
+    }
+}
+
+/// Untags the app's release tags on an image found by its tag alone (an unlabelled build of a
+/// killed deploy): the tag `slipway/<app>:<release>` is slipway's to remove, while the image
+/// stays for any other tag, and goes with the release's recorded ids otherwise.
+/// Returns whether it untagged anything.
+pub async fn untag_release_tags(
+    docker: &Docker,
+    app: &AppName,
+    image: &AppImage,
+    keep: &[ReleaseId],
+) -> Result<bool, ImageError> {
+    let mut untagged = false;
+    let orphan =
+        |t: &String| release_of_tags(app, std::slice::from_ref(t)).is_some_and(|r| !keep.contains(&r));
+    for tag in image.tags.iter().filter(|t| orphan(t)) {
+        untagged = true;
         let options = RemoveImageOptions { force: false, noprune: false, ..Default::default() };
         match docker.remove_image(tag, Some(options), None).await {
             Ok(_) => {}
             Err(e) if super::is_not_found(&e) => {}
             Err(source) => return Err(ImageError::Engine { what: "untag", image: tag.clone(), source }),
+        }
+    }
+    Ok(untagged)
+}
+
+/// Removes the recorded release images that lost their tag (the build's image, once
+/// predeploy's commit took its tag) when nothing stands on them: a release image is tagged
+/// when made, so an untagged one is superseded.
+pub async fn prune_superseded(docker: &Docker, ledger: &Ledger) -> Result<(), ImageError> {
+    for release in ledger.releases() {
+        let recorded = ledger.load(release).map_err(|source| ImageError::Ledger { release, source })?;
+        for id in recorded.release {
+            remove_one(docker, &Removal { id, release_image: false }).await?;
         }
     }
     Ok(())

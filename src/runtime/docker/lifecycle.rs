@@ -82,6 +82,17 @@ pub enum LifecycleError {
     /// Files could not be put into the build container.
     #[error(transparent)]
     Upload(#[from] UploadError),
+    /// The id of the committed image could not be recorded as slipway's.
+    #[error("building {app} {release}: cannot record the image it made")]
+    Ledger {
+        /// The app.
+        app: AppName,
+        /// The release.
+        release: ReleaseId,
+        /// Why.
+        #[source]
+        source: super::ledger::LedgerError,
+    },
     /// No buildpack applies to the app.
     #[error(
         "building {app} {release}: no buildpack passed detect (tried {tried}); commit a Procfile, or a Dockerfile"
@@ -472,6 +483,9 @@ impl Builder<'_> {
             .commit_container(options, config)
             .await
             .map_err(|e| self.engine("commit the build", e))?;
+        self.req.ledger.record_release(self.req.release, &id.id).map_err(|source| {
+            LifecycleError::Ledger { app: self.req.app.clone(), release: self.req.release, source }
+        })?;
         Ok(ImageId::new(id.id))
     }
 

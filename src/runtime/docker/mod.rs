@@ -24,6 +24,7 @@ pub mod context;
 pub mod exec;
 pub mod image;
 pub mod labels;
+pub mod ledger;
 pub mod lifecycle;
 pub mod lifecycle_scripts;
 pub mod oneoff;

@@ -282,7 +282,9 @@ impl DockerRuntime {
         for i in image::list_images(docker, &app.name).await? {
             removed.extend(i.release.filter(|r| reconcile::is_orphan(Some(*r), &keep)));
         }
-        reconcile::reconcile(docker, &app.name, &keep).await?;
+        let ledger = super::ledger::Ledger::of(&self.home, &app.name);
+        removed.extend(ledger.releases().into_iter().filter(|r| reconcile::is_orphan(Some(*r), &keep)));
+        reconcile::reconcile(docker, &app.name, &ledger, &keep).await?;
         for r in planned_releases(&self.home, &app.name) {
             if !keep.contains(&r) {
                 remove_plan(&self.home, &app.name, r);
@@ -443,16 +445,19 @@ pub(super) async fn processes(
     Ok(ProcessReport { running, instances })
 }
 
-/// Remove the app's finished build and one-off containers and its dangling images.
-pub(super) async fn prune(docker: &Docker, app: &AppName) -> Result<(), DockerError> {
+/// Remove the app's finished build and one-off containers and its superseded release images
+/// (images go by the ledger alone).
+pub(super) async fn prune(
+    docker: &Docker,
+    app: &AppName,
+    ledger: &super::ledger::Ledger,
+) -> Result<(), DockerError> {
     for c in container::list_containers(docker, app, None).await? {
         if is_finished_task(c.kind(), &c.state) {
             container::remove_container(docker, &c.id).await?;
         }
     }
-    for id in image::dangling_images(docker, app).await? {
-        image::remove_image(docker, &id, false).await?;
-    }
+    image::prune_superseded(docker, ledger).await?;
     Ok(())
 }
 

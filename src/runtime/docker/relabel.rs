@@ -82,9 +82,11 @@ pub fn labelled_config(inspect: &ImageInspect, labels: &Labels) -> Option<Vec<u8
     serde_json::to_vec(&doc).ok()
 }
 
-/// The image's own labels with `labels` added (and winning).
+/// The image's own labels with `labels` added (and winning). Every `slipway.*` label the
+/// build set (a Dockerfile `LABEL slipway.app=…`) is dropped: only slipway names its resources.
 fn merged_labels(inspect: &ImageInspect, labels: &Labels) -> HashMap<String, String> {
     let mut all = inspect.config.as_ref().and_then(|c| c.labels.clone()).unwrap_or_default();
+    all.retain(|k, _| !k.starts_with("slipway."));
     all.extend(labels.iter().map(|(k, v)| (k.clone(), v.clone())));
     all
 }
@@ -217,7 +219,10 @@ mod tests {
             config: Some(ImageConfig {
                 cmd: Some(vec!["bash".into()]),
                 working_dir: Some("/app".into()),
-                labels: Some(HashMap::from([("slipway.stack".into(), "bookworm".into())])),
+                labels: Some(HashMap::from([
+                    ("slipway.stack".into(), "bookworm".into()),
+                    ("org.example".into(), "kept".into()),
+                ])),
                 ..Default::default()
             }),
             root_fs: Some(ImageInspectRootFs {
@@ -236,7 +241,8 @@ mod tests {
         assert_eq!(config["config"]["Cmd"], json!(["bash"]));
         assert_eq!(config["config"]["WorkingDir"], "/app");
         assert_eq!(config["config"]["Labels"]["slipway.release"], "v3");
-        assert_eq!(config["config"]["Labels"]["slipway.stack"], "bookworm");
+        assert_eq!(config["config"]["Labels"]["org.example"], "kept");
+        assert!(config["config"]["Labels"].get("slipway.stack").is_none(), "build-time slipway.* labels go");
         assert_eq!(config["created"], "2026-11-24T22:00:00Z");
         assert!(config.get("author").is_none());
     }

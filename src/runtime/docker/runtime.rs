@@ -16,6 +16,7 @@ use tokio::sync::OnceCell;
 
 use super::container::{self, ContainerError};
 use super::image::{self, BuildError, BuildRequest, ImageError};
+use super::ledger::Ledger;
 use super::oneoff::{self, OneOffError, OneOffSpec};
 use super::reconcile::ReconcileError;
 use super::stack::{self, StackError};
@@ -156,6 +157,12 @@ impl DockerRuntime {
         self.block(async |docker| {
             // It holds the mount volume, which the engine would refuse to remove.
             super::workspace::remove_container(docker, app).await?;
+            // Builds that never became a release (failed, or killed with `kill -9`).
+            let ledger = Ledger::of(&self.home, app);
+            for release in ledger.releases() {
+                image::remove_image(docker, &labels::image_tag(app, release), true).await?;
+                image::remove_recorded(docker, &ledger, release).await?;
+            }
             for (name, _) in volume::list_volumes(docker, app).await? {
                 volume::remove_volume(docker, &name).await?;
             }
@@ -235,11 +242,16 @@ impl DockerRuntime {
             stack,
             buildpacks,
             gzip_context: false,
+            ledger: Ledger::of(&self.home, &plan.app),
         };
         let mut sink = |line: &str| progress.detail(line);
         let built = image::build_image(docker, &req, &mut sink).await;
         if scratch.exists() {
             let _ = std::fs::remove_dir_all(&scratch);
+        }
+        if built.is_err() {
+            // A failed build's step images are recorded as it streams them; none may stay.
+            let _ = image::remove_recorded(docker, &req.ledger, plan.release).await;
         }
         let id = built?;
         progress.detail(&format!("image {} ({})", labels::image_tag(&plan.app, plan.release), short_id(&id)));
@@ -268,7 +280,10 @@ impl DockerRuntime {
         let mut sink = |line: &str| progress.detail(line);
         if predeploy {
             // Success commits the container as the release image: app-folder changes are kept.
-            oneoff::run_predeploy(docker, &spec, &mut sink).await?;
+            let id = oneoff::run_predeploy(docker, &spec, &mut sink).await?;
+            Ledger::of(&self.home, &plan.app)
+                .record_release(plan.release, id.as_str())
+                .map_err(|source| ImageError::Ledger { release: plan.release, source })?;
             return Ok(());
         }
         "postdeploy".clone_into(&mut spec.what);
@@ -302,13 +317,12 @@ impl DockerRuntime {
         for r in futures_util::future::join_all(stops).await {
             r?;
         }
-        for i in image::list_images(docker, app).await? {
-            if i.release == Some(release) {
-                image::remove_app_image(docker, app, &i).await?;
-            }
-        }
+        // The tag `slipway/<app>:<release>` is slipway's to remove; the images themselves go
+        // only by the ids recorded as built for this release.
         image::remove_image(docker, &labels::image_tag(app, release), true).await?;
-        super::ops::prune(docker, app).await?;
+        let ledger = Ledger::of(&self.home, app);
+        image::remove_recorded(docker, &ledger, release).await?;
+        super::ops::prune(docker, app, &ledger).await?;
         let path = plan_path(&self.home, app, release);
         match std::fs::remove_file(&path) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {

@@ -89,23 +89,23 @@ fn dockerfile_slipway_labels_never_make_slipway_remove_another_apps_image_or_the
     victim_repo.write("again.txt", "again\n");
     victim_repo.commit("again");
     sw.ok(&["deploy", &victim, "--repo", victim_repo.path()]);
-    let attacker_v3 = image_id(&format!("slipway/{attacker}:v3")).expect("the attacker's v3 tag");
+    let attacker_v4 = image_id(&format!("slipway/{attacker}:v4")).expect("the attacker's v4 tag");
 
     assert_eq!(image_id(STACK).as_deref(), Some(stack.as_str()), "the stack stays");
     assert!(image_id(&victim_image).is_none(), "the victim's own v1 went with its own redeploy");
     let (code, body) = http_get(sw.web_port(&attacker)).unwrap();
     assert_eq!(code, 200, "{body}");
     // Release images carry only slipway's own slipway.* labels.
-    let labels = docker(&["image", "inspect", "--format", "{{json .Config.Labels}}", &attacker_v3]);
+    let labels = docker(&["image", "inspect", "--format", "{{json .Config.Labels}}", &attacker_v4]);
     let labels: serde_json::Value = serde_json::from_str(&labels).unwrap();
     assert_eq!(labels["slipway.app"], attacker.as_str(), "{labels}");
-    assert_eq!(labels["slipway.release"], "v3", "{labels}");
+    assert_eq!(labels["slipway.release"], "v4", "{labels}");
     assert_ne!(labels["slipway.build"], stack.as_str(), "{labels}");
 
     let victim_v2 = image_id(&format!("slipway/{victim}:v2")).unwrap();
     sw.ok(&["apps", "destroy", &victim, "--confirm", &victim]);
     assert!(image_id(&victim_v2).is_none(), "destroy removes the victim's own image");
-    assert_eq!(image_id(&attacker_v3).as_deref(), Some(attacker_v3.as_str()), "the attacker's image stays");
+    assert_eq!(image_id(&attacker_v4).as_deref(), Some(attacker_v4.as_str()), "the attacker's image stays");
     assert_eq!(image_id(STACK).as_deref(), Some(stack.as_str()), "the stack stays");
 }
 

@@ -388,14 +388,27 @@ async fn remove_one(docker: &Docker, removal: &Removal) -> Result<(), ImageError
         Err(e) if super::is_not_found(&e) => return Ok(()),
         Err(source) => return Err(ImageError::Engine { what: "inspect", image: removal.id.clone(), source }),
     }
-    match remove_image(docker, &removal.id, false).await {
-        Err(ImageError::Engine {
-            source: bollard::errors::Error::DockerResponseServerError { status_code: 409, .. },
-            ..
-        }) => Ok(()),
-        other => other,
+    // A killed deploy's build goes on until the engine notices the client is gone and removes
+    // its step container, which holds the image meanwhile: wait for that, not for children.
+    for _ in 0..STEP_CONTAINER_WAITS {
+        match remove_image(docker, &removal.id, false).await {
+            Err(ImageError::Engine {
+                source: bollard::errors::Error::DockerResponseServerError { status_code: 409, message },
+                ..
+            }) => {
+                if !message.contains("used by") {
+                    return Ok(());
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+            other => return other,
+        }
     }
+    Ok(())
 }
+
+/// How many half-second waits a step image gets for an abandoned build's container to go.
+const STEP_CONTAINER_WAITS: u32 = 20;
 
 /// Untags the app's release tags on an image found by its tag alone (an unlabelled build of a
 /// killed deploy): the tag `slipway/<app>:<release>` is slipway's to remove, while the image

@@ -17,6 +17,7 @@ use super::container::{self, ContainerError, mount_points};
 use super::image::ImageId;
 use super::labels::{self, Kind};
 use super::output::{LineSink, Tail};
+use super::relabel;
 use super::{CONTAINER_HOME, CONTAINER_USER};
 use crate::ids::{AppName, ReleaseId};
 
@@ -106,6 +107,16 @@ pub enum OneOffError {
         timeout: Duration,
         /// The last output lines.
         tail: Tail,
+    },
+    /// The committed image could not be issued without the app's config in its environment.
+    #[error(
+        "predeploy of {app} {release}: the engine refused to issue the committed image without the app's config in its environment (a config-only image load); the release is not deployed, so that no image holds the config. Use an engine with the graph-driver image store, or drop predeploy"
+    )]
+    ConfigInImage {
+        /// The app.
+        app: AppName,
+        /// The release.
+        release: ReleaseId,
     },
     /// The container could not be made, run or removed.
     #[error(transparent)]
@@ -239,7 +250,7 @@ async fn predeploy_inner(
         entrypoint: Some(c.entrypoint.unwrap_or_default()),
         working_dir: c.working_dir,
         user: c.user,
-        env: c.env,
+        env: c.env.clone(),
         labels: c.labels.map(|mut l| {
             l.insert(labels::KIND.to_owned(), Kind::Image.as_str().to_owned());
             l
@@ -254,8 +265,14 @@ async fn predeploy_inner(
         pause: false,
         ..Default::default()
     };
-    let id = docker.commit_container(options, config).await.map_err(engine("commit"))?;
-    Ok(ImageId::new(id.id))
+    let committed =
+        ImageId::new(docker.commit_container(options, config).await.map_err(engine("commit"))?.id);
+    // The commit merged the container's environment, the app's config, into the image's:
+    // issue the image again with the original environment, and drop the commit.
+    let tag = labels::image_tag(&spec.app, spec.release);
+    let clean = relabel::reissue_with_env(docker, &committed, &tag, c.env.unwrap_or_default()).await;
+    let _ = super::image::remove_image(docker, committed.as_str(), true).await;
+    clean.ok_or(OneOffError::ConfigInImage { app: spec.app.clone(), release: spec.release })
 }
 
 #[cfg(test)]

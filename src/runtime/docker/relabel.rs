@@ -18,7 +18,7 @@
 use std::collections::HashMap;
 
 use bollard::Docker;
-use bollard::models::{ContainerConfig, ContainerCreateBody, ImageInspect};
+use bollard::models::{ContainerConfig, ContainerCreateBody, ImageConfig, ImageInspect};
 use bollard::query_parameters::{
     CommitContainerOptions, CreateContainerOptions, ImportImageOptions, RemoveContainerOptions,
 };
@@ -64,9 +64,14 @@ pub enum Method {
 /// image id), with `labels` added to its own. The history is left out: the engine keeps none
 /// for loaded images that it could check against their layers.
 pub fn labelled_config(inspect: &ImageInspect, labels: &Labels) -> Option<Vec<u8>> {
+    edited_config(inspect, |config| config.labels = Some(merged_labels(inspect, labels)))
+}
+
+/// The image's config as the engine stores it, changed by `edit`.
+fn edited_config(inspect: &ImageInspect, edit: impl FnOnce(&mut ImageConfig)) -> Option<Vec<u8>> {
     let layers = inspect.root_fs.as_ref()?.layers.clone()?;
     let mut config = inspect.config.clone().unwrap_or_default();
-    config.labels = Some(merged_labels(inspect, labels));
+    edit(&mut config);
     let mut doc = json!({
         "architecture": inspect.architecture.clone().unwrap_or_else(|| "amd64".into()),
         "os": inspect.os.clone().unwrap_or_else(|| "linux".into()),
@@ -157,6 +162,21 @@ pub async fn relabel(
     }
 }
 
+/// Issues `image` again as `tag` with its environment set to `env`, by a config-only load:
+/// a commit merges the container's environment (the app's config) into the image's, which
+/// must never hold it. `None` when the engine refused the load (the containerd image store).
+pub async fn reissue_with_env(
+    docker: &Docker,
+    image: &ImageId,
+    tag: &str,
+    env: Vec<String>,
+) -> Option<ImageId> {
+    let inspect = docker.inspect_image(image.as_str()).await.ok()?;
+    let layers = inspect.root_fs.as_ref().and_then(|r| r.layers.as_ref()).map_or(0, Vec::len);
+    let config = edited_config(&inspect, |c| c.env = Some(env))?;
+    load(docker, &config, tag, layers).await
+}
+
 /// The config-only load; `None` when the engine refused it (the caller commits instead).
 async fn load(docker: &Docker, config: &[u8], tag: &str, layers: usize) -> Option<ImageId> {
     let archive = load_archive(config, tag, layers).ok()?;
@@ -208,7 +228,7 @@ pub(super) async fn commit(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bollard::models::{ImageConfig, ImageInspectRootFs};
+    use bollard::models::ImageInspectRootFs;
 
     fn inspect() -> ImageInspect {
         ImageInspect {

@@ -21,6 +21,7 @@ use super::output::{LineSink, Tail};
 use super::relabel::{self, RelabelError};
 use super::stack::StackError;
 use crate::ids::{AppName, CommitSha, ReleaseId};
+use crate::source::Repo;
 
 /// An engine image id (`sha256:...`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -52,8 +53,8 @@ pub struct BuildRequest {
     pub release: ReleaseId,
     /// The commit whose tree is built.
     pub commit: CommitSha,
-    /// The git repository holding the commit.
-    pub repo: PathBuf,
+    /// The git repository holding the commit (a subdirectory deploy's folder, resolved).
+    pub source: Repo,
     /// The stack image that buildpack builds start from (`--stack`).
     pub stack: String,
     /// Buildpack directories (each with `buildpack.toml` and `bin/`), run in order; the
@@ -163,7 +164,7 @@ pub async fn build_image(
     req: &BuildRequest,
     output: LineSink<'_>,
 ) -> Result<ImageId, BuildError> {
-    if context::commit_has_file(&req.repo, &req.commit, DOCKERFILE).await? {
+    if context::commit_has_file(&req.source, &req.commit, DOCKERFILE)? {
         build_dockerfile(docker, req, output).await
     } else {
         Ok(lifecycle::build(docker, req, output).await?)
@@ -192,9 +193,9 @@ pub async fn build_dockerfile(
     req: &BuildRequest,
     output: LineSink<'_>,
 ) -> Result<ImageId, BuildError> {
-    let mut ctx = GitContext::start(&req.repo, &req.commit, req.gzip_context)?;
+    let mut ctx = GitContext::start(&req.source, &req.commit, req.gzip_context)?;
     let stream = ctx.take_stream().ok_or_else(|| ContextError::Archive {
-        repo: req.repo.clone(),
+        repo: req.source.dir().to_owned(),
         commit: req.commit.clone(),
         stderr: "context already taken".into(),
     })?;

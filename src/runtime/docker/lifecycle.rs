@@ -306,7 +306,7 @@ impl Builder<'_> {
     }
 
     async fn prepare(&self, buildpacks: &[Buildpack]) -> Result<(), LifecycleError> {
-        let mut ctx = GitContext::start(&self.req.repo, &self.req.commit, false)?;
+        let mut ctx = GitContext::start(&self.req.source, &self.req.commit, false)?;
         if let Some(stream) = ctx.take_stream() {
             let sent = self
                 .docker

@@ -200,15 +200,18 @@ impl DockerRuntime {
         let stack = stack_image(&record);
         progress.detail(&format!("stack image {stack}"));
         stack::ensure_stack(docker, &stack).await?;
-        let has_dockerfile =
-            super::context::commit_has_file(repo.dir(), &plan.commit, image::DOCKERFILE).await?;
-        // Buildpacks committed with the app are written out for the build, then removed.
-        let scratch = std::env::temp_dir().join(format!(
-            "slipway-{}-{}-buildpacks.{}",
-            plan.app,
-            plan.release,
-            std::process::id()
-        ));
+        let has_dockerfile = super::context::commit_has_file(repo, &plan.commit, image::DOCKERFILE)?;
+        // Buildpacks committed with the app, and slipway's own, are written out for the build
+        // into a private directory (0700, random name) that no other user can plant files in.
+        let scratch_dir = tempfile::Builder::new()
+            .prefix(&format!("slipway-{}-{}-buildpacks.", plan.app, plan.release))
+            .tempdir()
+            .map_err(|source| DockerError::Io {
+                action: "create a private scratch directory in",
+                path: std::env::temp_dir(),
+                source,
+            })?;
+        let scratch = scratch_dir.path().join("commit");
         let mut buildpacks = Vec::new();
         if has_dockerfile {
             if !plan.buildpacks.is_empty() {
@@ -219,7 +222,7 @@ impl DockerRuntime {
                 match source {
                     BuildpackSource::Dir(dir) => buildpacks.push(dir.clone()),
                     BuildpackSource::Commit(path) => {
-                        super::context::extract_dir(repo.dir(), &plan.commit, path, &scratch).await?;
+                        super::context::extract_dir(repo, &plan.commit, path, &scratch).await?;
                         buildpacks.push(scratch.join(path));
                     }
                 }
@@ -229,7 +232,7 @@ impl DockerRuntime {
                 progress.detail(&format!("extra buildpacks: {}", names.join(", ")));
             }
         }
-        let own = buildpack_dirs();
+        let own = buildpack_dirs(&scratch_dir.path().join("own"));
         if buildpacks.is_empty() && own.is_empty() && !has_dockerfile {
             return Err(DockerError::NoBuildpack { app: plan.app.clone() });
         }
@@ -238,7 +241,7 @@ impl DockerRuntime {
             app: plan.app.clone(),
             release: plan.release,
             commit: plan.commit.clone(),
-            repo: repo.dir().to_owned(),
+            source: repo.clone(),
             stack,
             buildpacks,
             gzip_context: false,
@@ -246,9 +249,7 @@ impl DockerRuntime {
         };
         let mut sink = |line: &str| progress.detail(line);
         let built = image::build_image(docker, &req, &mut sink).await;
-        if scratch.exists() {
-            let _ = std::fs::remove_dir_all(&scratch);
-        }
+        drop(scratch_dir);
         if built.is_err() {
             // A failed build's step images are recorded as it streams them; none may stay.
             let _ = image::remove_recorded(docker, &req.ledger, plan.release).await;
@@ -422,12 +423,14 @@ pub fn default_stack() -> String {
 
 /// The buildpacks of a build without a Dockerfile, in order: the directories in
 /// `$SLIPWAY_BUILDPACKS` (colon-separated), then slipway's own Procfile buildpack: the one at
-/// `$SLIPWAY_BUILDPACK`, else the copy compiled into the binary.
-pub fn buildpack_dirs() -> Vec<PathBuf> {
+/// `$SLIPWAY_BUILDPACK`, else the copy compiled into the binary, written into `scratch` (a
+/// directory private to this build).
+pub fn buildpack_dirs(scratch: &Path) -> Vec<PathBuf> {
     let mut dirs: Vec<PathBuf> = std::env::var_os("SLIPWAY_BUILDPACKS")
         .map(|v| std::env::split_paths(&v).filter(|p| !p.as_os_str().is_empty()).collect())
         .unwrap_or_default();
-    let own = std::env::var_os("SLIPWAY_BUILDPACK").map(PathBuf::from).or_else(embedded_buildpack);
+    let own =
+        std::env::var_os("SLIPWAY_BUILDPACK").map(PathBuf::from).or_else(|| embedded_buildpack(scratch));
     if let Some(own) = own.filter(|d| d.join("buildpack.toml").is_file()) {
         dirs.push(own);
     }
@@ -435,43 +438,27 @@ pub fn buildpack_dirs() -> Vec<PathBuf> {
 }
 
 /// slipway's own Procfile buildpack (the repository root's buildpack.toml and bin/), compiled
-/// into the binary so that an installed slipway needs no source tree. It is written out once
-/// per content to a directory named after its hash, which a later binary never mistakes for
-/// its own.
-fn embedded_buildpack() -> Option<PathBuf> {
+/// into the binary so that an installed slipway needs no source tree. Written afresh for each
+/// build into `dir`, never reused from a shared path another user could have planted.
+fn embedded_buildpack(dir: &Path) -> Option<PathBuf> {
     const FILES: [(&str, &str, u32); 3] = [
         ("buildpack.toml", include_str!("../../../buildpack.toml"), 0o644),
         ("bin/detect", include_str!("../../../bin/detect"), 0o755),
         ("bin/build", include_str!("../../../bin/build"), 0o755),
     ];
-    // FNV-1a: a stable name for this content, not a security boundary.
-    let hash = FILES
-        .iter()
-        .flat_map(|(_, text, _)| text.bytes())
-        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
-    let dir = std::env::temp_dir().join(format!("slipway-procfile-buildpack-{hash:016x}"));
-    if dir.join("buildpack.toml").is_file() {
-        return Some(dir);
-    }
-    let staging =
-        std::env::temp_dir().join(format!("slipway-procfile-buildpack-{hash:016x}.{}", std::process::id()));
     let write = || -> std::io::Result<()> {
         for (name, text, mode) in FILES {
-            let path = staging.join(name);
-            std::fs::create_dir_all(path.parent().unwrap_or(&staging))?;
+            let path = dir.join(name);
+            std::fs::create_dir_all(path.parent().unwrap_or(dir))?;
             std::fs::write(&path, text)?;
             std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(mode))?;
         }
-        match std::fs::rename(&staging, &dir) {
-            Err(_) if dir.join("buildpack.toml").is_file() => std::fs::remove_dir_all(&staging),
-            other => other,
-        }
+        Ok(())
     };
     match write() {
-        Ok(()) => Some(dir),
+        Ok(()) => Some(dir.to_owned()),
         Err(e) => {
             tracing::warn!(error = %e, "cannot write slipway's Procfile buildpack");
-            let _ = std::fs::remove_dir_all(&staging);
             None
         }
     }

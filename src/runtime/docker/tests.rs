@@ -128,7 +128,7 @@ impl TestApp {
             app: self.app.clone(),
             release: ReleaseId::new(release),
             commit,
-            repo: self.repo(),
+            source: crate::source::Repo::open(&self.repo()).unwrap(),
             stack: DEFAULT_STACK.to_owned(),
             buildpacks: vec![PathBuf::from(env!("CARGO_MANIFEST_DIR"))],
             gzip_context: false,

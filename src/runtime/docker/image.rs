@@ -262,8 +262,8 @@ pub async fn build_dockerfile(
             return Err(BuildError::DockerfileStep {
                 app: req.app.clone(),
                 release: req.release,
-                step,
-                message,
+                step: super::output::strip_ansi(&step).into_owned(),
+                message: super::output::strip_ansi(&message).into_owned(),
                 tail,
             });
         }

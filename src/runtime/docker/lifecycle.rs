@@ -185,6 +185,14 @@ impl Buildpack {
             .map_err(|source| LifecycleError::ReadDescriptor { path, source })?;
         let descriptor = BuildpackDescriptor::parse(&text)
             .map_err(|source| LifecycleError::Descriptor { dir: dir.to_owned(), source })?;
+        // Without bin/ the phases would fail as a raw OCI exec error in the build container.
+        if descriptor.is_composite() || !dir.join("bin").is_dir() {
+            let id = descriptor.buildpack.id.clone();
+            return Err(LifecycleError::Descriptor {
+                dir: dir.to_owned(),
+                source: DescriptorError::Composite { id },
+            });
+        }
         Ok(Self { dir: dir.to_owned(), descriptor })
     }
 }

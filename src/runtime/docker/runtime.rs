@@ -247,7 +247,8 @@ impl DockerRuntime {
             gzip_context: false,
             ledger: Ledger::of(&self.home, &plan.app),
         };
-        let mut sink = |line: &str| progress.detail(line);
+        let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+        let mut sink = |line: &str| progress.detail(&super::output::for_output(line, terminal));
         let built = image::build_image(docker, &req, &mut sink).await;
         drop(scratch_dir);
         if built.is_err() {
@@ -278,7 +279,8 @@ impl DockerRuntime {
         spec.env = env_list(&plan.env, "release.1");
         spec.mount_volume = self.mount_volume(docker, &plan.app).await?;
         spec.workdir = image.workdir;
-        let mut sink = |line: &str| progress.detail(line);
+        let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+        let mut sink = |line: &str| progress.detail(&super::output::for_output(line, terminal));
         if predeploy {
             // Success commits the container as the release image: app-folder changes are kept.
             let id = oneoff::run_predeploy(docker, &spec, &mut sink).await?;

@@ -28,13 +28,15 @@ pub enum AppsCommand {
         #[arg(long, value_name = "ADDR")]
         listen: Option<String>,
     },
-    /// Change an app's settings: its stable address
+    /// Change an app's settings: its stable address, its docker container limits
     Set {
         app: AppName,
         /// The new address: a port (on 127.0.0.1) or ADDR:PORT. The router moves there at once;
         /// the old address stops answering
-        #[arg(long, value_name = "ADDR")]
-        listen: String,
+        #[arg(long, value_name = "ADDR", required_unless_present_any = ["memory", "pids", "allow_setuid", "cap_add"])]
+        listen: Option<String>,
+        #[command(flatten)]
+        limits: super::limits::LimitArgs,
     },
     /// List apps
     List {
@@ -64,7 +66,15 @@ pub fn run(home: &Home, cmd: AppsCommand) -> anyhow::Result<Exit> {
         AppsCommand::Create { app, runtime, stack, listen } => {
             create(home, &app, runtime, stack, listen.as_deref())
         }
-        AppsCommand::Set { app, listen } => set_listen(home, &app, &listen),
+        AppsCommand::Set { app, listen, limits } => {
+            if limits.any() {
+                super::limits::set(home, &app, &limits)?;
+            }
+            match listen {
+                Some(listen) => set_listen(home, &app, &listen),
+                None => Ok(Exit::Ok),
+            }
+        }
         AppsCommand::List { json } => {
             let apps = home.list_apps()?;
             if json {
@@ -143,7 +153,10 @@ fn create(
         .context("cannot set mode 0700 on the git directory")?;
     crate::router::ensure_running(home, &record)?;
     eprintln!("-----> Created app {app} ({runtime:?} runtime), served at http://{listen}/");
-    if let Some(u) = &record.run_as {
+    if runtime == RuntimeKind::Docker {
+        // Containers run as the stack's user, whatever host account the app has.
+        eprintln!("{}", crate::runtime::docker::limits::process_user_note());
+    } else if let Some(u) = &record.run_as {
         eprintln!("       its processes run as system user {} (uid {})", u.user, u.uid);
     }
     eprintln!("       next: slipway mount enable {app}; slipway deploy {app} --repo DIR");

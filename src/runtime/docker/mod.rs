@@ -9,6 +9,8 @@
 //! - [`lifecycle`]: the buildpack build for repos without a Dockerfile (detect, build, export).
 //! - [`volume`]: the app's persistent filesystem and build cache as labelled named volumes.
 //! - [`container`]: process containers: create, start, stop, list, logs.
+//! - [`limits`]: the hardening of every app container, its per-app relaxations, its network.
+//! - [`ledger`]: the ids of the images slipway built: the only authority for removing one.
 //! - [`oneoff`]: one-off containers such as predeploy, committed as the release image.
 //! - [`workspace`]: `slipway workspace` as a container holding the working copy and the mount.
 //! - [`reconcile`]: removal of an app's leftovers from other releases.
@@ -27,6 +29,7 @@ pub mod labels;
 pub mod ledger;
 pub mod lifecycle;
 pub mod lifecycle_scripts;
+pub mod limits;
 pub mod oneoff;
 mod ops;
 pub mod output;

@@ -44,6 +44,8 @@ pub struct OneOffSpec {
     pub user: String,
     /// Killed after this long.
     pub timeout: Duration,
+    /// Capabilities, privileges, memory and process limits.
+    pub limits: super::limits::Limits,
 }
 
 impl OneOffSpec {
@@ -66,6 +68,7 @@ impl OneOffSpec {
             workdir: "/workspace".to_owned(),
             user: CONTAINER_USER.to_owned(),
             timeout,
+            limits: super::limits::Limits::default(),
         }
     }
 
@@ -127,6 +130,12 @@ pub enum OneOffError {
 pub fn oneoff_create_body(spec: &OneOffSpec) -> ContainerCreateBody {
     let mut env = vec![format!("HOME={CONTAINER_HOME}")];
     env.extend(spec.env.iter().cloned());
+    let mut host = HostConfig {
+        mounts: spec.mount_volume.as_deref().map(|v| mount_points(v, &spec.workdir)),
+        init: Some(true),
+        ..Default::default()
+    };
+    super::limits::apply(&spec.limits, &spec.app, &mut host);
     ContainerCreateBody {
         image: Some(spec.image.clone()),
         cmd: Some(spec.cmd.clone()),
@@ -134,11 +143,7 @@ pub fn oneoff_create_body(spec: &OneOffSpec) -> ContainerCreateBody {
         user: Some(spec.user.clone()),
         working_dir: Some(spec.workdir.clone()),
         labels: Some(labels::release_labels(&spec.app, spec.release, Kind::OneOff)),
-        host_config: Some(HostConfig {
-            mounts: spec.mount_volume.as_deref().map(|v| mount_points(v, &spec.workdir)),
-            init: Some(true),
-            ..Default::default()
-        }),
+        host_config: Some(host),
         ..Default::default()
     }
 }
@@ -156,6 +161,7 @@ pub async fn run(
         let name = name.clone();
         move |source| OneOffError::Container(ContainerError::Engine { what, container: name, source })
     };
+    super::limits::ensure_network(docker, &spec.app).await.map_err(engine("make the network of"))?;
     let options = CreateContainerOptions { name: Some(name.clone()), ..Default::default() };
     docker.create_container(Some(options), oneoff_create_body(spec)).await.map_err(engine("create"))?;
     // Attached before the start, so that no output of a quick command is missed (following

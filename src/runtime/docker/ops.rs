@@ -89,6 +89,7 @@ impl DockerRuntime {
             }
         }
         let mut web_port = None;
+        let limits = super::limits::load(&self.home, &plan.app)?;
         for p in &plan.processes {
             for index in 1..=p.instances {
                 let mut spec = container::ProcessSpec::new(
@@ -106,6 +107,7 @@ impl DockerRuntime {
                 spec.env = env_list(&plan.env, &format!("{}.{index}", p.ptype));
                 spec.mount_volume.clone_from(&volume);
                 spec.workdir.clone_from(&image.workdir);
+                spec.limits.clone_from(&limits);
                 let name = spec.name();
                 let found = existing.iter().find(|c| c.name == name);
                 match found {
@@ -236,6 +238,12 @@ impl DockerRuntime {
         for (k, v) in labels::release_labels(&app.name, release, Kind::OneOff) {
             cmd.arg("--label").arg(format!("{k}={v}"));
         }
+        super::limits::ensure_network(docker, &app.name).await.map_err(|source| ContainerError::Engine {
+            what: "make the network of",
+            container: name.clone(),
+            source,
+        })?;
+        cmd.args(super::limits::run_flags(&super::limits::load(&self.home, &app.name)?, &app.name));
         cmd.args(["--user", super::CONTAINER_USER, "--workdir", &image.workdir]);
         cmd.arg("--env").arg(format!("HOME={}", super::CONTAINER_HOME));
         // Values through docker's own environment, so config vars stay out of `ps` listings.

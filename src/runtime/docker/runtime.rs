@@ -59,6 +59,8 @@ pub enum DockerError {
     State(#[from] crate::state::StateError),
     #[error(transparent)]
     Context(#[from] super::context::ContextError),
+    #[error(transparent)]
+    Limits(#[from] super::limits::LimitsError),
     #[error("cannot {action} {}", path.display())]
     Io {
         action: &'static str,
@@ -163,6 +165,11 @@ impl DockerRuntime {
                 image::remove_image(docker, &labels::image_tag(app, release), true).await?;
                 image::remove_recorded(docker, &ledger, release).await?;
             }
+            super::limits::remove_network(docker, app).await.map_err(|source| ContainerError::Engine {
+                what: "remove the network of",
+                container: super::limits::network_name(app),
+                source,
+            })?;
             for (name, _) in volume::list_volumes(docker, app).await? {
                 volume::remove_volume(docker, &name).await?;
             }
@@ -277,6 +284,7 @@ impl DockerRuntime {
             script.timeout,
         );
         spec.env = env_list(&plan.env, "release.1");
+        spec.limits = super::limits::load(&self.home, &plan.app)?;
         spec.mount_volume = self.mount_volume(docker, &plan.app).await?;
         spec.workdir = image.workdir;
         let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());

@@ -219,7 +219,7 @@ fn lookup(user: &str) -> Option<RunAs> {
 }
 
 fn destroy(home: &Home, app: &AppName, confirm: Option<&str>) -> anyhow::Result<Exit> {
-    let record = home.load_app(app)?;
+    home.load_app(app)?;
     confirmed(
         app,
         confirm,
@@ -227,6 +227,8 @@ fn destroy(home: &Home, app: &AppName, confirm: Option<&str>) -> anyhow::Result<
         "its releases, processes, workspace, git repository and every file in its mount",
     )?;
     let _lock = home.lock_app(app, Wait::Yes, || eprintln!("waiting for a deploy of {app} to finish"))?;
+    // Read after the lock: a deploy that held it may have switched to a new release.
+    let record = home.load_app(app)?;
     let paths = home.app(app);
     let runtime = crate::runtime::AnyRuntime::for_kind(home, record.runtime)?;
     let mut releases = home.release_dirs(app)?;

@@ -29,6 +29,9 @@ use crate::runtime::{ProcessReport, Repairs, Runtime, RuntimeError, Started};
 use crate::source::Repo;
 use crate::state::{AppRecord, Home, atomic};
 
+/// How long the engine gets to answer when a command only repairs docker apps in passing.
+const RECONCILE_WAIT: Duration = Duration::from_secs(2);
+
 /// The uid and gid of the stack's `slipway` user, as numbers.
 const CONTAINER_UID: u32 = 1000;
 
@@ -417,7 +420,14 @@ impl Runtime for DockerRuntime {
     }
 
     fn reconcile(&self, app: &AppRecord) -> Result<Repairs, RuntimeError> {
-        self.block(async |docker| self.reconcile_of(docker, app).await)
+        // Every command repairs every app first: a hung engine must not stall commands that
+        // have nothing to do with it, so this background repair gives it little time.
+        self.rt
+            .block_on(async {
+                let docker = self.docker.get_or_try_init(|| super::connect_within(RECONCILE_WAIT)).await?;
+                self.reconcile_of(docker, app).await
+            })
+            .map_err(RuntimeError::from)
     }
 }
 

@@ -4,7 +4,7 @@
 //! One function, [`DockerRuntime::converge`], makes a release's process containers match its
 //! plan (type → instance count); start, scale, restart and reconciliation all go through it.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::io::Write;
 use std::time::{Duration, Instant};
 
@@ -481,16 +481,19 @@ pub(super) async fn logs(
     let what = process.unwrap_or("any process").to_owned();
     let no_processes = || DockerError::NoProcesses { app: app.name.clone(), what: what.clone() };
     let release = app.current.ok_or_else(no_processes)?;
-    let selected: Vec<(String, AppContainer)> = process_containers(docker, &app.name, release)
-        .await?
-        .into_iter()
-        .map(|c| (format!("{}.{}", c.process_type().unwrap_or("?"), index_of(&c).unwrap_or(0)), c))
-        .filter(|(instance, c)| match process {
-            None => true,
-            Some(want) if want.contains('.') => instance == want,
-            Some(want) => c.process_type() == Some(want),
-        })
-        .collect();
+    let select = async || -> Result<Vec<(String, AppContainer)>, DockerError> {
+        Ok(process_containers(docker, &app.name, release)
+            .await?
+            .into_iter()
+            .map(|c| (format!("{}.{}", c.process_type().unwrap_or("?"), index_of(&c).unwrap_or(0)), c))
+            .filter(|(instance, c)| match process {
+                None => true,
+                Some(want) if want.contains('.') => instance == want,
+                Some(want) => c.process_type() == Some(want),
+            })
+            .collect())
+    };
+    let selected = select().await?;
     if selected.is_empty() {
         return Err(no_processes());
     }
@@ -528,18 +531,52 @@ pub(super) async fn logs(
     out.flush().map_err(stdout)?;
     drop(out);
     if follow {
-        let since = i32::try_from(crate::state::now_unix()).unwrap_or(i32::MAX);
-        let streams = selected
-            .iter()
-            .map(|(instance, c)| Box::pin(stream_of(&c.id, instance.clone(), true, "0".to_owned(), since)));
-        let mut merged = futures_util::stream::select_all(streams);
-        while let Some((instance, item)) = merged.next().await {
-            let Ok(chunk) = item else { continue };
-            let mut out = std::io::stdout().lock();
-            for l in format_lines(&instance, release, &chunk.into_bytes()) {
-                writeln!(out, "{l}").map_err(stdout)?;
+        // A container's log stream ends when it stops: a crash restarts it (same id), `ps
+        // restart` replaces it (new id). Every second the followed set is brought up to date,
+        // and an instance whose stream ended, or whose container changed, is followed again
+        // from the moment its old stream ended.
+        enum Event {
+            Chunk(String, Result<bollard::container::LogOutput, bollard::errors::Error>),
+            End(String, String),
+        }
+        let now = || i32::try_from(crate::state::now_unix()).unwrap_or(i32::MAX);
+        let start = now();
+        let mut following: HashMap<String, String> = HashMap::new();
+        let mut resume: HashMap<String, i32> = HashMap::new();
+        let mut merged = futures_util::stream::SelectAll::new();
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                Some(event) = merged.next(), if !merged.is_empty() => match event {
+                    Event::Chunk(instance, Ok(chunk)) => {
+                        let mut out = std::io::stdout().lock();
+                        for l in format_lines(&instance, release, &chunk.into_bytes()) {
+                            writeln!(out, "{l}").map_err(stdout)?;
+                        }
+                        out.flush().map_err(stdout)?;
+                    }
+                    Event::Chunk(_, Err(_)) => {}
+                    Event::End(instance, id) => {
+                        if following.get(&instance) == Some(&id) {
+                            following.remove(&instance);
+                            resume.insert(instance, now());
+                        }
+                    }
+                },
+                _ = tick.tick() => {
+                    for (instance, c) in select().await? {
+                        if c.state != "running" || following.get(&instance) == Some(&c.id) {
+                            continue;
+                        }
+                        let since = resume.get(&instance).copied().unwrap_or(start);
+                        following.insert(instance.clone(), c.id.clone());
+                        let end = futures_util::stream::once(std::future::ready(Event::End(instance.clone(), c.id.clone())));
+                        let lines = stream_of(&c.id, instance.clone(), true, "0".to_owned(), since)
+                            .map(|(instance, item)| Event::Chunk(instance, item));
+                        merged.push(Box::pin(lines.chain(end)));
+                    }
+                }
             }
-            out.flush().map_err(stdout)?;
         }
     }
     Ok(())

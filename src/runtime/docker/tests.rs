@@ -152,6 +152,7 @@ impl TestApp {
             workdir: "/workspace".into(),
             user: super::CONTAINER_USER.into(),
             timeout: Duration::from_secs(60),
+            limits: super::limits::Limits::default(),
         }
     }
 }
@@ -175,6 +176,8 @@ impl Drop for TestApp {
         if !volumes.is_empty() {
             let _ = Command::new("docker").args(["volume", "rm", "-f"]).args(&volumes).output();
         }
+        let network = super::limits::network_name(&self.app);
+        let _ = Command::new("docker").args(["network", "rm", &network]).output();
     }
 }
 

@@ -61,5 +61,5 @@ fn a_hung_engine_never_stalls_commands_that_do_not_need_it_and_times_out_clearly
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{}", describe(&out));
     assert!(took < Duration::from_secs(20), "a docker deploy took {took:?}");
-    assert!(stderr.contains("did not answer within 10s") && stderr.contains("DOCKER_HOST"), "{stderr}");
+    assert!(stderr.contains("did not answer within") && stderr.contains("DOCKER_HOST"), "{stderr}");
 }

@@ -135,7 +135,10 @@ pub fn collect(root: &Path, names: &[&str]) -> Result<Vec<TreeEntry>, TreeError>
 /// Opens a regular file of the tree without following a symlink put in its place.
 pub fn open_nofollow(path: &Path) -> io::Result<std::fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new().read(true).custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32).open(path)
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits().cast_signed())
+        .open(path)
 }
 
 #[cfg(test)]

@@ -21,7 +21,7 @@ pub struct LimitArgs {
     /// Docker runtime: let setuid binaries raise privileges (turns off no-new-privileges)
     #[arg(long, value_name = "BOOL")]
     pub allow_setuid: Option<bool>,
-    /// Docker runtime: add back a capability after all are dropped, e.g. NET_BIND_SERVICE;
+    /// Docker runtime: add back a capability after all are dropped, e.g. `NET_BIND_SERVICE`;
     /// repeatable; `--cap-add none` clears the list
     #[arg(long, value_name = "CAP")]
     pub cap_add: Vec<String>,

@@ -300,7 +300,8 @@ pub struct AppImage {
     pub created: i64,
     /// Whether it carries the app's labels; if not, it was found by its tag alone.
     pub labelled: bool,
-    /// Its `slipway.build` label: the build's own image, removed with it.
+    /// Its `slipway.build` label: the build's own image (informative: removal goes by the
+    /// ledger).
     pub build: Option<String>,
 }
 
@@ -335,13 +336,6 @@ pub async fn list_images(docker: &Docker, app: &AppName) -> Result<Vec<AppImage>
 fn is_from_step(step: &str) -> bool {
     step.split_once(" : ")
         .is_some_and(|(_, instr)| instr.trim_start().to_ascii_uppercase().starts_with("FROM "))
-}
-
-/// The ids of the app's dangling images (labelled with the app, no tag left).
-pub async fn dangling_images(docker: &Docker, app: &AppName) -> Result<Vec<String>, ImageError> {
-    let mut filters = labels::app_filter(app);
-    filters.insert("dangling".to_owned(), vec!["true".to_owned()]);
-    Ok(summaries(docker, app, filters, "list dangling").await?.into_iter().map(|s| s.id).collect())
 }
 
 async fn summaries(
@@ -472,6 +466,14 @@ mod tests {
         assert!(o.rm && o.forcerm);
         // Labels as build options cost the classic builder an uncacheable step.
         assert_eq!(o.labels, None);
+    }
+
+    #[test]
+    fn the_id_after_a_from_step_is_the_base_image_not_one_the_build_made() {
+        assert!(is_from_step("Step 1/3 : FROM slipway/stack:bookworm"));
+        assert!(is_from_step("Step 4/9 : from other AS builder"));
+        assert!(!is_from_step("Step 2/3 : RUN echo FROM x"));
+        assert!(!is_from_step("(before the first step)"));
     }
 
     #[test]

@@ -170,9 +170,8 @@ pub async fn ensure_network(docker: &bollard::Docker, app: &AppName) -> Result<(
         ..Default::default()
     };
     match docker.create_network(body).await {
-        Ok(_) => Ok(()),
-        // Made meanwhile by another command of the same app.
-        Err(bollard::errors::Error::DockerResponseServerError { status_code: 409, .. }) => Ok(()),
+        // 409: made meanwhile by another command of the same app.
+        Ok(_) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 409, .. }) => Ok(()),
         Err(e) => Err(e),
     }
 }

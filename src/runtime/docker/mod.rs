@@ -116,13 +116,11 @@ pub async fn connect_within(wait: std::time::Duration) -> Result<Docker, Connect
     if wait < ANSWER_TIMEOUT && UNANSWERED.load(std::sync::atomic::Ordering::Relaxed) {
         return Err(ConnectError::NoAnswer { host, waited: wait });
     }
-    match tokio::time::timeout(wait, docker.negotiate_version()).await {
-        Ok(negotiated) => negotiated.map_err(|source| ConnectError::Negotiate { source }),
-        Err(_) => {
-            UNANSWERED.store(true, std::sync::atomic::Ordering::Relaxed);
-            Err(ConnectError::NoAnswer { host, waited: wait })
-        }
+    if let Ok(negotiated) = tokio::time::timeout(wait, docker.negotiate_version()).await {
+        return negotiated.map_err(|source| ConnectError::Negotiate { source });
     }
+    UNANSWERED.store(true, std::sync::atomic::Ordering::Relaxed);
+    Err(ConnectError::NoAnswer { host, waited: wait })
 }
 
 /// Whether an engine error means "no such object" (HTTP 404).

@@ -11,9 +11,9 @@
 //! content, so there (or if the load is refused) a container of the image is committed with the
 //! labels instead: slower, but it works on every engine.
 //!
-//! The release image names the build's image in its `slipway.build` label, and removing the
-//! release removes that image and the step images only it used, as removing a built image
-//! would: after any number of deploys the engine holds the release image and the build cache.
+//! The release image names the build's image in its `slipway.build` label, for people; what
+//! removing the release takes (that image and the step images only it used) is decided by the
+//! ids recorded in [`super::ledger`], never by this label.
 
 use std::collections::HashMap;
 

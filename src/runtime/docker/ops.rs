@@ -541,6 +541,7 @@ pub(super) async fn logs(
         }
         let now = || i32::try_from(crate::state::now_unix()).unwrap_or(i32::MAX);
         let start = now();
+        let dumped: BTreeSet<String> = selected.iter().map(|(_, c)| c.id.clone()).collect();
         let mut following: HashMap<String, String> = HashMap::new();
         let mut resume: HashMap<String, i32> = HashMap::new();
         let mut merged = futures_util::stream::SelectAll::new();
@@ -569,9 +570,12 @@ pub(super) async fn logs(
                             continue;
                         }
                         let since = resume.get(&instance).copied().unwrap_or(start);
+                        // A container whose history was just printed continues from there; a
+                        // new or restarted one is read from `since`, with every line after it.
+                        let tail = if dumped.contains(&c.id) && !resume.contains_key(&instance) { "0" } else { "all" };
                         following.insert(instance.clone(), c.id.clone());
                         let end = futures_util::stream::once(std::future::ready(Event::End(instance.clone(), c.id.clone())));
-                        let lines = stream_of(&c.id, instance.clone(), true, "0".to_owned(), since)
+                        let lines = stream_of(&c.id, instance.clone(), true, tail.to_owned(), since)
                             .map(|(instance, item)| Event::Chunk(instance, item));
                         merged.push(Box::pin(lines.chain(end)));
                     }

@@ -160,3 +160,34 @@ fn a_build_killed_with_sigkill_leaves_no_step_images_after_apps_destroy() {
     let gone = wait_for(Duration::from_secs(60), || images_made_by(&token).is_empty().then_some(()));
     assert!(gone.is_some(), "left behind: {:?}", images_made_by(&token));
 }
+
+#[test]
+fn an_image_id_a_build_prints_is_never_removed_as_one_of_its_steps() {
+    let sw = Slipway::new();
+    if !common::docker_ready(&sw) {
+        return;
+    }
+    let victim = docker_app(&sw, "vid");
+    let victim_repo = Repo::from_fixture("docker-dockerfile");
+    sw.ok(&["deploy", &victim, "--repo", victim_repo.path()]);
+    let labels =
+        docker(&["image", "inspect", "--format", "{{json .Config.Labels}}", &format!("slipway/{victim}:v1")]);
+    let labels: serde_json::Value = serde_json::from_str(&labels).unwrap();
+    let victim_build = labels["slipway.build"].as_str().unwrap().to_owned();
+    let short = &victim_build.trim_start_matches("sha256:")[..12];
+
+    let attacker = docker_app(&sw, "aid");
+    let repo = Repo::from_fixture("docker-dockerfile");
+    repo.write("Dockerfile", &format!("{FIXTURE_DOCKERFILE}RUN echo ' ---> {short}'\n"));
+    repo.commit("prints the victim's build image id as if it were a step");
+    sw.ok(&["deploy", &attacker, "--repo", repo.path()]);
+    repo.write("Dockerfile", FIXTURE_DOCKERFILE);
+    repo.commit("v2 retires v1");
+    sw.ok(&["deploy", &attacker, "--repo", repo.path()]);
+    sw.ok(&["apps", "destroy", &attacker, "--confirm", &attacker]);
+    assert_eq!(
+        image_id(&victim_build).as_deref(),
+        Some(victim_build.as_str()),
+        "the victim's build image stays"
+    );
+}

@@ -204,16 +204,21 @@ pub async fn build_dockerfile(
     let mut step = "(before the first step)".to_owned();
     let mut failure: Option<(String, Option<bollard::errors::Error>)> = None;
     let mut ledger_failure: Option<LedgerError> = None;
+    let mut parent = String::new();
     {
         let mut infos = docker.build_image(options, None, Some(bollard::body_try_stream(stream)));
         let mut sink = |line: &str| {
             if line.starts_with("Step ") {
                 line.clone_into(&mut step);
-            } else if let Some(id) = ledger::step_image_of(line)
-                && !is_from_step(&step)
-                && let Err(e) = req.ledger.record_step(req.release, id)
-            {
-                ledger_failure.get_or_insert(e);
+            } else if let Some(id) = ledger::step_image_of(line) {
+                // The id a FROM step prints is the base image: not the build's, but the
+                // parent its first step image must have.
+                if !is_from_step(&step)
+                    && let Err(e) = req.ledger.record_step(req.release, id, Some(parent.as_str()))
+                {
+                    ledger_failure.get_or_insert(e);
+                }
+                id.clone_into(&mut parent);
             }
             output(line);
         };
@@ -276,7 +281,7 @@ pub async fn build_dockerfile(
         source,
     })?;
     let built = ImageId::new(inspect.id.unwrap_or_else(|| tag.clone()));
-    req.ledger.record_step(req.release, built.as_str()).map_err(record_err)?;
+    req.ledger.record_step(req.release, built.as_str(), None).map_err(record_err)?;
     let image_labels = labels::image_labels(&req.app, req.release, &req.commit);
     let (id, _) = relabel::relabel(docker, &built, &tag, &image_labels)
         .await
@@ -383,6 +388,18 @@ async fn remove_one(docker: &Docker, removal: &Removal) -> Result<(), ImageError
         Err(e) if super::is_not_found(&e) => return Ok(()),
         Err(source) => return Err(ImageError::Engine { what: "inspect", image: removal.id.clone(), source }),
     }
+    // An id the build's output named must stand on the step before it (its history's second
+    // entry is its parent), or it was the app's own text, not the build's image.
+    if let Some(expected) = &removal.parent {
+        let history = docker.image_history(&removal.id).await.map_err(|source| ImageError::Engine {
+            what: "read the history of",
+            image: removal.id.clone(),
+            source,
+        })?;
+        if !history.get(1).is_some_and(|h| ledger::parent_matches(&h.id, expected)) {
+            return Ok(());
+        }
+    }
     // A killed deploy's build goes on until the engine notices the client is gone and removes
     // its step container, which holds the image meanwhile: wait for that, not for children.
     for _ in 0..STEP_CONTAINER_WAITS {
@@ -437,7 +454,7 @@ pub async fn prune_superseded(docker: &Docker, ledger: &Ledger) -> Result<(), Im
     for release in ledger.releases() {
         let recorded = ledger.load(release).map_err(|source| ImageError::Ledger { release, source })?;
         for id in recorded.release {
-            remove_one(docker, &Removal { id, release_image: false }).await?;
+            remove_one(docker, &Removal { id, release_image: false, parent: None }).await?;
         }
     }
     Ok(())

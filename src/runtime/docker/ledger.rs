@@ -7,7 +7,7 @@
 //! is recorded here. Step images are recorded while the build streams them, so a build that
 //! fails or is killed (`kill -9`) still leaves the ids of what it made.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -28,6 +28,11 @@ pub struct ReleaseImages {
     /// may be shared with other builds, so these go only when nothing stands on them.
     #[serde(default)]
     pub steps: Vec<String>,
+    /// For step ids read from the build's output, the parent each must have: the output also
+    /// carries the app's own `RUN echo ' ---> <id>'`, so an id whose parent is not the
+    /// previous step's image is not the build's and is never removed for it.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub parents: BTreeMap<String, String>,
 }
 
 impl ReleaseImages {
@@ -110,10 +115,14 @@ impl Ledger {
         Ok(())
     }
 
-    /// Records a build or step image of `release`.
-    pub fn record_step(&self, release: ReleaseId, id: &str) -> Result<(), LedgerError> {
+    /// Records a build or step image of `release`; `parent` is the image it must stand on
+    /// when the id was read from build output rather than asked of the engine.
+    pub fn record_step(&self, release: ReleaseId, id: &str, parent: Option<&str>) -> Result<(), LedgerError> {
         let mut r = self.load(release)?;
         if ReleaseImages::add(&mut r.steps, id) {
+            if let Some(p) = parent {
+                r.parents.insert(id.to_owned(), p.to_owned());
+            }
             self.save(release, &r)?;
         }
         Ok(())
@@ -161,13 +170,28 @@ pub struct Removal {
     /// Release images go even when tagged (their tag is the release's own); step images go
     /// only when untagged and nothing stands on them.
     pub release_image: bool,
+    /// The parent a step image must have to be the build's (see [`ReleaseImages::parents`]).
+    pub parent: Option<String>,
+}
+
+/// Whether an image whose engine-reported parent is `actual` (`sha256:…`, or empty) stands on
+/// `expected` (a short or full id).
+pub fn parent_matches(actual: &str, expected: &str) -> bool {
+    let actual = actual.trim_start_matches("sha256:");
+    let expected = expected.trim_start_matches("sha256:");
+    !expected.is_empty() && actual.starts_with(expected)
 }
 
 /// What removing a release takes, newest first (children before their parents), sparing
 /// every id that another recorded release still uses.
 pub fn removals(gone: &ReleaseImages, spare: &BTreeSet<String>) -> Vec<Removal> {
-    let release = gone.release.iter().rev().map(|id| Removal { id: id.clone(), release_image: true });
-    let steps = gone.steps.iter().rev().map(|id| Removal { id: id.clone(), release_image: false });
+    let release =
+        gone.release.iter().rev().map(|id| Removal { id: id.clone(), release_image: true, parent: None });
+    let steps = gone.steps.iter().rev().map(|id| Removal {
+        id: id.clone(),
+        release_image: false,
+        parent: gone.parents.get(id).cloned(),
+    });
     release.chain(steps).filter(|r| !spare.contains(&r.id)).collect()
 }
 
@@ -196,19 +220,29 @@ mod tests {
         let gone = ReleaseImages {
             release: vec!["sha256:built".into(), "sha256:predeployed".into()],
             steps: vec!["s1".into(), "s2".into(), "shared".into()],
+            parents: BTreeMap::from([("s2".to_owned(), "s1".to_owned())]),
         };
         let spare = BTreeSet::from(["shared".to_owned()]);
-        let ids: Vec<(String, bool)> =
-            removals(&gone, &spare).into_iter().map(|r| (r.id, r.release_image)).collect();
+        let ids: Vec<(String, bool, Option<String>)> =
+            removals(&gone, &spare).into_iter().map(|r| (r.id, r.release_image, r.parent)).collect();
         assert_eq!(
             ids,
             [
-                ("sha256:predeployed".to_owned(), true),
-                ("sha256:built".to_owned(), true),
-                ("s2".to_owned(), false),
-                ("s1".to_owned(), false),
+                ("sha256:predeployed".to_owned(), true, None),
+                ("sha256:built".to_owned(), true, None),
+                ("s2".to_owned(), false, Some("s1".to_owned())),
+                ("s1".to_owned(), false, None),
             ]
         );
+    }
+
+    #[test]
+    fn a_step_read_from_output_counts_only_if_it_stands_on_the_previous_step() {
+        assert!(parent_matches("sha256:3f2a9c1d0b7e55", "3f2a9c1d0b7e"));
+        assert!(parent_matches("sha256:3f2a9c1d0b7e55", "sha256:3f2a9c1d0b7e55"));
+        assert!(!parent_matches("sha256:aaaa", "3f2a9c1d0b7e"));
+        assert!(!parent_matches("", "3f2a9c1d0b7e"));
+        assert!(!parent_matches("sha256:3f2a", ""));
     }
 
     #[test]
@@ -216,13 +250,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let ledger = Ledger::at(dir.path());
         let v2 = ReleaseId::new(2);
-        ledger.record_step(v2, "s1").unwrap();
-        ledger.record_step(v2, "s1").unwrap();
+        ledger.record_step(v2, "s1", Some("base")).unwrap();
+        ledger.record_step(v2, "s1", None).unwrap();
         ledger.record_release(v2, "sha256:img").unwrap();
-        ledger.record_step(ReleaseId::new(3), "s9").unwrap();
+        ledger.record_step(ReleaseId::new(3), "s9", None).unwrap();
         assert_eq!(
             ledger.load(v2).unwrap(),
-            ReleaseImages { release: vec!["sha256:img".into()], steps: vec!["s1".into()] }
+            ReleaseImages {
+                release: vec!["sha256:img".into()],
+                steps: vec!["s1".into()],
+                parents: BTreeMap::from([("s1".to_owned(), "base".to_owned())]),
+            }
         );
         assert_eq!(ledger.releases(), [v2, ReleaseId::new(3)]);
         assert_eq!(ledger.ids_except(v2).unwrap(), BTreeSet::from(["s9".to_owned()]));

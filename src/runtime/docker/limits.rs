@@ -176,11 +176,21 @@ pub async fn ensure_network(docker: &bollard::Docker, app: &AppName) -> Result<(
     }
 }
 
-/// Removes the app's network (for `apps destroy`); a missing one is fine.
+/// Removes the app's network (for `apps destroy`); a missing one is fine. A one-off run with
+/// `--rm` is removed by the engine a moment after it exits, and holds the network until then.
 pub async fn remove_network(docker: &bollard::Docker, app: &AppName) -> Result<(), bollard::errors::Error> {
-    match docker.remove_network(&network_name(app)).await {
-        Err(e) if !super::is_not_found(&e) => Err(e),
-        _ => Ok(()),
+    let mut tries = 20;
+    loop {
+        match docker.remove_network(&network_name(app)).await {
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 403 | 409, .. })
+                if tries > 0 =>
+            {
+                tries -= 1;
+                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            }
+            Err(e) if !super::is_not_found(&e) => return Err(e),
+            _ => return Ok(()),
+        }
     }
 }
 

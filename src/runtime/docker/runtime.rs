@@ -168,11 +168,10 @@ impl DockerRuntime {
                 image::remove_image(docker, &labels::image_tag(app, release), true).await?;
                 image::remove_recorded(docker, &ledger, release).await?;
             }
-            super::limits::remove_network(docker, app).await.map_err(|source| ContainerError::Engine {
-                what: "remove the network of",
-                container: super::limits::network_name(app),
-                source,
-            })?;
+            // A network left behind holds nothing of the app's; it must not stop the destroy.
+            if let Err(e) = super::limits::remove_network(docker, app).await {
+                tracing::warn!(app = %app, error = %e, "cannot remove the app's network");
+            }
             for (name, _) in volume::list_volumes(docker, app).await? {
                 volume::remove_volume(docker, &name).await?;
             }

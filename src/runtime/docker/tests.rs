@@ -176,6 +176,15 @@ impl Drop for TestApp {
         if !volumes.is_empty() {
             let _ = Command::new("docker").args(["volume", "rm", "-f"]).args(&volumes).output();
         }
+        // Step images carry no label: they go by the ids the builds recorded.
+        let ledger = self.ledger();
+        for release in ledger.releases().into_iter().rev() {
+            let Ok(recorded) = ledger.load(release) else { continue };
+            let ids: Vec<&String> = recorded.release.iter().chain(&recorded.steps).rev().collect();
+            for id in ids {
+                let _ = Command::new("docker").args(["rmi", id]).output();
+            }
+        }
         let network = super::limits::network_name(&self.app);
         let _ = Command::new("docker").args(["network", "rm", &network]).output();
     }

@@ -186,6 +186,32 @@ impl Repo {
         Ok(self.read_files(commit, &[path])?.into_iter().next().flatten())
     }
 
+    /// Whether `path` (relative to the deployed folder) exists in `commit`'s tree, e.g. a
+    /// `Dockerfile`: in a subdirectory deploy that is the subdirectory's file, not the root's.
+    pub fn has_file(&self, commit: &CommitSha, path: &str) -> Result<bool, SourceError> {
+        let spec = format!("{commit}:{}{path}", self.prefix);
+        let status = self
+            .git(&["cat-file", "-e", "--end-of-options", &spec])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .map_err(SourceError::Git)?;
+        Ok(status.success())
+    }
+
+    /// The `git archive` command writing `commit`'s tree (of the deployed folder) as a tar to
+    /// stdout, limited to `paths` when given: for callers that stream it themselves, such as
+    /// the Docker runtime's build context. Not yet spawned; stdin is null.
+    pub fn archive_command(&self, commit: &CommitSha, paths: &[&str]) -> Command {
+        let mut args = GIT_BOUNDED_PACK_WINDOWS.to_vec();
+        args.extend(["archive", "--format=tar", commit.as_str()]);
+        if !paths.is_empty() {
+            args.push("--");
+            args.extend(paths);
+        }
+        self.git(&args)
+    }
+
     fn failed(&self, what: &'static str, stderr: &[u8]) -> SourceError {
         SourceError::GitFailed {
             repo: self.dir.clone(),
@@ -196,11 +222,44 @@ impl Repo {
 
     fn git(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new("git");
+        // In a subdirectory deploy `dir` is that subdirectory, and git works relative to it
+        // (`git archive` takes its tree).
         // The repository may belong to another user (a push as `git`, a deploy as root); we
         // only read from it, so git's ownership check would refuse for no gain.
         cmd.arg("-c").arg(format!("safe.directory={}", self.dir.display()));
         cmd.arg("-C").arg(&self.dir).args(args);
         cmd.stdin(Stdio::null());
         cmd
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_archive_command_is_bounded_trusts_the_repo_and_takes_only_the_given_paths() {
+        let repo = Repo { dir: "/srv/repo".into(), prefix: "apps/web/".into() };
+        let sha: CommitSha = "0123456789abcdef0123456789abcdef01234567".parse().unwrap();
+        let cmd = repo.archive_command(&sha, &["bp"]);
+        let args: Vec<&str> = cmd.get_args().map(|a| a.to_str().unwrap()).collect();
+        assert_eq!(
+            args,
+            [
+                "-c",
+                "safe.directory=/srv/repo",
+                "-C",
+                "/srv/repo",
+                "-c",
+                "core.packedGitWindowSize=4m",
+                "-c",
+                "core.packedGitLimit=16m",
+                "archive",
+                "--format=tar",
+                "0123456789abcdef0123456789abcdef01234567",
+                "--",
+                "bp"
+            ]
+        );
     }
 }

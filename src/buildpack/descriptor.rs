@@ -15,6 +15,16 @@ pub struct BuildpackDescriptor {
     /// The `[[targets]]` it supports; empty means any.
     #[serde(default)]
     pub targets: Vec<Target>,
+    /// The `[[order]]` groups of a composite buildpack (one that only names others).
+    #[serde(default)]
+    pub order: Vec<Order>,
+}
+
+impl BuildpackDescriptor {
+    /// Whether it is a composite buildpack: `[[order]]` instead of its own `bin/`.
+    pub fn is_composite(&self) -> bool {
+        !self.order.is_empty()
+    }
 }
 
 /// The `[buildpack]` table.
@@ -27,6 +37,24 @@ pub struct BuildpackInfo {
     /// A human name.
     #[serde(default)]
     pub name: Option<String>,
+}
+
+/// One `[[order]]` of a composite buildpack.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Order {
+    /// The buildpacks of this order's group, by id.
+    #[serde(default)]
+    pub group: Vec<OrderEntry>,
+}
+
+/// One buildpack of an `[[order.group]]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct OrderEntry {
+    /// Its id.
+    pub id: String,
+    /// Its version.
+    #[serde(default)]
+    pub version: Option<String>,
 }
 
 /// One `[[targets]]` entry.
@@ -53,6 +81,14 @@ pub enum DescriptorError {
     /// The id could not be used as a directory name.
     #[error("invalid buildpack id {id:?}: use letters, digits, '.', '-', '_' and '/'")]
     Id {
+        /// The id.
+        id: String,
+    },
+    /// A composite buildpack, which slipway cannot run yet.
+    #[error(
+        "buildpack {id} is a composite buildpack ([[order]], no bin/), which slipway does not support yet: list the buildpacks it names in project.toml's [[io.buildpacks.group]] instead"
+    )]
+    Composite {
         /// The id.
         id: String,
     },
@@ -120,5 +156,13 @@ mod tests {
         let old = "api = \"0.2\"\n[buildpack]\nid = \"x\"\nversion = \"1\"\n";
         assert!(matches!(BuildpackDescriptor::parse(old), Err(DescriptorError::Api { .. })));
         assert!(matches!(BuildpackDescriptor::parse("api = 1"), Err(DescriptorError::Toml { .. })));
+    }
+
+    #[test]
+    fn a_buildpack_with_an_order_is_composite() {
+        let text = "api = \"0.10\"\n[buildpack]\nid = \"x/meta\"\nversion = \"1\"\n\n[[order]]\n[[order.group]]\nid = \"x/a\"\nversion = \"1\"\n";
+        assert!(BuildpackDescriptor::parse(text).unwrap().is_composite());
+        let plain = "api = \"0.10\"\n[buildpack]\nid = \"x/a\"\nversion = \"1\"\n";
+        assert!(!BuildpackDescriptor::parse(plain).unwrap().is_composite());
     }
 }

@@ -1,5 +1,6 @@
 //! The Cloud Native Buildpacks Buildpack API 0.10 contract, as data: what slipway reads from
-//! and hands to a buildpack. No I/O here; the Docker runtime's `lifecycle` runs the phases.
+//! and hands to a buildpack. No I/O here but [`tree`]'s read-only walk; the Docker runtime's
+//! `lifecycle` runs the phases.
 //!
 //! Spec: <https://github.com/buildpacks/spec/blob/buildpack/v0.10/buildpack.md>.
 //!
@@ -8,12 +9,14 @@
 //! - [`layer`]: `<layer>.toml` and its `[types]` launch/build/cache.
 //! - [`launch`]: `launch.toml` processes, and the launcher script that runs them.
 //! - [`mod@env`]: the `CNB_*` variables of each phase and the layer environment script.
+//! - [`tree`]: a buildpack's files, listed without following a symlink out of its tree.
 
 pub mod descriptor;
 pub mod detect;
 pub mod env;
 pub mod launch;
 pub mod layer;
+pub mod tree;
 
 /// The Buildpack API version slipway's lifecycle implements.
 pub const BUILDPACK_API: &str = "0.10";

@@ -27,7 +27,8 @@ pub enum AppsCommand {
         #[arg(long, value_name = "ADDR")]
         listen: Option<String>,
     },
-    /// Change an app's settings: its stable address, its deploy branch, its request body limits
+    /// Change an app's settings: its stable address, its deploy branch, its request body limits,
+    /// its docker container limits
     Set {
         app: AppName,
         /// The new address: a port (on 127.0.0.1) or ADDR:PORT. The router moves there at once;
@@ -36,6 +37,8 @@ pub enum AppsCommand {
         listen: Option<String>,
         #[command(flatten)]
         routing: crate::cli::route_cmd::RoutingArgs,
+        #[command(flatten)]
+        limits: super::limits::LimitArgs,
     },
     /// List apps
     List {
@@ -66,16 +69,20 @@ pub fn run(home: &Home, cmd: AppsCommand) -> anyhow::Result<Exit> {
         AppsCommand::Create { app, runtime, stack, listen } => {
             create(home, &app, runtime, stack, listen.as_deref())
         }
-        AppsCommand::Set { app, listen, routing } => {
-            if listen.is_none() && routing.is_empty() {
+        AppsCommand::Set { app, listen, routing, limits } => {
+            if listen.is_none() && routing.is_empty() && !limits.any() {
                 return Err(Refusal::Usage(
-                    "nothing to set: give --listen, --deploy-branch, --body-timeout or --body-min-rate"
+                    "nothing to set: give --listen, --deploy-branch, --body-timeout, --body-min-rate, \
+                     --memory, --pids, --allow-setuid or --cap-add"
                         .into(),
                 )
                 .into());
             }
             if !routing.is_empty() {
                 crate::cli::route_cmd::set(home, &app, &routing)?;
+            }
+            if limits.any() {
+                super::limits::set(home, &app, &limits)?;
             }
             listen.map_or(Ok(Exit::Ok), |l| set_listen(home, &app, &l))
         }
@@ -162,7 +169,10 @@ fn create(
     // From here the record names the user, so a failure leaves both for `apps destroy`.
     finish_create(home, &record)?;
     eprintln!("-----> Created app {app} ({runtime:?} runtime), served at http://{listen}/");
-    if let Some(u) = &record.run_as {
+    if runtime == RuntimeKind::Docker {
+        // Containers run as the stack's user, whatever host account the app has.
+        eprintln!("{}", crate::runtime::docker::limits::process_user_note());
+    } else if let Some(u) = &record.run_as {
         eprintln!("       its processes run as system user {} (uid {})", u.user, u.uid);
     }
     let git = home.git_repo(app);
@@ -238,7 +248,7 @@ fn bound_port(addr: std::net::SocketAddr) -> Result<std::net::SocketAddr, crate:
 }
 
 fn destroy(home: &Home, app: &AppName, confirm: Option<&str>) -> anyhow::Result<Exit> {
-    let record = home.load_app(app)?;
+    home.load_app(app)?;
     confirmed(
         app,
         confirm,
@@ -246,6 +256,8 @@ fn destroy(home: &Home, app: &AppName, confirm: Option<&str>) -> anyhow::Result<
         "its releases, processes, workspace, git repository and every file in its mount",
     )?;
     let _lock = home.lock_app(app, Wait::Yes, || eprintln!("waiting for a deploy of {app} to finish"))?;
+    // Read after the lock: a deploy that held it may have switched to a new release.
+    let record = home.load_app(app)?;
     // Checked before anything goes: a user whose uid changed behind slipway's back is not this
     // app's any more, and its uid's processes and files may be someone else's.
     let user = match &record.run_as {

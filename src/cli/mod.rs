@@ -6,6 +6,7 @@ pub mod config_cmd;
 pub mod deploy;
 pub mod doctor_cmd;
 pub mod exit;
+pub mod limits;
 pub mod local;
 pub mod logs;
 pub mod mount;

@@ -68,6 +68,8 @@ pub struct ProcessSpec {
     /// For web: the loopback port to publish on, e.g. the one a replaced container had;
     /// `None` picks a free one. The port is fixed in the container, so a restart keeps it.
     pub web_port: Option<u16>,
+    /// Capabilities, privileges, memory and process limits.
+    pub limits: super::limits::Limits,
 }
 
 impl ProcessSpec {
@@ -86,6 +88,7 @@ impl ProcessSpec {
             user: CONTAINER_USER.to_owned(),
             restart: Restart::UnlessStopped,
             web_port: None,
+            limits: super::limits::Limits::default(),
         }
     }
 
@@ -133,6 +136,24 @@ pub fn process_create_body(spec: &ProcessSpec) -> ContainerCreateBody {
             RestartPolicy { name: Some(RestartPolicyNameEnum::UNLESS_STOPPED), maximum_retry_count: None }
         }
     };
+    let mut host = HostConfig {
+        mounts: spec.mount_volume.as_deref().map(|v| mount_points(v, &spec.workdir)),
+        restart_policy: Some(restart),
+        // Loopback only. An empty host port would let the engine pick one, but a new one at
+        // every restart of the container.
+        port_bindings: web.then(|| {
+            HashMap::from([(
+                port_key.clone(),
+                Some(vec![PortBinding {
+                    host_ip: Some("127.0.0.1".to_owned()),
+                    host_port: Some(spec.web_port.map(|p| p.to_string()).unwrap_or_default()),
+                }]),
+            )])
+        }),
+        init: Some(true),
+        ..Default::default()
+    };
+    super::limits::apply(&spec.limits, &spec.app, &mut host);
     ContainerCreateBody {
         image: Some(spec.image.clone()),
         cmd: spec.cmd.clone(),
@@ -142,23 +163,7 @@ pub fn process_create_body(spec: &ProcessSpec) -> ContainerCreateBody {
         labels: Some(labels::process_labels(&spec.app, spec.release, &spec.ptype, spec.index)),
         exposed_ports: web.then(|| vec![port_key.clone()]),
         stop_signal: Some("SIGTERM".to_owned()),
-        host_config: Some(HostConfig {
-            mounts: spec.mount_volume.as_deref().map(|v| mount_points(v, &spec.workdir)),
-            restart_policy: Some(restart),
-            // Loopback only. An empty host port would let the engine pick one, but a new one at
-            // every restart of the container.
-            port_bindings: web.then(|| {
-                HashMap::from([(
-                    port_key,
-                    Some(vec![PortBinding {
-                        host_ip: Some("127.0.0.1".to_owned()),
-                        host_port: Some(spec.web_port.map(|p| p.to_string()).unwrap_or_default()),
-                    }]),
-                )])
-            }),
-            init: Some(true),
-            ..Default::default()
-        }),
+        host_config: Some(host),
         ..Default::default()
     }
 }
@@ -241,6 +246,7 @@ pub async fn start_process(docker: &Docker, spec: &ProcessSpec) -> Result<Starte
     // Between choosing a free port and the engine binding it, someone else may take it: a web
     // container gets two more tries on fresh ports.
     let mut tries_left = if web { 2 } else { 0 };
+    super::limits::ensure_network(docker, &spec.app).await.map_err(engine("make the network of", &name))?;
     if web && spec.web_port.is_none() {
         spec.web_port = crate::ports::free_loopback_port();
     }
@@ -368,9 +374,20 @@ pub async fn list_containers(
             state: c.state.map_or(String::new(), |s| state_name(s).to_owned()),
             status: c.status.unwrap_or_default(),
         })
+        .filter(|c: &AppContainer| is_named_by_slipway(app, c))
         .collect();
     out.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(out)
+}
+
+/// Whether a labelled container bears a name slipway gives its own containers. A container
+/// inherits its image's labels, so a Dockerfile `LABEL slipway.app=<other app>` puts them on
+/// every builder step container; the name, which only slipway chooses, tells them apart.
+pub fn is_named_by_slipway(app: &AppName, c: &AppContainer) -> bool {
+    if c.name == labels::workspace_container_name(app) {
+        return true;
+    }
+    c.release().is_some_and(|r| c.name.starts_with(&format!("slipway-{app}-{r}-")))
 }
 
 fn state_name(s: ContainerSummaryStateEnum) -> &'static str {

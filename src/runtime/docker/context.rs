@@ -16,6 +16,7 @@ use tokio_util::io::ReaderStream;
 
 use super::body;
 use crate::ids::CommitSha;
+use crate::source::Repo;
 
 /// Why a commit's tree could not be streamed.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +40,9 @@ pub enum ContextError {
         /// What git said.
         stderr: String,
     },
+    /// git could not read the repository.
+    #[error(transparent)]
+    Source(#[from] crate::source::SourceError),
     /// A directory of the commit could not be written out.
     #[error("cannot write {path} of {commit} to {}: check free space in the temporary directory", dest.display())]
     Unpack {
@@ -72,22 +76,11 @@ impl std::fmt::Debug for GitContext {
     }
 }
 
-/// The `git archive` command line for a commit.
-pub fn git_archive_argv(repo: &Path, commit: &CommitSha) -> Vec<String> {
-    vec!["git".into(), "-C".into(), repo.display().to_string()]
-        .into_iter()
-        .chain(crate::source::GIT_BOUNDED_PACK_WINDOWS.map(String::from))
-        .chain(["archive".into(), "--format=tar".into(), commit.to_string()])
-        .collect()
-}
-
 impl GitContext {
-    /// Starts `git archive` of `commit` in `repo`; gzip-compresses the stream when `gzip`.
-    pub fn start(repo: &Path, commit: &CommitSha, gzip: bool) -> Result<Self, ContextError> {
-        let argv = git_archive_argv(repo, commit);
-        let mut child = tokio::process::Command::new(&argv[0])
-            .args(&argv[1..])
-            .stdin(Stdio::null())
+    /// Starts `git archive` of `commit` in `source` (through [`Repo`], the one git layer); gzip-compresses the stream when `gzip`.
+    pub fn start(source: &Repo, commit: &CommitSha, gzip: bool) -> Result<Self, ContextError> {
+        let repo = source.dir();
+        let mut child = tokio::process::Command::from(source.archive_command(commit, &[]))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
@@ -146,16 +139,13 @@ impl GitContext {
 /// Writes the directory `path` of `commit`'s tree to `dest/<path>`, e.g. a buildpack committed
 /// with the app. For small trees: git's output is read whole.
 pub async fn extract_dir(
-    repo: &Path,
+    source: &Repo,
     commit: &CommitSha,
     path: &str,
     dest: &Path,
 ) -> Result<(), ContextError> {
-    let out = tokio::process::Command::new("git")
-        .arg("-C")
-        .arg(repo)
-        .args(["archive", "--format=tar", commit.as_str(), "--", path])
-        .stdin(Stdio::null())
+    let repo = source.dir();
+    let out = tokio::process::Command::from(source.archive_command(commit, &[path]))
         .output()
         .await
         .map_err(|source| ContextError::Spawn { repo: repo.to_owned(), source })?;
@@ -176,42 +166,7 @@ pub async fn extract_dir(
     })
 }
 
-/// Whether `path` exists in the tree of `commit` (e.g. a `Dockerfile`).
-pub async fn commit_has_file(repo: &Path, commit: &CommitSha, path: &str) -> Result<bool, ContextError> {
-    let status = tokio::process::Command::new("git")
-        .arg("-C")
-        .arg(repo)
-        .args(["cat-file", "-e", &format!("{commit}:{path}")])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .await
-        .map_err(|source| ContextError::Spawn { repo: repo.to_owned(), source })?;
-    Ok(status.success())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn git_archive_streams_exactly_the_commit() {
-        let sha: CommitSha = "0123456789abcdef0123456789abcdef01234567".parse().unwrap();
-        assert_eq!(
-            git_archive_argv(Path::new("/srv/repo"), &sha),
-            [
-                "git",
-                "-C",
-                "/srv/repo",
-                "-c",
-                "core.packedGitWindowSize=4m",
-                "-c",
-                "core.packedGitLimit=16m",
-                "archive",
-                "--format=tar",
-                "0123456789abcdef0123456789abcdef01234567"
-            ]
-        );
-    }
+/// Whether `path` exists in the deployed folder of `commit` (e.g. a `Dockerfile`).
+pub fn commit_has_file(source: &Repo, commit: &CommitSha, path: &str) -> Result<bool, ContextError> {
+    Ok(source.has_file(commit, path)?)
 }

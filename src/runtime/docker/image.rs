@@ -15,11 +15,13 @@ use futures_util::StreamExt;
 
 use super::context::{self, ContextError, GitContext};
 use super::labels;
+use super::ledger::{self, Ledger, LedgerError, Removal};
 use super::lifecycle::{self, LifecycleError};
 use super::output::{LineSink, Tail};
 use super::relabel::{self, RelabelError};
 use super::stack::StackError;
 use crate::ids::{AppName, CommitSha, ReleaseId};
+use crate::source::Repo;
 
 /// An engine image id (`sha256:...`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -51,8 +53,8 @@ pub struct BuildRequest {
     pub release: ReleaseId,
     /// The commit whose tree is built.
     pub commit: CommitSha,
-    /// The git repository holding the commit.
-    pub repo: PathBuf,
+    /// The git repository holding the commit (a subdirectory deploy's folder, resolved).
+    pub source: Repo,
     /// The stack image that buildpack builds start from (`--stack`).
     pub stack: String,
     /// Buildpack directories (each with `buildpack.toml` and `bin/`), run in order; the
@@ -60,6 +62,8 @@ pub struct BuildRequest {
     pub buildpacks: Vec<PathBuf>,
     /// Gzip the build context (smaller upload, more CPU).
     pub gzip_context: bool,
+    /// Where the ids of the images the build makes are recorded as slipway's.
+    pub ledger: Ledger,
 }
 
 /// Why a release image could not be built. The running release is never touched by a build.
@@ -104,6 +108,17 @@ pub enum BuildError {
         #[source]
         source: bollard::errors::Error,
     },
+    /// The ids of the images it made could not be recorded.
+    #[error("building {app} {release}: cannot record the images it made")]
+    Ledger {
+        /// The app.
+        app: AppName,
+        /// The release.
+        release: ReleaseId,
+        /// Why.
+        #[source]
+        source: LedgerError,
+    },
     /// The built image could not be labelled.
     #[error("building {app} {release}: the built image could not be labelled")]
     Label {
@@ -120,6 +135,15 @@ pub enum BuildError {
 /// Why images could not be listed or removed.
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
+    /// slipway's record of the images it built could not be read or updated.
+    #[error("cannot remove the images of {release}")]
+    Ledger {
+        /// The release.
+        release: ReleaseId,
+        /// Why.
+        #[source]
+        source: LedgerError,
+    },
     /// The engine failed.
     #[error("cannot {what} image {image}: check `docker info`")]
     Engine {
@@ -140,7 +164,7 @@ pub async fn build_image(
     req: &BuildRequest,
     output: LineSink<'_>,
 ) -> Result<ImageId, BuildError> {
-    if context::commit_has_file(&req.repo, &req.commit, DOCKERFILE).await? {
+    if context::commit_has_file(&req.source, &req.commit, DOCKERFILE)? {
         build_dockerfile(docker, req, output).await
     } else {
         Ok(lifecycle::build(docker, req, output).await?)
@@ -169,9 +193,9 @@ pub async fn build_dockerfile(
     req: &BuildRequest,
     output: LineSink<'_>,
 ) -> Result<ImageId, BuildError> {
-    let mut ctx = GitContext::start(&req.repo, &req.commit, req.gzip_context)?;
+    let mut ctx = GitContext::start(&req.source, &req.commit, req.gzip_context)?;
     let stream = ctx.take_stream().ok_or_else(|| ContextError::Archive {
-        repo: req.repo.clone(),
+        repo: req.source.dir().to_owned(),
         commit: req.commit.clone(),
         stderr: "context already taken".into(),
     })?;
@@ -179,11 +203,22 @@ pub async fn build_dockerfile(
     let mut tail = Tail::new();
     let mut step = "(before the first step)".to_owned();
     let mut failure: Option<(String, Option<bollard::errors::Error>)> = None;
+    let mut ledger_failure: Option<LedgerError> = None;
+    let mut parent = String::new();
     {
         let mut infos = docker.build_image(options, None, Some(bollard::body_try_stream(stream)));
         let mut sink = |line: &str| {
             if line.starts_with("Step ") {
                 line.clone_into(&mut step);
+            } else if let Some(id) = ledger::step_image_of(line) {
+                // The id a FROM step prints is the base image: not the build's, but the
+                // parent its first step image must have.
+                if !is_from_step(&step)
+                    && let Err(e) = req.ledger.record_step(req.release, id, Some(parent.as_str()))
+                {
+                    ledger_failure.get_or_insert(e);
+                }
+                id.clone_into(&mut parent);
             }
             output(line);
         };
@@ -212,6 +247,10 @@ pub async fn build_dockerfile(
     }
     // git's own error (an unknown commit) explains whatever the engine then said.
     ctx.finish().await?;
+    let record_err = |source| BuildError::Ledger { app: req.app.clone(), release: req.release, source };
+    if let Some(e) = ledger_failure {
+        return Err(record_err(e));
+    }
     match failure {
         None => {}
         Some((_, Some(source)))
@@ -228,8 +267,8 @@ pub async fn build_dockerfile(
             return Err(BuildError::DockerfileStep {
                 app: req.app.clone(),
                 release: req.release,
-                step,
-                message,
+                step: super::output::strip_ansi(&step).into_owned(),
+                message: super::output::strip_ansi(&message).into_owned(),
                 tail,
             });
         }
@@ -242,10 +281,12 @@ pub async fn build_dockerfile(
         source,
     })?;
     let built = ImageId::new(inspect.id.unwrap_or_else(|| tag.clone()));
+    req.ledger.record_step(req.release, built.as_str(), None).map_err(record_err)?;
     let image_labels = labels::image_labels(&req.app, req.release, &req.commit);
     let (id, _) = relabel::relabel(docker, &built, &tag, &image_labels)
         .await
         .map_err(|source| BuildError::Label { app: req.app.clone(), release: req.release, source })?;
+    req.ledger.record_release(req.release, id.as_str()).map_err(record_err)?;
     Ok(id)
 }
 
@@ -264,7 +305,8 @@ pub struct AppImage {
     pub created: i64,
     /// Whether it carries the app's labels; if not, it was found by its tag alone.
     pub labelled: bool,
-    /// Its `slipway.build` label: the build's own image, removed with it.
+    /// Its `slipway.build` label: the build's own image (informative: removal goes by the
+    /// ledger).
     pub build: Option<String>,
 }
 
@@ -294,11 +336,11 @@ pub async fn list_images(docker: &Docker, app: &AppName) -> Result<Vec<AppImage>
     Ok(images)
 }
 
-/// The ids of the app's dangling images (labelled with the app, no tag left).
-pub async fn dangling_images(docker: &Docker, app: &AppName) -> Result<Vec<String>, ImageError> {
-    let mut filters = labels::app_filter(app);
-    filters.insert("dangling".to_owned(), vec!["true".to_owned()]);
-    Ok(summaries(docker, app, filters, "list dangling").await?.into_iter().map(|s| s.id).collect())
+/// Whether the builder's current step is a `FROM`: the id it prints is the base image's,
+/// which the build did not make (the stack, another app's image).
+fn is_from_step(step: &str) -> bool {
+    step.split_once(" : ")
+        .is_some_and(|(_, instr)| instr.trim_start().to_ascii_uppercase().starts_with("FROM "))
 }
 
 async fn summaries(
@@ -321,30 +363,98 @@ pub fn release_of_tags(app: &AppName, tags: &[String]) -> Option<ReleaseId> {
     tags.iter().find_map(|t| t.strip_prefix(&repo)?.strip_prefix(':')?.parse().ok())
 }
 
-/// Removes one of the app's images. A labelled one is slipway's own and goes by id, with the
-/// build image its `slipway.build` label names; one found by its tag alone (an unlabelled build
-/// of a killed deploy) is untagged, so an image someone else tagged into the app's repository
-/// stays for its other tags.
-pub async fn remove_app_image(docker: &Docker, app: &AppName, image: &AppImage) -> Result<(), ImageError> {
-    if image.labelled {
-        remove_image(docker, image.id.as_str(), true).await?;
-        if let Some(build) = &image.build {
-            // Not forced: while another deploy's tag is on it (an identical build of another
-            // release or app), or a newer build stands on it, it stays.
-            let options = RemoveImageOptions { force: false, noprune: false, ..Default::default() };
-            let _ = docker.remove_image(build, Some(options), None).await;
-        }
-        return Ok(());
+/// Removes what slipway recorded for `release` of the app, sparing ids its other recorded
+/// releases use, then forgets the release. Labels play no part: an image a Dockerfile labelled
+/// `slipway.app=<app>` or `slipway.build=<id>` is never removed for it.
+pub async fn remove_recorded(docker: &Docker, ledger: &Ledger, release: ReleaseId) -> Result<(), ImageError> {
+    let ledger_err = |source: LedgerError| ImageError::Ledger { release, source };
+    let gone = ledger.load(release).map_err(ledger_err)?;
+    let spare = ledger.ids_except(release).map_err(ledger_err)?;
+    for removal in ledger::removals(&gone, &spare) {
+        remove_one(docker, &removal).await?;
     }
-    let repo = format!("{}:", labels::image_repo(app));
-    for tag in image.tags.iter().filter(|t| t.starts_with(&repo)) {
-        // The last tag of a killed deploy's build takes its step images along; an image
-        // someone else tagged here too only loses this tag.
+    ledger.forget(release).map_err(ledger_err)
+}
+
+async fn remove_one(docker: &Docker, removal: &Removal) -> Result<(), ImageError> {
+    if removal.release_image {
+        return remove_image(docker, &removal.id, true).await;
+    }
+    // A step image is shared with whatever build cached it: a tagged one is someone's image,
+    // and one with children (a newer build stands on it) is refused by the engine (409).
+    match docker.inspect_image(&removal.id).await {
+        Ok(i) if i.repo_tags.iter().flatten().any(|t| t != "<none>:<none>") => return Ok(()),
+        Ok(_) => {}
+        Err(e) if super::is_not_found(&e) => return Ok(()),
+        Err(source) => return Err(ImageError::Engine { what: "inspect", image: removal.id.clone(), source }),
+    }
+    // An id the build's output named must stand on the step before it (its history's second
+    // entry is its parent), or it was the app's own text, not the build's image.
+    if let Some(expected) = &removal.parent {
+        let history = docker.image_history(&removal.id).await.map_err(|source| ImageError::Engine {
+            what: "read the history of",
+            image: removal.id.clone(),
+            source,
+        })?;
+        if !history.get(1).is_some_and(|h| ledger::parent_matches(&h.id, expected)) {
+            return Ok(());
+        }
+    }
+    // A killed deploy's build goes on until the engine notices the client is gone and removes
+    // its step container, which holds the image meanwhile: wait for that, not for children.
+    for _ in 0..STEP_CONTAINER_WAITS {
+        match remove_image(docker, &removal.id, false).await {
+            Err(ImageError::Engine {
+                source: bollard::errors::Error::DockerResponseServerError { status_code: 409, message },
+                ..
+            }) => {
+                if !message.contains("used by") {
+                    return Ok(());
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+            other => return other,
+        }
+    }
+    Ok(())
+}
+
+/// How many half-second waits a step image gets for an abandoned build's container to go.
+const STEP_CONTAINER_WAITS: u32 = 20;
+
+/// Untags the app's release tags on an image found by its tag alone (an unlabelled build of a
+/// killed deploy): the tag `slipway/<app>:<release>` is slipway's to remove, while the image
+/// stays for any other tag, and goes with the release's recorded ids otherwise.
+/// Returns whether it untagged anything.
+pub async fn untag_release_tags(
+    docker: &Docker,
+    app: &AppName,
+    image: &AppImage,
+    keep: &[ReleaseId],
+) -> Result<bool, ImageError> {
+    let mut untagged = false;
+    let orphan =
+        |t: &String| release_of_tags(app, std::slice::from_ref(t)).is_some_and(|r| !keep.contains(&r));
+    for tag in image.tags.iter().filter(|t| orphan(t)) {
+        untagged = true;
         let options = RemoveImageOptions { force: false, noprune: false, ..Default::default() };
         match docker.remove_image(tag, Some(options), None).await {
             Ok(_) => {}
             Err(e) if super::is_not_found(&e) => {}
             Err(source) => return Err(ImageError::Engine { what: "untag", image: tag.clone(), source }),
+        }
+    }
+    Ok(untagged)
+}
+
+/// Removes the recorded release images that lost their tag (the build's image, once
+/// predeploy's commit took its tag) when nothing stands on them: a release image is tagged
+/// when made, so an untagged one is superseded.
+pub async fn prune_superseded(docker: &Docker, ledger: &Ledger) -> Result<(), ImageError> {
+    for release in ledger.releases() {
+        let recorded = ledger.load(release).map_err(|source| ImageError::Ledger { release, source })?;
+        for id in recorded.release {
+            remove_one(docker, &Removal { id, release_image: false, parent: None }).await?;
         }
     }
     Ok(())
@@ -373,6 +483,14 @@ mod tests {
         assert!(o.rm && o.forcerm);
         // Labels as build options cost the classic builder an uncacheable step.
         assert_eq!(o.labels, None);
+    }
+
+    #[test]
+    fn the_id_after_a_from_step_is_the_base_image_not_one_the_build_made() {
+        assert!(is_from_step("Step 1/3 : FROM slipway/stack:bookworm"));
+        assert!(is_from_step("Step 4/9 : from other AS builder"));
+        assert!(!is_from_step("Step 2/3 : RUN echo FROM x"));
+        assert!(!is_from_step("(before the first step)"));
     }
 
     #[test]

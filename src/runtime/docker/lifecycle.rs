@@ -82,6 +82,26 @@ pub enum LifecycleError {
     /// Files could not be put into the build container.
     #[error(transparent)]
     Upload(#[from] UploadError),
+    /// The id of the committed image could not be recorded as slipway's.
+    #[error("building {app} {release}: cannot record the image it made")]
+    Ledger {
+        /// The app.
+        app: AppName,
+        /// The release.
+        release: ReleaseId,
+        /// Why.
+        #[source]
+        source: super::ledger::LedgerError,
+    },
+    /// A buildpack's tree holds a symlink leading out of it.
+    #[error("buildpack {buildpack}")]
+    Tree {
+        /// The buildpack id.
+        buildpack: String,
+        /// What is wrong.
+        #[source]
+        source: crate::buildpack::tree::TreeError,
+    },
     /// No buildpack applies to the app.
     #[error(
         "building {app} {release}: no buildpack passed detect (tried {tried}); commit a Procfile, or a Dockerfile"
@@ -165,6 +185,14 @@ impl Buildpack {
             .map_err(|source| LifecycleError::ReadDescriptor { path, source })?;
         let descriptor = BuildpackDescriptor::parse(&text)
             .map_err(|source| LifecycleError::Descriptor { dir: dir.to_owned(), source })?;
+        // Without bin/ the phases would fail as a raw OCI exec error in the build container.
+        if descriptor.is_composite() || !dir.join("bin").is_dir() {
+            let id = descriptor.buildpack.id.clone();
+            return Err(LifecycleError::Descriptor {
+                dir: dir.to_owned(),
+                source: DescriptorError::Composite { id },
+            });
+        }
         Ok(Self { dir: dir.to_owned(), descriptor })
     }
 }
@@ -286,7 +314,7 @@ impl Builder<'_> {
     }
 
     async fn prepare(&self, buildpacks: &[Buildpack]) -> Result<(), LifecycleError> {
-        let mut ctx = GitContext::start(&self.req.repo, &self.req.commit, false)?;
+        let mut ctx = GitContext::start(&self.req.source, &self.req.commit, false)?;
         if let Some(stream) = ctx.take_stream() {
             let sent = self
                 .docker
@@ -302,18 +330,20 @@ impl Builder<'_> {
             ctx.finish().await?;
             sent.map_err(|e| self.engine("copy the source into the build container", e))?;
         }
-        let bps: Vec<(String, PathBuf)> =
-            buildpacks.iter().map(|b| (b.descriptor.escaped_id(), b.dir.clone())).collect();
+        // Only what a buildpack runs from: slipway's own buildpack lives at the root of its
+        // source tree, which must not be copied whole. Listed by lstat before the upload, so a
+        // link leading out of a buildpack fails the build with its own message.
+        let mut trees = Vec::new();
+        for b in buildpacks {
+            let entries =
+                crate::buildpack::tree::collect(&b.dir, &["buildpack.toml", "bin", "lib"]).map_err(
+                    |source| LifecycleError::Tree { buildpack: b.descriptor.buildpack.id.clone(), source },
+                )?;
+            trees.push((b.descriptor.escaped_id(), b.dir.clone(), entries));
+        }
         exec::upload(self.docker, &self.name, &self.dirs.buildpacks, move |tar| {
-            // Only what a buildpack runs from: slipway's own buildpack lives at the root of
-            // its source tree, which must not be copied whole.
-            for (id, dir) in &bps {
-                tar.append_path_with_name(dir.join("buildpack.toml"), format!("{id}/buildpack.toml"))?;
-                for sub in ["bin", "lib"] {
-                    if dir.join(sub).is_dir() {
-                        tar.append_dir_all(format!("{id}/{sub}"), dir.join(sub))?;
-                    }
-                }
+            for (id, dir, entries) in &trees {
+                append_tree(tar, id, dir, entries)?;
             }
             Ok(())
         })
@@ -472,6 +502,9 @@ impl Builder<'_> {
             .commit_container(options, config)
             .await
             .map_err(|e| self.engine("commit the build", e))?;
+        self.req.ledger.record_release(self.req.release, &id.id).map_err(|source| {
+            LifecycleError::Ledger { app: self.req.app.clone(), release: self.req.release, source }
+        })?;
         Ok(ImageId::new(id.id))
     }
 
@@ -530,6 +563,46 @@ impl Builder<'_> {
             tail: Box::new(tail),
         }
     }
+}
+
+/// Appends a buildpack's listed entries under `id/`: links as links, files opened without
+/// following a link swapped in since the listing.
+fn append_tree<W: std::io::Write>(
+    tar: &mut tar::Builder<W>,
+    id: &str,
+    dir: &std::path::Path,
+    entries: &[crate::buildpack::tree::TreeEntry],
+) -> std::io::Result<()> {
+    use crate::buildpack::tree::{TreeEntry, open_nofollow};
+    use std::os::unix::fs::PermissionsExt;
+    for entry in entries {
+        match entry {
+            TreeEntry::Dir(rel) => {
+                let mut header = tar::Header::new_gnu();
+                header.set_entry_type(tar::EntryType::Directory);
+                header.set_mode(0o755);
+                header.set_size(0);
+                tar.append_data(&mut header, format!("{id}/{}/", rel.display()), std::io::empty())?;
+            }
+            TreeEntry::File(rel) => {
+                let mut file = open_nofollow(&dir.join(rel))?;
+                let meta = file.metadata()?;
+                let mut header = tar::Header::new_gnu();
+                header.set_entry_type(tar::EntryType::Regular);
+                header.set_mode(meta.permissions().mode() & 0o755);
+                header.set_size(meta.len());
+                tar.append_data(&mut header, format!("{id}/{}", rel.display()), &mut file)?;
+            }
+            TreeEntry::Link { path, target } => {
+                let mut header = tar::Header::new_gnu();
+                header.set_entry_type(tar::EntryType::Symlink);
+                header.set_mode(0o777);
+                header.set_size(0);
+                tar.append_link(&mut header, format!("{id}/{}", path.display()), target)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

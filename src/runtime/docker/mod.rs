@@ -9,6 +9,8 @@
 //! - [`lifecycle`]: the buildpack build for repos without a Dockerfile (detect, build, export).
 //! - [`volume`]: the app's persistent filesystem and build cache as labelled named volumes.
 //! - [`container`]: process containers: create, start, stop, list, logs.
+//! - [`limits`]: the hardening of every app container, its per-app relaxations, its network.
+//! - [`ledger`]: the ids of the images slipway built: the only authority for removing one.
 //! - [`oneoff`]: one-off containers such as predeploy, committed as the release image.
 //! - [`workspace`]: `slipway workspace` as a container holding the working copy and the mount.
 //! - [`reconcile`]: removal of an app's leftovers from other releases.
@@ -24,8 +26,10 @@ pub mod context;
 pub mod exec;
 pub mod image;
 pub mod labels;
+pub mod ledger;
 pub mod lifecycle;
 pub mod lifecycle_scripts;
+pub mod limits;
 pub mod oneoff;
 mod ops;
 pub mod output;
@@ -65,6 +69,17 @@ pub enum ConnectError {
         #[source]
         source: bollard::errors::Error,
     },
+    /// The engine accepted the connection but did not answer in time.
+    #[error(
+        "the Docker engine at {host} did not answer within {}: check that dockerd is running and healthy (`docker info`), or point DOCKER_HOST at a working engine",
+        humantime::format_duration(*waited)
+    )]
+    NoAnswer {
+        /// `DOCKER_HOST`, or the default socket.
+        host: String,
+        /// How long it was given.
+        waited: std::time::Duration,
+    },
     /// The engine did not answer the version handshake.
     #[error("the Docker engine did not answer `/version`: check that `docker info` works")]
     Negotiate {
@@ -74,15 +89,39 @@ pub enum ConnectError {
     },
 }
 
+/// How long the engine gets to answer the first request of a command (`/version`).
+pub const ANSWER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Set once the engine failed to answer in this process: a hung engine then costs one short
+/// wait per command for the repairs of all docker apps, not one per app.
+static UNANSWERED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// Connects to the local engine (`DOCKER_HOST` or the default socket) and agrees on an API
 /// version, so that an older engine (e.g. Debian's 20.10, API 1.41) accepts our requests.
+/// An engine that does not answer within [`ANSWER_TIMEOUT`] is an error.
 pub async fn connect() -> Result<Docker, ConnectError> {
+    connect_within(ANSWER_TIMEOUT).await
+}
+
+/// [`connect`], with the engine given `wait` to answer.
+pub async fn connect_within(wait: std::time::Duration) -> Result<Docker, ConnectError> {
     // Builds, imports and one-off waits answer only when they finish; bollard's timeout counts
-    // until the response headers, so its 2-minute default would cut long builds short.
+    // until the response headers, so its 2-minute default would cut long builds short. The
+    // handshake below has its own short limit instead.
     let docker = Docker::connect_with_local_defaults()
         .map_err(|source| ConnectError::Connect { source })?
         .with_timeout(std::time::Duration::from_secs(6 * 3600));
-    docker.negotiate_version().await.map_err(|source| ConnectError::Negotiate { source })
+    let host = std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".to_owned());
+    // Only passing repairs (shorter waits) give up at once; a command that needs the engine
+    // always gives it the full time, in case it was merely slow.
+    if wait < ANSWER_TIMEOUT && UNANSWERED.load(std::sync::atomic::Ordering::Relaxed) {
+        return Err(ConnectError::NoAnswer { host, waited: wait });
+    }
+    if let Ok(negotiated) = tokio::time::timeout(wait, docker.negotiate_version()).await {
+        return negotiated.map_err(|source| ConnectError::Negotiate { source });
+    }
+    UNANSWERED.store(true, std::sync::atomic::Ordering::Relaxed);
+    Err(ConnectError::NoAnswer { host, waited: wait })
 }
 
 /// Whether an engine error means "no such object" (HTTP 404).

@@ -17,6 +17,7 @@ use super::container::{self, ContainerError, mount_points};
 use super::image::ImageId;
 use super::labels::{self, Kind};
 use super::output::{LineSink, Tail};
+use super::relabel;
 use super::{CONTAINER_HOME, CONTAINER_USER};
 use crate::ids::{AppName, ReleaseId};
 
@@ -43,6 +44,8 @@ pub struct OneOffSpec {
     pub user: String,
     /// Killed after this long.
     pub timeout: Duration,
+    /// Capabilities, privileges, memory and process limits.
+    pub limits: super::limits::Limits,
 }
 
 impl OneOffSpec {
@@ -65,6 +68,7 @@ impl OneOffSpec {
             workdir: "/workspace".to_owned(),
             user: CONTAINER_USER.to_owned(),
             timeout,
+            limits: super::limits::Limits::default(),
         }
     }
 
@@ -107,6 +111,16 @@ pub enum OneOffError {
         /// The last output lines.
         tail: Tail,
     },
+    /// The committed image could not be issued without the app's config in its environment.
+    #[error(
+        "predeploy of {app} {release}: the engine refused to issue the committed image without the app's config in its environment (a config-only image load); the release is not deployed, so that no image holds the config. Use an engine with the graph-driver image store, or drop predeploy"
+    )]
+    ConfigInImage {
+        /// The app.
+        app: AppName,
+        /// The release.
+        release: ReleaseId,
+    },
     /// The container could not be made, run or removed.
     #[error(transparent)]
     Container(#[from] ContainerError),
@@ -121,6 +135,12 @@ pub fn oneoff_cmd(command: &crate::oneoff::OneOff) -> Vec<String> {
 pub fn oneoff_create_body(spec: &OneOffSpec) -> ContainerCreateBody {
     let mut env = vec![format!("HOME={CONTAINER_HOME}")];
     env.extend(spec.env.iter().cloned());
+    let mut host = HostConfig {
+        mounts: spec.mount_volume.as_deref().map(|v| mount_points(v, &spec.workdir)),
+        init: Some(true),
+        ..Default::default()
+    };
+    super::limits::apply(&spec.limits, &spec.app, &mut host);
     ContainerCreateBody {
         image: Some(spec.image.clone()),
         cmd: Some(spec.cmd.clone()),
@@ -128,11 +148,7 @@ pub fn oneoff_create_body(spec: &OneOffSpec) -> ContainerCreateBody {
         user: Some(spec.user.clone()),
         working_dir: Some(spec.workdir.clone()),
         labels: Some(labels::release_labels(&spec.app, spec.release, Kind::OneOff)),
-        host_config: Some(HostConfig {
-            mounts: spec.mount_volume.as_deref().map(|v| mount_points(v, &spec.workdir)),
-            init: Some(true),
-            ..Default::default()
-        }),
+        host_config: Some(host),
         ..Default::default()
     }
 }
@@ -150,6 +166,7 @@ pub async fn run(
         let name = name.clone();
         move |source| OneOffError::Container(ContainerError::Engine { what, container: name, source })
     };
+    super::limits::ensure_network(docker, &spec.app).await.map_err(engine("make the network of"))?;
     let options = CreateContainerOptions { name: Some(name.clone()), ..Default::default() };
     docker.create_container(Some(options), oneoff_create_body(spec)).await.map_err(engine("create"))?;
     // Attached before the start, so that no output of a quick command is missed (following
@@ -244,7 +261,7 @@ async fn predeploy_inner(
         entrypoint: Some(c.entrypoint.unwrap_or_default()),
         working_dir: c.working_dir,
         user: c.user,
-        env: c.env,
+        env: c.env.clone(),
         labels: c.labels.map(|mut l| {
             l.insert(labels::KIND.to_owned(), Kind::Image.as_str().to_owned());
             l
@@ -259,8 +276,14 @@ async fn predeploy_inner(
         pause: false,
         ..Default::default()
     };
-    let id = docker.commit_container(options, config).await.map_err(engine("commit"))?;
-    Ok(ImageId::new(id.id))
+    let committed =
+        ImageId::new(docker.commit_container(options, config).await.map_err(engine("commit"))?.id);
+    // The commit merged the container's environment, the app's config, into the image's:
+    // issue the image again with the original environment, and drop the commit.
+    let tag = labels::image_tag(&spec.app, spec.release);
+    let clean = relabel::reissue_with_env(docker, &committed, &tag, c.env.unwrap_or_default()).await;
+    let _ = super::image::remove_image(docker, committed.as_str(), true).await;
+    clean.ok_or(OneOffError::ConfigInImage { app: spec.app.clone(), release: spec.release })
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 //! One function, [`DockerRuntime::converge`], makes a release's process containers match its
 //! plan (type → instance count); start, scale, restart and reconciliation all go through it.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::io::Write;
 use std::time::{Duration, Instant};
 
@@ -89,6 +89,7 @@ impl DockerRuntime {
             }
         }
         let mut web_port = None;
+        let limits = super::limits::load(&self.home, &plan.app)?;
         for p in &plan.processes {
             for index in 1..=p.instances {
                 let mut spec = container::ProcessSpec::new(
@@ -106,6 +107,7 @@ impl DockerRuntime {
                 spec.env = env_list(&plan.env, &format!("{}.{index}", p.ptype));
                 spec.mount_volume.clone_from(&volume);
                 spec.workdir.clone_from(&image.workdir);
+                spec.limits.clone_from(&limits);
                 let name = spec.name();
                 let found = existing.iter().find(|c| c.name == name);
                 match found {
@@ -236,6 +238,12 @@ impl DockerRuntime {
         for (k, v) in labels::release_labels(&app.name, release, Kind::OneOff) {
             cmd.arg("--label").arg(format!("{k}={v}"));
         }
+        super::limits::ensure_network(docker, &app.name).await.map_err(|source| ContainerError::Engine {
+            what: "make the network of",
+            container: name.clone(),
+            source,
+        })?;
+        cmd.args(super::limits::run_flags(&super::limits::load(&self.home, &app.name)?, &app.name));
         cmd.args(["--user", super::CONTAINER_USER, "--workdir", &image.workdir]);
         cmd.arg("--env").arg(format!("HOME={}", super::CONTAINER_HOME));
         // Values through docker's own environment, so config vars stay out of `ps` listings.
@@ -282,7 +290,9 @@ impl DockerRuntime {
         for i in image::list_images(docker, &app.name).await? {
             removed.extend(i.release.filter(|r| reconcile::is_orphan(Some(*r), &keep)));
         }
-        reconcile::reconcile(docker, &app.name, &keep).await?;
+        let ledger = super::ledger::Ledger::of(&self.home, &app.name);
+        removed.extend(ledger.releases().into_iter().filter(|r| reconcile::is_orphan(Some(*r), &keep)));
+        reconcile::reconcile(docker, &app.name, &ledger, &keep).await?;
         for r in planned_releases(&self.home, &app.name) {
             if !keep.contains(&r) {
                 remove_plan(&self.home, &app.name, r);
@@ -443,16 +453,19 @@ pub(super) async fn processes(
     Ok(ProcessReport { running, instances })
 }
 
-/// Remove the app's finished build and one-off containers and its dangling images.
-pub(super) async fn prune(docker: &Docker, app: &AppName) -> Result<(), DockerError> {
+/// Remove the app's finished build and one-off containers and its superseded release images
+/// (images go by the ledger alone).
+pub(super) async fn prune(
+    docker: &Docker,
+    app: &AppName,
+    ledger: &super::ledger::Ledger,
+) -> Result<(), DockerError> {
     for c in container::list_containers(docker, app, None).await? {
         if is_finished_task(c.kind(), &c.state) {
             container::remove_container(docker, &c.id).await?;
         }
     }
-    for id in image::dangling_images(docker, app).await? {
-        image::remove_image(docker, &id, false).await?;
-    }
+    image::prune_superseded(docker, ledger).await?;
     Ok(())
 }
 
@@ -468,35 +481,14 @@ pub(super) async fn logs(
     let what = process.unwrap_or("any process").to_owned();
     let no_processes = || DockerError::NoProcesses { app: app.name.clone(), what: what.clone() };
     let release = app.current.ok_or_else(no_processes)?;
-    let selected: Vec<(String, AppContainer)> = process_containers(docker, &app.name, release)
-        .await?
-        .into_iter()
-        .map(|c| (format!("{}.{}", c.process_type().unwrap_or("?"), index_of(&c).unwrap_or(0)), c))
-        .filter(|(instance, c)| match process {
-            None => true,
-            Some(want) if want.contains('.') => instance == want,
-            Some(want) => c.process_type() == Some(want),
-        })
-        .collect();
+    let selected = select_instances(docker, &app.name, release, process).await?;
     if selected.is_empty() {
         return Err(no_processes());
     }
-    let stream_of = |id: &str, instance: String, follow: bool, tail: String, since: i32| {
-        let options = LogsOptions {
-            follow,
-            stdout: true,
-            stderr: true,
-            timestamps: true,
-            tail,
-            since,
-            ..Default::default()
-        };
-        docker.logs(id, Some(options)).map(move |item| (instance.clone(), item))
-    };
     // Each line starts with the engine's RFC 3339 timestamp, so text order is time order.
     let mut all: Vec<String> = Vec::new();
     for (instance, c) in &selected {
-        let mut s = Box::pin(stream_of(&c.id, instance.clone(), false, lines.to_string(), 0));
+        let mut s = Box::pin(log_stream(docker, &c.id, instance.clone(), false, lines.to_string(), 0));
         while let Some((instance, item)) = s.next().await {
             let chunk = item.map_err(|source| ContainerError::Engine {
                 what: "read the logs of",
@@ -515,21 +507,114 @@ pub(super) async fn logs(
     out.flush().map_err(stdout)?;
     drop(out);
     if follow {
-        let since = i32::try_from(crate::state::now_unix()).unwrap_or(i32::MAX);
-        let streams = selected
-            .iter()
-            .map(|(instance, c)| Box::pin(stream_of(&c.id, instance.clone(), true, "0".to_owned(), since)));
-        let mut merged = futures_util::stream::select_all(streams);
-        while let Some((instance, item)) = merged.next().await {
-            let Ok(chunk) = item else { continue };
-            let mut out = std::io::stdout().lock();
-            for l in format_lines(&instance, release, &chunk.into_bytes()) {
-                writeln!(out, "{l}").map_err(stdout)?;
-            }
-            out.flush().map_err(stdout)?;
-        }
+        let dumped: BTreeSet<String> = selected.iter().map(|(_, c)| c.id.clone()).collect();
+        follow_instances(docker, &app.name, release, process, &dumped).await?;
     }
     Ok(())
+}
+
+/// The current release's process containers that `process` (a type, `type.N`, or all)
+/// selects, by instance name.
+async fn select_instances(
+    docker: &Docker,
+    app: &AppName,
+    release: ReleaseId,
+    process: Option<&str>,
+) -> Result<Vec<(String, AppContainer)>, DockerError> {
+    Ok(process_containers(docker, app, release)
+        .await?
+        .into_iter()
+        .map(|c| (format!("{}.{}", c.process_type().unwrap_or("?"), index_of(&c).unwrap_or(0)), c))
+        .filter(|(instance, c)| match process {
+            None => true,
+            Some(want) if want.contains('.') => instance == want,
+            Some(want) => c.process_type() == Some(want),
+        })
+        .collect())
+}
+
+/// One container's log chunks, each with its instance name.
+fn log_stream<'a>(
+    docker: &'a Docker,
+    id: &str,
+    instance: String,
+    follow: bool,
+    tail: String,
+    since: i32,
+) -> impl futures_util::Stream<Item = (String, Result<bollard::container::LogOutput, bollard::errors::Error>)> + 'a
+{
+    let options = LogsOptions {
+        follow,
+        stdout: true,
+        stderr: true,
+        timestamps: true,
+        tail,
+        since,
+        ..Default::default()
+    };
+    docker.logs(id, Some(options)).map(move |item| (instance.clone(), item))
+}
+
+/// Follows the selected instances' new log lines until interrupted; `dumped` holds the
+/// containers whose history was just printed.
+async fn follow_instances(
+    docker: &Docker,
+    app: &AppName,
+    release: ReleaseId,
+    process: Option<&str>,
+    dumped: &BTreeSet<String>,
+) -> Result<(), DockerError> {
+    // A container's log stream ends when it stops: a crash restarts it (same id), `ps
+    // restart` replaces it (new id). Every second the followed set is brought up to date,
+    // and an instance whose stream ended, or whose container changed, is followed again
+    // from the moment its old stream ended.
+    enum Event {
+        Chunk(String, Result<bollard::container::LogOutput, bollard::errors::Error>),
+        End(String, String),
+    }
+    let stdout = |source| DockerError::Io { action: "write", path: "stdout".into(), source };
+    let now = || i32::try_from(crate::state::now_unix()).unwrap_or(i32::MAX);
+    let start = now();
+    let mut following: HashMap<String, String> = HashMap::new();
+    let mut resume: HashMap<String, i32> = HashMap::new();
+    let mut merged = futures_util::stream::SelectAll::new();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            Some(event) = merged.next(), if !merged.is_empty() => match event {
+                Event::Chunk(instance, Ok(chunk)) => {
+                    let mut out = std::io::stdout().lock();
+                    for l in format_lines(&instance, release, &chunk.into_bytes()) {
+                        writeln!(out, "{l}").map_err(stdout)?;
+                    }
+                    out.flush().map_err(stdout)?;
+                }
+                Event::Chunk(_, Err(_)) => {}
+                Event::End(instance, id) => {
+                    if following.get(&instance) == Some(&id) {
+                        following.remove(&instance);
+                        resume.insert(instance, now());
+                    }
+                }
+            },
+            _ = tick.tick() => {
+                for (instance, c) in select_instances(docker, app, release, process).await? {
+                    if c.state != "running" || following.get(&instance) == Some(&c.id) {
+                        continue;
+                    }
+                    let since = resume.get(&instance).copied().unwrap_or(start);
+                    // A container whose history was just printed continues from there; a
+                    // new or restarted one is read from `since`, with every line after it.
+                    let tail = if dumped.contains(&c.id) && !resume.contains_key(&instance) { "0" } else { "all" };
+                    following.insert(instance.clone(), c.id.clone());
+                    let end = futures_util::stream::once(std::future::ready(Event::End(instance.clone(), c.id.clone())));
+                    let lines = log_stream(docker, &c.id, instance.clone(), true, tail.to_owned(), since)
+                        .map(|(instance, item)| Event::Chunk(instance, item));
+                    merged.push(Box::pin(lines.chain(end)));
+                }
+            }
+        }
+    }
 }
 
 /// `<timestamp> <release> <type.N>: <text>` lines, as the local runtime's logs read.

@@ -1,6 +1,7 @@
 //! Streamed output: engine chunks cut into lines for a callback, and the last lines kept for
 //! an error message.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::fmt;
 
@@ -48,7 +49,8 @@ impl Tail {
         if self.lines.len() == TAIL_LINES {
             self.lines.pop_front();
         }
-        self.lines.push_back(line.to_owned());
+        // The tail ends up in an error message, which may go to a log or a JSON answer.
+        self.lines.push_back(strip_ansi(line).into_owned());
     }
 
     /// The kept lines, oldest first.
@@ -66,9 +68,69 @@ impl fmt::Display for Tail {
     }
 }
 
+/// `text` without terminal escape sequences (colours, cursor moves, OSC titles) or other
+/// control characters but tab: what a build prints for a terminal, made fit for a file.
+pub fn strip_ansi(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(|c| c.is_control() && c != '\t') {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\u{1b}' => match chars.next() {
+                // CSI: parameters and intermediates, then one final byte in @..~.
+                Some('[') => {
+                    for c in chars.by_ref() {
+                        if ('@'..='~').contains(&c) {
+                            break;
+                        }
+                    }
+                }
+                // OSC: up to BEL or ESC \.
+                Some(']') => {
+                    while let Some(c) = chars.next() {
+                        if c == '\u{7}' || (c == '\u{1b}' && chars.next_if_eq(&'\\').is_some()) {
+                            break;
+                        }
+                    }
+                }
+                _ => {}
+            },
+            '\t' => out.push(c),
+            c if c.is_control() => {}
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// A build output line as it should be shown: as is on a terminal, stripped of escape codes
+/// otherwise.
+pub fn for_output(line: &str, terminal: bool) -> Cow<'_, str> {
+    if terminal { Cow::Borrowed(line) } else { strip_ansi(line) }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn escape_codes_are_stripped_but_text_and_tabs_stay() {
+        assert_eq!(strip_ansi("\u{1b}[1;31merror\u{1b}[0m:\there"), "error:\there");
+        assert_eq!(strip_ansi("\u{1b}]0;title\u{7}done\r"), "done");
+        assert_eq!(strip_ansi("\u{1b}]8;;http://x\u{1b}\\link\u{1b}]8;;\u{1b}\\"), "link");
+        assert!(matches!(strip_ansi("plain"), Cow::Borrowed("plain")));
+        assert_eq!(for_output("\u{1b}[32mok\u{1b}[0m", true), "\u{1b}[32mok\u{1b}[0m");
+        assert_eq!(for_output("\u{1b}[32mok\u{1b}[0m", false), "ok");
+    }
+
+    #[test]
+    fn the_tail_shown_in_errors_has_no_escape_codes() {
+        let mut t = Tail::new();
+        t.push_chunk("\u{1b}[31mfailed\u{1b}[0m\n", &mut |_: &str| {});
+        assert_eq!(t.to_string(), "    failed\n");
+    }
 
     #[test]
     fn chunks_become_lines_and_only_the_last_are_kept() {

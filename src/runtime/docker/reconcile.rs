@@ -1,9 +1,11 @@
-//! Reconciliation: the engine's view of an app brought back to slipway's, by labels alone.
+//! Reconciliation: the engine's view of an app brought back to slipway's.
 //!
-//! Everything labelled with the app but belonging to a release slipway does not keep is
-//! removed: containers first (so their images can go), then images, then per-release
-//! volumes. Finished build and one-off containers of kept releases and the app's dangling
-//! images are pruned too. The app-wide mount and cache volumes are never touched.
+//! Containers and volumes are found by label and name (both set only by slipway); images by
+//! the ids slipway recorded in its [`Ledger`], never by labels, which a Dockerfile can set.
+//! Everything belonging to a release slipway does not keep is removed: containers first (so
+//! their images can go), then images, then per-release volumes. Finished build and one-off
+//! containers of kept releases and superseded images of kept releases are pruned too. The
+//! app-wide mount and cache volumes are never touched.
 //!
 //! Call it with the app's deploy lock held: a deploy in progress owns a release that is not
 //! yet the current one, and must be in `keep`.
@@ -13,6 +15,7 @@ use bollard::Docker;
 use super::container::{self, ContainerError};
 use super::image::{self, ImageError};
 use super::labels::{self, Kind};
+use super::ledger::Ledger;
 use super::volume::{self, VolumeError};
 use crate::ids::{AppName, ReleaseId};
 
@@ -66,6 +69,7 @@ pub fn is_finished_task(kind: Option<Kind>, state: &str) -> bool {
 pub async fn reconcile(
     docker: &Docker,
     app: &AppName,
+    ledger: &Ledger,
     keep: &[ReleaseId],
 ) -> Result<ReconcileReport, ReconcileError> {
     let mut report = ReconcileReport::default();
@@ -75,18 +79,25 @@ pub async fn reconcile(
             report.containers.push(c.name);
         }
     }
+    // Labels and tags only find candidates: a killed deploy's tag is untagged (the tag is
+    // slipway's), and images go only by the ids recorded in the ledger.
     for i in image::list_images(docker, app).await? {
-        if is_orphan(i.release, keep) {
-            image::remove_app_image(docker, app, &i).await?;
+        if image::untag_release_tags(docker, app, &i, keep).await? {
             report.images.push(i.id.to_string());
         }
     }
-    for id in image::dangling_images(docker, app).await? {
-        if !report.images.contains(&id) {
-            image::remove_image(docker, &id, false).await?;
-            report.images.push(id);
+    for release in ledger.releases() {
+        if is_orphan(Some(release), keep) {
+            let recorded = ledger.load(release).map_err(|source| ImageError::Ledger { release, source })?;
+            image::remove_recorded(docker, ledger, release).await?;
+            for id in recorded.release {
+                if !report.images.contains(&id) {
+                    report.images.push(id);
+                }
+            }
         }
     }
+    image::prune_superseded(docker, ledger).await?;
     for (name, l) in volume::list_volumes(docker, app).await? {
         if is_orphan(labels::release_of(&l), keep) {
             volume::remove_volume(docker, &name).await?;

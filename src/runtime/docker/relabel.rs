@@ -11,14 +11,14 @@
 //! content, so there (or if the load is refused) a container of the image is committed with the
 //! labels instead: slower, but it works on every engine.
 //!
-//! The release image names the build's image in its `slipway.build` label, and removing the
-//! release removes that image and the step images only it used, as removing a built image
-//! would: after any number of deploys the engine holds the release image and the build cache.
+//! The release image names the build's image in its `slipway.build` label, for people; what
+//! removing the release takes (that image and the step images only it used) is decided by the
+//! ids recorded in [`super::ledger`], never by this label.
 
 use std::collections::HashMap;
 
 use bollard::Docker;
-use bollard::models::{ContainerConfig, ContainerCreateBody, ImageInspect};
+use bollard::models::{ContainerConfig, ContainerCreateBody, ImageConfig, ImageInspect};
 use bollard::query_parameters::{
     CommitContainerOptions, CreateContainerOptions, ImportImageOptions, RemoveContainerOptions,
 };
@@ -64,9 +64,14 @@ pub enum Method {
 /// image id), with `labels` added to its own. The history is left out: the engine keeps none
 /// for loaded images that it could check against their layers.
 pub fn labelled_config(inspect: &ImageInspect, labels: &Labels) -> Option<Vec<u8>> {
+    edited_config(inspect, |config| config.labels = Some(merged_labels(inspect, labels)))
+}
+
+/// The image's config as the engine stores it, changed by `edit`.
+fn edited_config(inspect: &ImageInspect, edit: impl FnOnce(&mut ImageConfig)) -> Option<Vec<u8>> {
     let layers = inspect.root_fs.as_ref()?.layers.clone()?;
     let mut config = inspect.config.clone().unwrap_or_default();
-    config.labels = Some(merged_labels(inspect, labels));
+    edit(&mut config);
     let mut doc = json!({
         "architecture": inspect.architecture.clone().unwrap_or_else(|| "amd64".into()),
         "os": inspect.os.clone().unwrap_or_else(|| "linux".into()),
@@ -82,9 +87,11 @@ pub fn labelled_config(inspect: &ImageInspect, labels: &Labels) -> Option<Vec<u8
     serde_json::to_vec(&doc).ok()
 }
 
-/// The image's own labels with `labels` added (and winning).
+/// The image's own labels with `labels` added (and winning). Every `slipway.*` label the
+/// build set (a Dockerfile `LABEL slipway.app=…`) is dropped: only slipway names its resources.
 fn merged_labels(inspect: &ImageInspect, labels: &Labels) -> HashMap<String, String> {
     let mut all = inspect.config.as_ref().and_then(|c| c.labels.clone()).unwrap_or_default();
+    all.retain(|k, _| !k.starts_with("slipway."));
     all.extend(labels.iter().map(|(k, v)| (k.clone(), v.clone())));
     all
 }
@@ -155,6 +162,21 @@ pub async fn relabel(
     }
 }
 
+/// Issues `image` again as `tag` with its environment set to `env`, by a config-only load:
+/// a commit merges the container's environment (the app's config) into the image's, which
+/// must never hold it. `None` when the engine refused the load (the containerd image store).
+pub async fn reissue_with_env(
+    docker: &Docker,
+    image: &ImageId,
+    tag: &str,
+    env: Vec<String>,
+) -> Option<ImageId> {
+    let inspect = docker.inspect_image(image.as_str()).await.ok()?;
+    let layers = inspect.root_fs.as_ref().and_then(|r| r.layers.as_ref()).map_or(0, Vec::len);
+    let config = edited_config(&inspect, |c| c.env = Some(env))?;
+    load(docker, &config, tag, layers).await
+}
+
 /// The config-only load; `None` when the engine refused it (the caller commits instead).
 async fn load(docker: &Docker, config: &[u8], tag: &str, layers: usize) -> Option<ImageId> {
     let archive = load_archive(config, tag, layers).ok()?;
@@ -206,7 +228,7 @@ pub(super) async fn commit(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bollard::models::{ImageConfig, ImageInspectRootFs};
+    use bollard::models::ImageInspectRootFs;
 
     fn inspect() -> ImageInspect {
         ImageInspect {
@@ -217,7 +239,10 @@ mod tests {
             config: Some(ImageConfig {
                 cmd: Some(vec!["bash".into()]),
                 working_dir: Some("/app".into()),
-                labels: Some(HashMap::from([("slipway.stack".into(), "bookworm".into())])),
+                labels: Some(HashMap::from([
+                    ("slipway.stack".into(), "bookworm".into()),
+                    ("org.example".into(), "kept".into()),
+                ])),
                 ..Default::default()
             }),
             root_fs: Some(ImageInspectRootFs {
@@ -236,7 +261,8 @@ mod tests {
         assert_eq!(config["config"]["Cmd"], json!(["bash"]));
         assert_eq!(config["config"]["WorkingDir"], "/app");
         assert_eq!(config["config"]["Labels"]["slipway.release"], "v3");
-        assert_eq!(config["config"]["Labels"]["slipway.stack"], "bookworm");
+        assert_eq!(config["config"]["Labels"]["org.example"], "kept");
+        assert!(config["config"]["Labels"].get("slipway.stack").is_none(), "build-time slipway.* labels go");
         assert_eq!(config["created"], "2026-11-24T22:00:00Z");
         assert!(config.get("author").is_none());
     }

@@ -16,6 +16,7 @@ use tokio::sync::OnceCell;
 
 use super::container::{self, ContainerError};
 use super::image::{self, BuildError, BuildRequest, ImageError};
+use super::ledger::Ledger;
 use super::oneoff::{self, OneOffError, OneOffSpec};
 use super::reconcile::ReconcileError;
 use super::stack::{self, StackError};
@@ -27,6 +28,9 @@ use crate::progress::Progress;
 use crate::runtime::{ProcessReport, Repairs, Runtime, RuntimeError, Started};
 use crate::source::Repo;
 use crate::state::{AppRecord, Home, atomic};
+
+/// How long the engine gets to answer when a command only repairs docker apps in passing.
+const RECONCILE_WAIT: Duration = Duration::from_secs(2);
 
 /// The uid and gid of the stack's `slipway` user, as numbers.
 const CONTAINER_UID: u32 = 1000;
@@ -58,6 +62,8 @@ pub enum DockerError {
     State(#[from] crate::state::StateError),
     #[error(transparent)]
     Context(#[from] super::context::ContextError),
+    #[error(transparent)]
+    Limits(#[from] super::limits::LimitsError),
     #[error("cannot {action} {}", path.display())]
     Io {
         action: &'static str,
@@ -156,6 +162,16 @@ impl DockerRuntime {
         self.block(async |docker| {
             // It holds the mount volume, which the engine would refuse to remove.
             super::workspace::remove_container(docker, app).await?;
+            // Builds that never became a release (failed, or killed with `kill -9`).
+            let ledger = Ledger::of(&self.home, app);
+            for release in ledger.releases() {
+                image::remove_image(docker, &labels::image_tag(app, release), true).await?;
+                image::remove_recorded(docker, &ledger, release).await?;
+            }
+            // A network left behind holds nothing of the app's; it must not stop the destroy.
+            if let Err(e) = super::limits::remove_network(docker, app).await {
+                tracing::warn!(app = %app, error = %e, "cannot remove the app's network");
+            }
             for (name, _) in volume::list_volumes(docker, app).await? {
                 volume::remove_volume(docker, &name).await?;
             }
@@ -193,15 +209,18 @@ impl DockerRuntime {
         let stack = stack_image(&record);
         progress.detail(&format!("stack image {stack}"));
         stack::ensure_stack(docker, &stack).await?;
-        let has_dockerfile =
-            super::context::commit_has_file(repo.dir(), &plan.commit, image::DOCKERFILE).await?;
-        // Buildpacks committed with the app are written out for the build, then removed.
-        let scratch = std::env::temp_dir().join(format!(
-            "slipway-{}-{}-buildpacks.{}",
-            plan.app,
-            plan.release,
-            std::process::id()
-        ));
+        let has_dockerfile = super::context::commit_has_file(repo, &plan.commit, image::DOCKERFILE)?;
+        // Buildpacks committed with the app, and slipway's own, are written out for the build
+        // into a private directory (0700, random name) that no other user can plant files in.
+        let scratch_dir = tempfile::Builder::new()
+            .prefix(&format!("slipway-{}-{}-buildpacks.", plan.app, plan.release))
+            .tempdir()
+            .map_err(|source| DockerError::Io {
+                action: "create a private scratch directory in",
+                path: std::env::temp_dir(),
+                source,
+            })?;
+        let scratch = scratch_dir.path().join("commit");
         let mut buildpacks = Vec::new();
         if has_dockerfile {
             if !plan.buildpacks.is_empty() {
@@ -212,7 +231,7 @@ impl DockerRuntime {
                 match source {
                     BuildpackSource::Dir(dir) => buildpacks.push(dir.clone()),
                     BuildpackSource::Commit(path) => {
-                        super::context::extract_dir(repo.dir(), &plan.commit, path, &scratch).await?;
+                        super::context::extract_dir(repo, &plan.commit, path, &scratch).await?;
                         buildpacks.push(scratch.join(path));
                     }
                 }
@@ -222,7 +241,7 @@ impl DockerRuntime {
                 progress.detail(&format!("extra buildpacks: {}", names.join(", ")));
             }
         }
-        let own = buildpack_dirs();
+        let own = buildpack_dirs(&scratch_dir.path().join("own"));
         if buildpacks.is_empty() && own.is_empty() && !has_dockerfile {
             return Err(DockerError::NoBuildpack { app: plan.app.clone() });
         }
@@ -231,15 +250,19 @@ impl DockerRuntime {
             app: plan.app.clone(),
             release: plan.release,
             commit: plan.commit.clone(),
-            repo: repo.dir().to_owned(),
+            source: repo.clone(),
             stack,
             buildpacks,
             gzip_context: false,
+            ledger: Ledger::of(&self.home, &plan.app),
         };
-        let mut sink = |line: &str| progress.detail(line);
+        let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+        let mut sink = |line: &str| progress.detail(&super::output::for_output(line, terminal));
         let built = image::build_image(docker, &req, &mut sink).await;
-        if scratch.exists() {
-            let _ = std::fs::remove_dir_all(&scratch);
+        drop(scratch_dir);
+        if built.is_err() {
+            // A failed build's step images are recorded as it streams them; none may stay.
+            let _ = image::remove_recorded(docker, &req.ledger, plan.release).await;
         }
         let id = built?;
         progress.detail(&format!("image {} ({})", labels::image_tag(&plan.app, plan.release), short_id(&id)));
@@ -263,12 +286,17 @@ impl DockerRuntime {
             script.timeout,
         );
         spec.env = env_list(&plan.env, "release.1");
+        spec.limits = super::limits::load(&self.home, &plan.app)?;
         spec.mount_volume = self.mount_volume(docker, &plan.app).await?;
         spec.workdir = image.workdir;
-        let mut sink = |line: &str| progress.detail(line);
+        let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+        let mut sink = |line: &str| progress.detail(&super::output::for_output(line, terminal));
         if predeploy {
             // Success commits the container as the release image: app-folder changes are kept.
-            oneoff::run_predeploy(docker, &spec, &mut sink).await?;
+            let id = oneoff::run_predeploy(docker, &spec, &mut sink).await?;
+            Ledger::of(&self.home, &plan.app)
+                .record_release(plan.release, id.as_str())
+                .map_err(|source| ImageError::Ledger { release: plan.release, source })?;
             return Ok(());
         }
         "postdeploy".clone_into(&mut spec.what);
@@ -302,13 +330,12 @@ impl DockerRuntime {
         for r in futures_util::future::join_all(stops).await {
             r?;
         }
-        for i in image::list_images(docker, app).await? {
-            if i.release == Some(release) {
-                image::remove_app_image(docker, app, &i).await?;
-            }
-        }
+        // The tag `slipway/<app>:<release>` is slipway's to remove; the images themselves go
+        // only by the ids recorded as built for this release.
         image::remove_image(docker, &labels::image_tag(app, release), true).await?;
-        super::ops::prune(docker, app).await?;
+        let ledger = Ledger::of(&self.home, app);
+        image::remove_recorded(docker, &ledger, release).await?;
+        super::ops::prune(docker, app, &ledger).await?;
         let path = plan_path(&self.home, app, release);
         match std::fs::remove_file(&path) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
@@ -397,7 +424,14 @@ impl Runtime for DockerRuntime {
     }
 
     fn reconcile(&self, app: &AppRecord) -> Result<Repairs, RuntimeError> {
-        self.block(async |docker| self.reconcile_of(docker, app).await)
+        // Every command repairs every app first: a hung engine must not stall commands that
+        // have nothing to do with it, so this background repair gives it little time.
+        self.rt
+            .block_on(async {
+                let docker = self.docker.get_or_try_init(|| super::connect_within(RECONCILE_WAIT)).await?;
+                self.reconcile_of(docker, app).await
+            })
+            .map_err(RuntimeError::from)
     }
 }
 
@@ -413,12 +447,14 @@ pub fn default_stack() -> String {
 
 /// The buildpacks of a build without a Dockerfile, in order: the directories in
 /// `$SLIPWAY_BUILDPACKS` (colon-separated), then slipway's own Procfile buildpack: the one at
-/// `$SLIPWAY_BUILDPACK`, else the copy compiled into the binary.
-pub fn buildpack_dirs() -> Vec<PathBuf> {
+/// `$SLIPWAY_BUILDPACK`, else the copy compiled into the binary, written into `scratch` (a
+/// directory private to this build).
+pub fn buildpack_dirs(scratch: &Path) -> Vec<PathBuf> {
     let mut dirs: Vec<PathBuf> = std::env::var_os("SLIPWAY_BUILDPACKS")
         .map(|v| std::env::split_paths(&v).filter(|p| !p.as_os_str().is_empty()).collect())
         .unwrap_or_default();
-    let own = std::env::var_os("SLIPWAY_BUILDPACK").map(PathBuf::from).or_else(embedded_buildpack);
+    let own =
+        std::env::var_os("SLIPWAY_BUILDPACK").map(PathBuf::from).or_else(|| embedded_buildpack(scratch));
     if let Some(own) = own.filter(|d| d.join("buildpack.toml").is_file()) {
         dirs.push(own);
     }
@@ -426,43 +462,27 @@ pub fn buildpack_dirs() -> Vec<PathBuf> {
 }
 
 /// slipway's own Procfile buildpack (the repository root's buildpack.toml and bin/), compiled
-/// into the binary so that an installed slipway needs no source tree. It is written out once
-/// per content to a directory named after its hash, which a later binary never mistakes for
-/// its own.
-fn embedded_buildpack() -> Option<PathBuf> {
+/// into the binary so that an installed slipway needs no source tree. Written afresh for each
+/// build into `dir`, never reused from a shared path another user could have planted.
+fn embedded_buildpack(dir: &Path) -> Option<PathBuf> {
     const FILES: [(&str, &str, u32); 3] = [
         ("buildpack.toml", include_str!("../../../buildpack.toml"), 0o644),
         ("bin/detect", include_str!("../../../bin/detect"), 0o755),
         ("bin/build", include_str!("../../../bin/build"), 0o755),
     ];
-    // FNV-1a: a stable name for this content, not a security boundary.
-    let hash = FILES
-        .iter()
-        .flat_map(|(_, text, _)| text.bytes())
-        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
-    let dir = std::env::temp_dir().join(format!("slipway-procfile-buildpack-{hash:016x}"));
-    if dir.join("buildpack.toml").is_file() {
-        return Some(dir);
-    }
-    let staging =
-        std::env::temp_dir().join(format!("slipway-procfile-buildpack-{hash:016x}.{}", std::process::id()));
     let write = || -> std::io::Result<()> {
         for (name, text, mode) in FILES {
-            let path = staging.join(name);
-            std::fs::create_dir_all(path.parent().unwrap_or(&staging))?;
+            let path = dir.join(name);
+            std::fs::create_dir_all(path.parent().unwrap_or(dir))?;
             std::fs::write(&path, text)?;
             std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(mode))?;
         }
-        match std::fs::rename(&staging, &dir) {
-            Err(_) if dir.join("buildpack.toml").is_file() => std::fs::remove_dir_all(&staging),
-            other => other,
-        }
+        Ok(())
     };
     match write() {
-        Ok(()) => Some(dir),
+        Ok(()) => Some(dir.to_owned()),
         Err(e) => {
             tracing::warn!(error = %e, "cannot write slipway's Procfile buildpack");
-            let _ = std::fs::remove_dir_all(&staging);
             None
         }
     }

@@ -128,11 +128,16 @@ impl TestApp {
             app: self.app.clone(),
             release: ReleaseId::new(release),
             commit,
-            repo: self.repo(),
+            source: crate::source::Repo::open(&self.repo()).unwrap(),
             stack: DEFAULT_STACK.to_owned(),
             buildpacks: vec![PathBuf::from(env!("CARGO_MANIFEST_DIR"))],
             gzip_context: false,
+            ledger: self.ledger(),
         }
+    }
+
+    fn ledger(&self) -> super::ledger::Ledger {
+        super::ledger::Ledger::at(&self.dir.path().join("ledger"))
     }
 
     fn oneoff(&self, release: u64, image: &str, script: &str) -> OneOffSpec {
@@ -147,6 +152,7 @@ impl TestApp {
             workdir: "/workspace".into(),
             user: super::CONTAINER_USER.into(),
             timeout: Duration::from_secs(60),
+            limits: super::limits::Limits::default(),
         }
     }
 }
@@ -170,6 +176,17 @@ impl Drop for TestApp {
         if !volumes.is_empty() {
             let _ = Command::new("docker").args(["volume", "rm", "-f"]).args(&volumes).output();
         }
+        // Step images carry no label: they go by the ids the builds recorded.
+        let ledger = self.ledger();
+        for release in ledger.releases().into_iter().rev() {
+            let Ok(recorded) = ledger.load(release) else { continue };
+            let ids: Vec<&String> = recorded.release.iter().chain(&recorded.steps).rev().collect();
+            for id in ids {
+                let _ = Command::new("docker").args(["rmi", id]).output();
+            }
+        }
+        let network = super::limits::network_name(&self.app);
+        let _ = Command::new("docker").args(["network", "rm", &network]).output();
     }
 }
 
@@ -302,11 +319,9 @@ async fn relabelling_keeps_the_layers_and_settings_and_removal_takes_the_build_a
     container::remove_container(&docker, &spec.name()).await.unwrap();
     image::remove_image(&docker, v2.as_str(), true).await.unwrap();
 
-    // Removing the release removes the build image it names, and the stack stays.
-    let listed = image::list_images(&docker, &t.app).await.unwrap();
-    let v1_image = listed.iter().find(|i| i.release == Some(ReleaseId::new(1))).unwrap();
-    assert_eq!(v1_image.build.as_deref(), Some(build_id.as_str()));
-    image::remove_app_image(&docker, &t.app, v1_image).await.unwrap();
+    // Removing the release removes the build image it recorded, and the stack stays.
+    assert!(t.ledger().load(ReleaseId::new(1)).unwrap().steps.contains(&build_id));
+    image::remove_recorded(&docker, &t.ledger(), ReleaseId::new(1)).await.unwrap();
     assert!(docker.inspect_image(v1.as_str()).await.is_err(), "the release image is gone");
     assert!(docker.inspect_image(&build_id).await.is_err(), "and so is the build image it named");
     assert!(docker.inspect_image(DEFAULT_STACK).await.is_ok(), "the stack stays");
@@ -539,7 +554,7 @@ async fn reconcile_removes_other_releases_and_keeps_the_current_one() {
     let finished = t.oneoff(2, DEFAULT_STACK, "true");
     oneoff::run(&docker, &finished, &mut |_: &str| {}).await.unwrap();
 
-    let report = reconcile::reconcile(&docker, &t.app, &[ReleaseId::new(2)]).await.unwrap();
+    let report = reconcile::reconcile(&docker, &t.app, &t.ledger(), &[ReleaseId::new(2)]).await.unwrap();
     assert_eq!(report.containers.len(), 2, "{report:?}");
     assert!(report.containers.contains(&format!("slipway-{}-v1-web-1", t.app)));
     assert!(report.containers.contains(&finished.name()));
@@ -554,7 +569,7 @@ async fn reconcile_removes_other_releases_and_keeps_the_current_one() {
     let volumes = volume::list_volumes(&docker, &t.app).await.unwrap();
     assert!(volumes.iter().any(|(n, _)| *n == vol), "the mount volume is app-wide and kept");
     assert!(
-        reconcile::reconcile(&docker, &t.app, &[ReleaseId::new(2)]).await.unwrap().is_empty(),
+        reconcile::reconcile(&docker, &t.app, &t.ledger(), &[ReleaseId::new(2)]).await.unwrap().is_empty(),
         "idempotent"
     );
 }

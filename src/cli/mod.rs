@@ -95,8 +95,9 @@ pub fn main() -> ExitCode {
     init_tracing(cli.verbose);
     match cli.command {
         // These outlive or serve others: a reader that hung up must not kill a router, a
-        // supervisor, or a push's deploy halfway (their writes check their errors instead).
-        Command::Supervise(_) | Command::Route(_) | Command::Receive(_) => {}
+        // supervisor, a push's deploy halfway, or `local`'s processes without their graceful
+        // stop (their writes check their errors instead).
+        Command::Supervise(_) | Command::Route(_) | Command::Receive(_) | Command::Local(_) => {}
         _ => die_quietly_on_broken_pipe(),
     }
     // `--json` before any `--` (after it come a one-off command's own arguments).

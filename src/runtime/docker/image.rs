@@ -78,6 +78,9 @@ pub enum BuildError {
     /// A buildpack phase failed.
     #[error(transparent)]
     Lifecycle(#[from] LifecycleError),
+    /// The build-cache lock could not be taken.
+    #[error(transparent)]
+    StepCache(Box<super::step_cache::StepCacheError>),
     /// A Dockerfile instruction failed.
     #[error(
         "building {app} {release}: Dockerfile step `{step}` failed: {message}\n{tail}\
@@ -144,6 +147,9 @@ pub enum ImageError {
         #[source]
         source: LedgerError,
     },
+    /// The lock that keeps step-image removal away from running builds.
+    #[error(transparent)]
+    StepCache(Box<super::step_cache::StepCacheError>),
     /// The engine failed.
     #[error("cannot {what} image {image}: check `docker info`")]
     Engine {
@@ -200,6 +206,10 @@ pub async fn build_dockerfile(
         stderr: "context already taken".into(),
     })?;
     let options = dockerfile_build_options(&req.app, req.release);
+    // Held until the build is done: no app's retire removes a cached step this build stands on.
+    let _cache = super::step_cache::building(req.ledger.steps_lock().to_owned())
+        .await
+        .map_err(|e| BuildError::StepCache(Box::new(e)))?;
     let mut tail = Tail::new();
     let mut step = "(before the first step)".to_owned();
     let mut failure: Option<(String, Option<bollard::errors::Error>)> = None;
@@ -363,17 +373,54 @@ pub fn release_of_tags(app: &AppName, tags: &[String]) -> Option<ReleaseId> {
     tags.iter().find_map(|t| t.strip_prefix(&repo)?.strip_prefix(':')?.parse().ok())
 }
 
+/// Whether removing step images waits for builds that may stand on them (see `step_cache`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepPrune {
+    /// Wait for every running build: `apps destroy`, a failed build's clean-up.
+    Wait,
+    /// If a build runs, keep the step images recorded for a later command: retire, reconcile.
+    IfIdle,
+}
+
 /// Removes what slipway recorded for `release` of the app, sparing ids its other recorded
 /// releases use, then forgets the release. Labels play no part: an image a Dockerfile labelled
 /// `slipway.app=<app>` or `slipway.build=<id>` is never removed for it.
-pub async fn remove_recorded(docker: &Docker, ledger: &Ledger, release: ReleaseId) -> Result<(), ImageError> {
+pub async fn remove_recorded(
+    docker: &Docker,
+    ledger: &Ledger,
+    release: ReleaseId,
+    prune: StepPrune,
+) -> Result<(), ImageError> {
     let ledger_err = |source: LedgerError| ImageError::Ledger { release, source };
     let gone = ledger.load(release).map_err(ledger_err)?;
     let spare = ledger.ids_except(release).map_err(ledger_err)?;
-    for removal in ledger::removals(&gone, &spare) {
+    let removals = ledger::removals(&gone, &spare);
+    let lock_err = |e: super::step_cache::StepCacheError| ImageError::StepCache(Box::new(e));
+    let steps_lock = if removals.iter().all(|r| r.release_image) {
+        None
+    } else if prune == StepPrune::Wait {
+        Some(super::step_cache::pruning(ledger.steps_lock().to_owned()).await.map_err(lock_err)?)
+    } else {
+        super::step_cache::pruning_if_idle(ledger.steps_lock()).map_err(lock_err)?
+    };
+    let mut left = ledger::ReleaseImages::default();
+    for removal in removals {
+        if !removal.release_image && steps_lock.is_none() {
+            left.steps.push(removal.id.clone());
+            if let Some(p) = &removal.parent {
+                left.parents.insert(removal.id.clone(), p.clone());
+            }
+            continue;
+        }
         remove_one(docker, &removal).await?;
     }
-    ledger.forget(release).map_err(ledger_err)
+    if left.steps.is_empty() {
+        ledger.forget(release).map_err(ledger_err)
+    } else {
+        // Newest first came out of `removals`; the record keeps creation order.
+        left.steps.reverse();
+        ledger.save(release, &left).map_err(ledger_err)
+    }
 }
 
 async fn remove_one(docker: &Docker, removal: &Removal) -> Result<(), ImageError> {

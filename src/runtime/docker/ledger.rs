@@ -65,17 +65,26 @@ pub enum LedgerError {
 #[derive(Debug, Clone)]
 pub struct Ledger {
     dir: PathBuf,
+    steps_lock: PathBuf,
 }
 
 impl Ledger {
     /// The ledger of `app` under `home`.
     pub fn of(home: &Home, app: &AppName) -> Self {
-        Self { dir: home.app(app).state_dir().join("docker").join("images") }
+        Self {
+            dir: home.app(app).state_dir().join("docker").join("images"),
+            steps_lock: super::step_cache::lock_path(home),
+        }
     }
 
     /// A ledger kept in `dir` (tests).
     pub fn at(dir: &Path) -> Self {
-        Self { dir: dir.to_owned() }
+        Self { dir: dir.to_owned(), steps_lock: dir.join("steps.lock") }
+    }
+
+    /// The lock that keeps step-image removal and builds apart (see `step_cache`).
+    pub fn steps_lock(&self) -> &Path {
+        &self.steps_lock
     }
 
     fn path(&self, release: ReleaseId) -> PathBuf {
@@ -96,7 +105,8 @@ impl Ledger {
         }
     }
 
-    fn save(&self, release: ReleaseId, images: &ReleaseImages) -> Result<(), LedgerError> {
+    /// Replaces the record of `release`: what is left of it after a partial removal.
+    pub fn save(&self, release: ReleaseId, images: &ReleaseImages) -> Result<(), LedgerError> {
         std::fs::create_dir_all(&self.dir).map_err(|source| LedgerError::Io {
             action: "create",
             path: self.dir.clone(),

@@ -38,6 +38,7 @@ pub mod relabel;
 pub mod routes;
 pub mod runtime;
 pub mod stack;
+pub mod step_cache;
 pub mod volume;
 pub mod workspace;
 

@@ -89,7 +89,7 @@ pub async fn reconcile(
     for release in ledger.releases() {
         if is_orphan(Some(release), keep) {
             let recorded = ledger.load(release).map_err(|source| ImageError::Ledger { release, source })?;
-            image::remove_recorded(docker, ledger, release).await?;
+            image::remove_recorded(docker, ledger, release, image::StepPrune::IfIdle).await?;
             for id in recorded.release {
                 if !report.images.contains(&id) {
                     report.images.push(id);

@@ -166,7 +166,7 @@ impl DockerRuntime {
             let ledger = Ledger::of(&self.home, app);
             for release in ledger.releases() {
                 image::remove_image(docker, &labels::image_tag(app, release), true).await?;
-                image::remove_recorded(docker, &ledger, release).await?;
+                image::remove_recorded(docker, &ledger, release, image::StepPrune::Wait).await?;
             }
             // A network left behind holds nothing of the app's; it must not stop the destroy.
             if let Err(e) = super::limits::remove_network(docker, app).await {
@@ -262,7 +262,7 @@ impl DockerRuntime {
         drop(scratch_dir);
         if built.is_err() {
             // A failed build's step images are recorded as it streams them; none may stay.
-            let _ = image::remove_recorded(docker, &req.ledger, plan.release).await;
+            let _ = image::remove_recorded(docker, &req.ledger, plan.release, image::StepPrune::Wait).await;
         }
         let id = built?;
         progress.detail(&format!("image {} ({})", labels::image_tag(&plan.app, plan.release), short_id(&id)));
@@ -334,7 +334,7 @@ impl DockerRuntime {
         // only by the ids recorded as built for this release.
         image::remove_image(docker, &labels::image_tag(app, release), true).await?;
         let ledger = Ledger::of(&self.home, app);
-        image::remove_recorded(docker, &ledger, release).await?;
+        image::remove_recorded(docker, &ledger, release, image::StepPrune::IfIdle).await?;
         super::ops::prune(docker, app, &ledger).await?;
         let path = plan_path(&self.home, app, release);
         match std::fs::remove_file(&path) {

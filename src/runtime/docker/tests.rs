@@ -321,7 +321,7 @@ async fn relabelling_keeps_the_layers_and_settings_and_removal_takes_the_build_a
 
     // Removing the release removes the build image it recorded, and the stack stays.
     assert!(t.ledger().load(ReleaseId::new(1)).unwrap().steps.contains(&build_id));
-    image::remove_recorded(&docker, &t.ledger(), ReleaseId::new(1)).await.unwrap();
+    image::remove_recorded(&docker, &t.ledger(), ReleaseId::new(1), image::StepPrune::Wait).await.unwrap();
     assert!(docker.inspect_image(v1.as_str()).await.is_err(), "the release image is gone");
     assert!(docker.inspect_image(&build_id).await.is_err(), "and so is the build image it named");
     assert!(docker.inspect_image(DEFAULT_STACK).await.is_ok(), "the stack stays");

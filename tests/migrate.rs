@@ -128,7 +128,10 @@ fn an_app_in_the_earlier_layout_is_migrated_keeping_its_mount_and_serving_its_co
     assert!(text.contains(&format!("run `slipway apps migrate {app}` as root")), "{text}");
 
     let out = s.run(&["apps", "migrate", &app]);
-    assert!(out.status.success(), "{}", describe(&out));
+    let text = describe(&out);
+    assert!(out.status.success(), "{text}");
+    eprintln!("{text}");
+    assert!(text.contains("stopped the supervisor of v1"), "{text}");
     assert!(
         wait_for(Duration::from_secs(5), || (started(supervisor) != Some(start)).then_some(())).is_some(),
         "the earlier supervisor {supervisor} survived the migration"

@@ -209,3 +209,31 @@ fn apps_migrate_refuses_to_run_without_root() {
     assert_eq!(out.status.code(), Some(2), "{text}");
     assert!(text.contains("must run as root"), "{text}");
 }
+
+#[test]
+fn an_earlier_app_never_deployed_gets_its_tree_back_and_deploys_after() {
+    if !root_or_skip("apps migrate") {
+        return;
+    }
+    let s = Slipway::new();
+    let app = s.app("migrate");
+    let (uid, gid) = user_of(&s, &app);
+    let dir = s.home.path().join("apps").join(&app);
+    for path in [&dir, &dir.join("releases")] {
+        std::os::unix::fs::lchown(path, Some(uid), Some(gid)).unwrap();
+    }
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+
+    let out = s.run(&["apps", "migrate", &app]);
+    let text = describe(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("no current release to deploy again"), "{text}");
+    for path in [dir.clone(), dir.join("releases")] {
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        assert_eq!((meta.uid(), meta.gid(), meta.mode() & 0o7777), (0, gid, 0o750), "{}", path.display());
+    }
+    assert!(dir.join("mount").is_dir(), "the mount went");
+    let repo = Repo::from_fixture("seed-demo");
+    s.ok(&["deploy", &app, "--repo", repo.path()]);
+    assert_eq!(s.release(&app), "v1");
+}

@@ -1,4 +1,4 @@
-//! `slipway apps`: create, list, info, destroy.
+//! `slipway apps`: create, list, info, destroy, migrate.
 
 use std::io::IsTerminal;
 
@@ -61,6 +61,9 @@ pub enum AppsCommand {
         #[arg(long, value_name = "APP")]
         confirm: Option<String>,
     },
+    /// Bring an app made by an earlier slipway (its tree owned by its user) to the current
+    /// layout, keeping its mount and settings, and deploy its current commit again (root only)
+    Migrate { app: AppName },
 }
 
 /// Run an `apps` subcommand.
@@ -119,6 +122,7 @@ pub fn run(home: &Home, cmd: AppsCommand) -> anyhow::Result<Exit> {
             Ok(Exit::Ok)
         }
         AppsCommand::Destroy { app, confirm } => destroy(home, &app, confirm.as_deref()),
+        AppsCommand::Migrate { app } => crate::cli::migrate::run(home, &app),
     }
 }
 

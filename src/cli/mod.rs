@@ -9,8 +9,10 @@ pub mod exit;
 pub mod limits;
 pub mod local;
 pub mod logs;
+pub mod migrate;
 pub mod mount;
 pub mod mount_archive;
+pub mod old_supervisors;
 pub mod ps;
 pub mod receive;
 pub mod releases;
@@ -128,6 +130,8 @@ fn dispatch(home: &Home, command: Command) -> anyhow::Result<Exit> {
         Command::Deploy(a) => crate::runtime::reconcile_all(home, Some(&a.app)),
         Command::Receive(a) => crate::runtime::reconcile_all(home, Some(&a.app)),
         Command::Rollback(a) => crate::runtime::reconcile_all(home, Some(&a.app)),
+        // An app in an earlier layout cannot be reconciled; the migration makes it whole.
+        Command::Apps(apps::AppsCommand::Migrate { app }) => crate::runtime::reconcile_all(home, Some(app)),
         _ => crate::runtime::reconcile_all(home, None),
     }
     match command {

@@ -25,7 +25,8 @@ use super::RunAs;
 pub enum TreeError {
     #[error(
         "refusing to use {path}: found {found} where slipway keeps its own directory or link; \
-         something other than slipway (an app's process?) changed it. Inspect it, move it away as root, then run the command again"
+         something other than slipway (an app's process?) changed it. Inspect it, move it away as root, then run the command again{}",
+        migrate_hint(.path)
     )]
     Tampered { path: PathBuf, found: String },
     #[error("cannot {action} {path}")]
@@ -35,6 +36,22 @@ pub enum TreeError {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// For a path in an app's tree: the fix when the tree is the layout of an earlier slipway,
+/// which gave `apps/APP` and its releases to the app's user (and so looks tampered with).
+fn migrate_hint(path: &Path) -> String {
+    let parts: Vec<Component<'_>> = path.components().collect();
+    let app = parts.windows(2).rev().find_map(|w| match w {
+        [Component::Normal(apps), Component::Normal(app)] if *apps == "apps" => Some(app.to_string_lossy()),
+        _ => None,
+    });
+    app.map_or_else(String::new, |app| {
+        format!(
+            ". If this home was made by an earlier slipway, whose apps/{app} belonged to the app's user, \
+             run `slipway apps migrate {app}` as root instead"
+        )
+    })
 }
 
 fn io<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(Errno) -> TreeError + 'a {
@@ -315,6 +332,17 @@ mod tests {
         assert!(matches!(err, TreeError::Tampered { .. }), "{text}");
         assert!(text.contains("apps/a/releases") && text.contains("a symlink to ../b/releases"), "{text}");
         assert!(open(dir.path(), Path::new("apps/b/releases")).is_ok());
+        assert!(text.contains("run `slipway apps migrate a` as root"), "{text}");
+    }
+
+    #[test]
+    fn only_a_path_in_an_app_tree_names_apps_migrate() {
+        assert!(
+            migrate_hint(Path::new("/srv/apps/home/apps/demo/releases/v1")).contains("apps migrate demo")
+        );
+        assert!(migrate_hint(Path::new("/srv/home/apps/demo")).contains("apps migrate demo`"));
+        assert_eq!(migrate_hint(Path::new("/srv/home/state")), "");
+        assert_eq!(migrate_hint(Path::new("/srv/home/apps")), "");
     }
 
     #[test]

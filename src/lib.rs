@@ -2,6 +2,7 @@
 //! filesystem survives every deploy. See ARCHITECTURE.md for the map.
 
 pub mod buildpack;
+pub mod buildpacks;
 pub mod cli;
 pub mod config;
 pub mod deploy;

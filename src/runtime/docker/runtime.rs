@@ -446,46 +446,24 @@ pub fn default_stack() -> String {
 }
 
 /// The buildpacks of a build without a Dockerfile, in order: the directories in
-/// `$SLIPWAY_BUILDPACKS` (colon-separated), then slipway's own Procfile buildpack: the one at
-/// `$SLIPWAY_BUILDPACK`, else the copy compiled into the binary, written into `scratch` (a
-/// directory private to this build).
+/// `$SLIPWAY_BUILDPACKS` (colon-separated), then slipway's own Procfile buildpack at
+/// `$SLIPWAY_BUILDPACK` if set, else the built-in buildpacks (`crate::buildpacks`), written
+/// into `scratch` (a directory private to this build).
 pub fn buildpack_dirs(scratch: &Path) -> Vec<PathBuf> {
     let mut dirs: Vec<PathBuf> = std::env::var_os("SLIPWAY_BUILDPACKS")
         .map(|v| std::env::split_paths(&v).filter(|p| !p.as_os_str().is_empty()).collect())
         .unwrap_or_default();
-    let own =
-        std::env::var_os("SLIPWAY_BUILDPACK").map(PathBuf::from).or_else(|| embedded_buildpack(scratch));
-    if let Some(own) = own.filter(|d| d.join("buildpack.toml").is_file()) {
-        dirs.push(own);
+    if let Some(own) = std::env::var_os("SLIPWAY_BUILDPACK").map(PathBuf::from) {
+        dirs.extend(Some(own).filter(|d| d.join("buildpack.toml").is_file()));
+        return dirs;
+    }
+    for bp in crate::buildpacks::builtins() {
+        match bp.write_to(&scratch.join(bp.id.replace('/', "_"))) {
+            Ok(dir) => dirs.push(dir),
+            Err(e) => tracing::warn!(error = %e, buildpack = bp.id, "cannot write a built-in buildpack"),
+        }
     }
     dirs
-}
-
-/// slipway's own Procfile buildpack (the repository root's buildpack.toml and bin/), compiled
-/// into the binary so that an installed slipway needs no source tree. Written afresh for each
-/// build into `dir`, never reused from a shared path another user could have planted.
-fn embedded_buildpack(dir: &Path) -> Option<PathBuf> {
-    const FILES: [(&str, &str, u32); 3] = [
-        ("buildpack.toml", include_str!("../../../buildpack.toml"), 0o644),
-        ("bin/detect", include_str!("../../../bin/detect"), 0o755),
-        ("bin/build", include_str!("../../../bin/build"), 0o755),
-    ];
-    let write = || -> std::io::Result<()> {
-        for (name, text, mode) in FILES {
-            let path = dir.join(name);
-            std::fs::create_dir_all(path.parent().unwrap_or(dir))?;
-            std::fs::write(&path, text)?;
-            std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(mode))?;
-        }
-        Ok(())
-    };
-    match write() {
-        Ok(()) => Some(dir.to_owned()),
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot write slipway's Procfile buildpack");
-            None
-        }
-    }
 }
 
 /// `NAME=value` entries for a container: the config vars and `DYNO`.

@@ -232,7 +232,8 @@ fn switch(
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-fn read_config(
+/// The commit's Procfile and project.toml, parsed; project.toml's warnings go to `progress`.
+pub(crate) fn read_config(
     repo: &Repo,
     commit: &CommitSha,
     progress: &Progress,
@@ -257,7 +258,7 @@ fn read_config(
 
 /// Refuses a predeploy or postdeploy path that a committed symlink leads out of the app, before
 /// anything is built or run.
-fn scripts_stay_in_app(
+pub(crate) fn scripts_stay_in_app(
     repo: &Repo,
     commit: &CommitSha,
     project: &project_toml::ProjectToml,

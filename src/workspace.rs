@@ -34,6 +34,11 @@ pub enum WorkspaceError {
     NotDeployed(AppName),
     #[error("app {0} has no workspace; create it with `slipway workspace create {0}`")]
     Missing(AppName),
+    #[error(
+        "app {0} runs on Kubernetes: its mount is a claim on the cluster, which no local workspace can reach; \
+         use `kubectl exec` into one of its pods"
+    )]
+    OnCluster(AppName),
     #[error("git {what} failed for the workspace of {app}: {stderr}")]
     Git { app: AppName, what: &'static str, stderr: String },
     #[error("cannot prepare {path}")]
@@ -76,6 +81,9 @@ pub enum Created {
 /// Create the workspace of `app` at its current release's commit.
 pub fn create(home: &Home, app: &AppName) -> Result<Created, WorkspaceError> {
     let record = home.load_app(app)?;
+    if record.runtime == RuntimeKind::Kubernetes {
+        return Err(WorkspaceError::OnCluster(app.clone()));
+    }
     let paths = home.app(app);
     let ws = paths.workspace_dir();
     if ws.join("app").is_dir() {
@@ -123,12 +131,14 @@ pub fn create(home: &Home, app: &AppName) -> Result<Created, WorkspaceError> {
             }
         }
         RuntimeKind::Docker => docker::workspace::give_to_container_user(&staging).map_err(io(&staging))?,
+        RuntimeKind::Kubernetes => return Err(WorkspaceError::OnCluster(app.clone())),
     }
     let app_fd = tree::open(home.root(), paths.dir())?;
     tree::rename(&staging_fd, name, &app_fd, name, &ws)?;
     let mount_attached = match record.runtime {
         RuntimeKind::Local => attach(home, &paths)?,
         RuntimeKind::Docker => container(home)?.workspace_up(&record, &ws.join("app"))?,
+        RuntimeKind::Kubernetes => return Err(WorkspaceError::OnCluster(app.clone())),
     };
     Ok(Created::New(WorkspaceInfo { path: ws.join("app"), commit: release.commit, mount_attached }))
 }

@@ -26,6 +26,8 @@ pub enum AppsCommand {
         /// 127.0.0.1) or ADDR:PORT, e.g. 0.0.0.0:80 [default: a free port on 127.0.0.1]
         #[arg(long, value_name = "ADDR")]
         listen: Option<String>,
+        #[command(flatten)]
+        kube: crate::cli::k8s::KubeCreateArgs,
     },
     /// Change an app's settings: its stable address, its deploy branch, its request body limits,
     /// its docker container limits
@@ -69,8 +71,9 @@ pub enum AppsCommand {
 /// Run an `apps` subcommand.
 pub fn run(home: &Home, cmd: AppsCommand) -> anyhow::Result<Exit> {
     match cmd {
-        AppsCommand::Create { app, runtime, stack, listen } => {
-            create(home, &app, runtime, stack, listen.as_deref())
+        AppsCommand::Create { app, runtime, stack, listen, kube } => {
+            let kube = kube.settings(runtime)?;
+            create(home, &app, runtime, stack, listen.as_deref(), kube.as_ref())
         }
         AppsCommand::Set { app, listen, routing, limits } => {
             if listen.is_none() && routing.is_empty() && !limits.any() {
@@ -132,7 +135,12 @@ fn create(
     runtime: RuntimeKind,
     stack: Option<String>,
     listen: Option<&str>,
+    kube: Option<&crate::runtime::kubernetes::settings::KubeSettings>,
 ) -> anyhow::Result<Exit> {
+    if kube.is_some() && listen.is_some() {
+        let why = "--listen is for local and docker apps: a kubernetes app is served by its Service on the cluster";
+        return Err(Refusal::Usage(why.into()).into());
+    }
     let listen = match listen {
         Some(l) => crate::router::parse_listen(l).map_err(|e| Refusal::Usage(e.to_string()))?,
         None => crate::router::free_listen().context("no free port on 127.0.0.1 for the app's router")?,
@@ -140,7 +148,8 @@ fn create(
     let listen = bound_port(listen).map_err(|e| Refusal::Usage(format!("{e} with --listen")))?;
     let mut record = AppRecord::new(app.clone(), runtime);
     record.stack = stack;
-    record.listen = Some(listen);
+    // A kubernetes app is served by its Service on the cluster: no router on this machine.
+    record.listen = kube.is_none().then_some(listen);
     if home.app(app).record().exists() {
         return Err(crate::state::StateError::AppExists(app.clone()).into());
     }
@@ -171,11 +180,22 @@ fn create(
         return Err(e.into());
     }
     // From here the record names the user, so a failure leaves both for `apps destroy`.
+    if let Some(k) = kube {
+        crate::runtime::kubernetes::settings::save(home, app, k)?;
+    }
     finish_create(home, &record)?;
-    eprintln!("-----> Created app {app} ({runtime:?} runtime), served at http://{listen}/");
+    match record.listen {
+        Some(listen) => eprintln!("-----> Created app {app} ({runtime:?} runtime), served at http://{listen}/"),
+        None => eprintln!("-----> Created app {app} ({runtime:?} runtime)"),
+    }
     if runtime == RuntimeKind::Docker {
         // Containers run as the stack's user, whatever host account the app has.
         eprintln!("{}", crate::runtime::docker::limits::process_user_note());
+    } else if let Some(k) = kube {
+        eprintln!("       on the cluster of the kubeconfig, namespace {}", k.namespace);
+        if k.access_mode == crate::runtime::kubernetes::settings::AccessMode::Rwo {
+            eprintln!("       {}", crate::cli::k8s::RWO_WARNING);
+        }
     } else if let Some(u) = &record.run_as {
         eprintln!("       its processes run as system user {} (uid {})", u.user, u.uid);
     }
@@ -279,6 +299,17 @@ fn destroy(home: &Home, app: &AppName, confirm: Option<&str>) -> anyhow::Result<
     }
     if let crate::runtime::AnyRuntime::Docker(docker) = &runtime {
         docker.destroy_volumes(app)?;
+    }
+    // An app never deployed has nothing on a cluster, and needs no kubeconfig to go; one whose
+    // deploys all failed may have left a claim, removed if the cluster can be reached.
+    if let crate::runtime::AnyRuntime::Kubernetes(k) = &runtime {
+        if record.current.is_some() {
+            k.destroy_objects(app)?;
+        } else if !home.release_ids(app)?.is_empty()
+            && let Err(e) = k.destroy_objects(app)
+        {
+            eprintln!("warning: {e:#}; check the cluster for objects labelled slipway.dev/app={app}");
+        }
     }
     crate::router::stop(home, app);
     // Daemonized processes escaped their release's process groups; they may hold the mount

@@ -6,6 +6,7 @@ pub mod config_cmd;
 pub mod deploy;
 pub mod doctor_cmd;
 pub mod exit;
+pub mod k8s;
 pub mod limits;
 pub mod local;
 pub mod logs;
@@ -80,6 +81,9 @@ pub enum Command {
     Stack(stack::StackArgs),
     /// Check what this machine lets slipway do, and say how to fix the rest
     Doctor(doctor_cmd::DoctorArgs),
+    /// Kubernetes apps: print the manifests a deploy applies
+    #[command(subcommand)]
+    K8s(k8s::K8sCommand),
     /// Internal: the supervisor of one release (started by deploy; not for people)
     #[command(hide = true, name = "__supervise")]
     Supervise(supervise_cmd::SuperviseArgs),
@@ -148,6 +152,7 @@ fn dispatch(home: &Home, command: Command) -> anyhow::Result<Exit> {
         Command::Local(a) => local::run(&a),
         Command::Stack(a) => stack::run(a),
         Command::Doctor(a) => doctor_cmd::run(home, &a),
+        Command::K8s(c) => k8s::run(home, c),
         Command::Supervise(a) => supervise_cmd::run(home, &a),
         Command::Receive(a) => receive::run(home, &a),
         Command::Route(a) => route_cmd::run(home, &a),

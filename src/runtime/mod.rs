@@ -2,6 +2,7 @@
 //! [`Runtime`] trait; each backend decides what "build", "start" and "remove" mean for it.
 
 pub mod docker;
+pub mod kubernetes;
 pub mod local;
 mod reconcile;
 
@@ -23,6 +24,8 @@ pub enum RuntimeError {
     Local(#[from] local::LocalError),
     #[error(transparent)]
     Docker(Box<docker::DockerError>),
+    #[error(transparent)]
+    Kubernetes(Box<kubernetes::KubeError>),
 }
 
 impl From<docker::DockerError> for RuntimeError {
@@ -114,6 +117,7 @@ pub struct ProcessReport {
 pub enum AnyRuntime {
     Local(local::LocalRuntime),
     Docker(Box<docker::DockerRuntime>),
+    Kubernetes(Box<kubernetes::KubernetesRuntime>),
 }
 
 impl AnyRuntime {
@@ -122,6 +126,7 @@ impl AnyRuntime {
         match kind {
             RuntimeKind::Local => Ok(Self::Local(local::LocalRuntime::new(home.clone()))),
             RuntimeKind::Docker => Ok(Self::Docker(Box::new(docker::DockerRuntime::new(home.clone())?))),
+            RuntimeKind::Kubernetes => Ok(Self::Kubernetes(Box::new(kubernetes::KubernetesRuntime::new(home.clone())?))),
         }
     }
 }
@@ -132,6 +137,7 @@ impl std::ops::Deref for AnyRuntime {
         match self {
             Self::Local(r) => r,
             Self::Docker(r) => &**r,
+            Self::Kubernetes(r) => &**r,
         }
     }
 }

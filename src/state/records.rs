@@ -16,6 +16,8 @@ pub enum RuntimeKind {
     Local,
     /// Containers on the Docker engine.
     Docker,
+    /// Pods on a Kubernetes cluster (a kubeconfig's current context).
+    Kubernetes,
 }
 
 /// The system user an app's processes run as, when slipway runs as root.

@@ -1,0 +1,18 @@
+//! The Kubernetes runtime: each release is an image pushed to the cluster's registry, one
+//! PersistentVolumeClaim per app is the mount, predeploy is a Job, and each Procfile type is a
+//! Deployment (web with a Service).
+//!
+//! - [`settings`]: the app's namespace, storage class, access mode and registry.
+//! - [`render`]: the manifests of a release, as data (`slipway k8s render` prints them).
+//! - [`cluster`]: the shell applying them through the API server (server-side apply).
+//! - [`kubeconfig`]: which kubeconfig is used, and the client made from it.
+//! - [`runtime`] and `ops`: [`KubernetesRuntime`], the [`crate::runtime::Runtime`] made of these.
+
+pub mod cluster;
+pub mod kubeconfig;
+mod ops;
+pub mod render;
+pub mod runtime;
+pub mod settings;
+
+pub use runtime::{KubeError, KubernetesRuntime};

@@ -165,7 +165,7 @@ impl Cluster {
     async fn stream_logs(&self, pod: &str, out: &dyn Fn(&str)) -> Result<(), ClusterError> {
         let params = LogParams { follow: true, ..LogParams::default() };
         let stream = self.api::<Pod>().log_stream(pod, &params).await.map_err(self.fail("read logs of", "Pod", pod))?;
-        let mut lines = stream.lines();
+        let mut lines = Box::pin(stream.lines());
         // A broken stream only loses output; the Job's status still decides.
         while let Some(Ok(line)) = lines.next().await {
             out(&line);
@@ -336,7 +336,7 @@ impl Cluster {
     pub async fn pod_logs(&self, pod: &str, lines: i64, follow: bool, out: &dyn Fn(&str)) -> Result<(), ClusterError> {
         let params = LogParams { follow, tail_lines: Some(lines), ..LogParams::default() };
         let stream = self.api::<Pod>().log_stream(pod, &params).await.map_err(self.fail("read logs of", "Pod", pod))?;
-        let mut l = stream.lines();
+        let mut l = Box::pin(stream.lines());
         while let Some(Ok(line)) = l.next().await {
             out(&line);
         }

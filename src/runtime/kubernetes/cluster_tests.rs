@@ -132,15 +132,15 @@ async fn a_deploy_applies_the_claim_then_the_job_and_updates_deployments_only_af
     let m = manifests();
     let (cluster, handle) = mock();
     let seen = Arc::new(Mutex::new(Seen::default()));
-    let pvc = format!("PATCH /api/v1{NS}/persistentvolumeclaims/shop-mount").leak();
-    let job = format!("PATCH /apis/batch/v1{NS}/jobs/shop-predeploy-v3").leak();
-    let get_job = format!("GET /apis/batch/v1{NS}/jobs/shop-predeploy-v3").leak();
+    let pvc = format!("PATCH /api/v1{NS}/persistentvolumeclaims/shop-mount").leak() as &'static str;
+    let job = format!("PATCH /apis/batch/v1{NS}/jobs/shop-predeploy-v3").leak() as &'static str;
+    let get_job = format!("GET /apis/batch/v1{NS}/jobs/shop-predeploy-v3").leak() as &'static str;
     let script = vec![
         step(pvc, "fieldManager=slipway&force=true", Answer::Echo),
         step(job, "fieldManager=slipway&force=true", Answer::Echo),
-        step(format!("GET /api/v1{NS}/pods").leak(), "slipway.dev%2Frole%3Dpredeploy", running_pod()),
+        step(format!("GET /api/v1{NS}/pods").leak() as &'static str, "slipway.dev%2Frole%3Dpredeploy", running_pod()),
         step(
-            format!("GET /api/v1{NS}/pods/shop-predeploy-v3-x7k2p/log").leak(),
+            format!("GET /api/v1{NS}/pods/shop-predeploy-v3-x7k2p/log").leak() as &'static str,
             "follow=true",
             Answer::Text("migrating\nmigrated 3 tables\n"),
         ),
@@ -148,20 +148,20 @@ async fn a_deploy_applies_the_claim_then_the_job_and_updates_deployments_only_af
         step(get_job, "", job_status(json!({ "succeeded": 1 }))),
         // roll_out checks the Job on the server again before it writes a Deployment.
         step(get_job, "", job_status(json!({ "succeeded": 1 }))),
-        step(format!("PATCH /apis/apps/v1{NS}/deployments/shop-web").leak(), "fieldManager=slipway", Answer::Echo),
-        step(format!("PATCH /apis/apps/v1{NS}/deployments/shop-worker").leak(), "fieldManager=slipway", Answer::Echo),
-        step(format!("PATCH /api/v1{NS}/services/shop-web").leak(), "fieldManager=slipway", Answer::Echo),
-        step(format!("GET /apis/apps/v1{NS}/deployments/shop-web").leak(), "", ready("shop-web", 2)),
-        step(format!("GET /apis/apps/v1{NS}/deployments/shop-worker").leak(), "", ready("shop-worker", 1)),
+        step(format!("PATCH /apis/apps/v1{NS}/deployments/shop-web").leak() as &'static str, "fieldManager=slipway", Answer::Echo),
+        step(format!("PATCH /apis/apps/v1{NS}/deployments/shop-worker").leak() as &'static str, "fieldManager=slipway", Answer::Echo),
+        step(format!("PATCH /api/v1{NS}/services/shop-web").leak() as &'static str, "fieldManager=slipway", Answer::Echo),
+        step(format!("GET /apis/apps/v1{NS}/deployments/shop-web").leak() as &'static str, "", ready("shop-web", 2)),
+        step(format!("GET /apis/apps/v1{NS}/deployments/shop-worker").leak() as &'static str, "", ready("shop-worker", 1)),
         step(
-            format!("GET /apis/apps/v1{NS}/deployments").leak(),
+            format!("GET /apis/apps/v1{NS}/deployments").leak() as &'static str,
             "labelSelector=slipway.dev%2Fapp%3Dshop",
             Answer::Json(json!({ "apiVersion": "apps/v1", "kind": "DeploymentList", "metadata": {}, "items": [
                 { "metadata": { "name": "shop-web" } }, { "metadata": { "name": "shop-worker" } },
                 { "metadata": { "name": "shop-clock" } } ] })),
         ),
         // A type the new Procfile dropped.
-        step(format!("DELETE /apis/apps/v1{NS}/deployments/shop-clock").leak(), "", Answer::Json(json!({
+        step(format!("DELETE /apis/apps/v1{NS}/deployments/shop-clock").leak() as &'static str, "", Answer::Json(json!({
             "apiVersion": "v1", "kind": "Status", "status": "Success" }))),
     ];
     let server = serve(handle, script, seen.clone());
@@ -180,7 +180,7 @@ async fn a_deploy_applies_the_claim_then_the_job_and_updates_deployments_only_af
     let claim = &seen.applied[pvc];
     assert_eq!(claim["spec"]["accessModes"], json!(["ReadWriteMany"]));
     assert_eq!(claim["spec"]["resources"]["requests"]["storage"], json!((1u64 << 30).to_string()));
-    let job = &seen.applied[job.trim_end()];
+    let job = &seen.applied[job];
     assert_eq!(job["spec"]["backoffLimit"], json!(0));
     assert_eq!(job["spec"]["template"]["spec"]["restartPolicy"], json!("Never"));
     assert_eq!(job["spec"]["template"]["spec"]["volumes"][0]["persistentVolumeClaim"]["claimName"], json!("shop-mount"));
@@ -195,14 +195,14 @@ async fn a_failed_job_stops_the_deploy_before_any_deployment_is_written() {
     let m = manifests();
     let (cluster, handle) = mock();
     let seen = Arc::new(Mutex::new(Seen::default()));
-    let get_job = format!("GET /apis/batch/v1{NS}/jobs/shop-predeploy-v3").leak();
+    let get_job = format!("GET /apis/batch/v1{NS}/jobs/shop-predeploy-v3").leak() as &'static str;
     let failed = job_status(json!({ "failed": 1, "conditions": [{ "type": "Failed", "status": "True",
         "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit" }] }));
     let failed_again = job_status(json!({ "failed": 1 }));
     let script = vec![
-        step(format!("PATCH /apis/batch/v1{NS}/jobs/shop-predeploy-v3").leak(), "force=true", Answer::Echo),
-        step(format!("GET /api/v1{NS}/pods").leak(), "", running_pod()),
-        step(format!("GET /api/v1{NS}/pods/shop-predeploy-v3-x7k2p/log").leak(), "", Answer::Text("no such table\n")),
+        step(format!("PATCH /apis/batch/v1{NS}/jobs/shop-predeploy-v3").leak() as &'static str, "force=true", Answer::Echo),
+        step(format!("GET /api/v1{NS}/pods").leak() as &'static str, "", running_pod()),
+        step(format!("GET /api/v1{NS}/pods/shop-predeploy-v3-x7k2p/log").leak() as &'static str, "", Answer::Text("no such table\n")),
         step(get_job, "", failed),
         step(get_job, "", failed_again),
     ];
@@ -232,8 +232,8 @@ async fn a_rollout_that_never_gets_ready_fails_with_the_counts() {
             "conditions": [{ "type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded",
                              "message": "ReplicaSet \"shop-web-5d\" has timed out progressing." }] } }));
     let script = vec![
-        step(format!("PATCH /apis/apps/v1{NS}/deployments/shop-web").leak(), "", Answer::Echo),
-        step(format!("GET /apis/apps/v1{NS}/deployments/shop-web").leak(), "", stuck),
+        step(format!("PATCH /apis/apps/v1{NS}/deployments/shop-web").leak() as &'static str, "", Answer::Echo),
+        step(format!("GET /apis/apps/v1{NS}/deployments/shop-web").leak() as &'static str, "", stuck),
     ];
     let server = serve(handle, script, seen);
     let err = cluster.roll_out(&"shop".parse().unwrap(), &m, Duration::from_secs(10)).await.unwrap_err();

@@ -214,7 +214,7 @@ fn claim(input: &RenderInput<'_>, bytes: u64) -> PersistentVolumeClaim {
 pub fn script_job(input: &RenderInput<'_>, role: ScriptRole, script: &ScriptSpec) -> Job {
     let plan = input.plan;
     let release = plan.release.to_string();
-    let labels = labels(&plan.app, &[(LABEL_RELEASE, &release), (LABEL_ROLE, role.as_str())]);
+    let labels = labels(&plan.app, &[(LABEL_RELEASE, release.as_str()), (LABEL_ROLE, role.as_str())]);
     let args = vec!["bash".to_owned(), script.path.clone()];
     let container = container(input, role.as_str(), args, env(input, None, role.as_str()));
     Job {
@@ -236,7 +236,7 @@ fn deployment(input: &RenderInput<'_>, name: &str, ptype: &ProcessType, command:
     let plan = input.plan;
     let release = plan.release.to_string();
     let selector = labels(&plan.app, &[(LABEL_TYPE, ptype.as_str())]);
-    let pod_labels = labels(&plan.app, &[(LABEL_TYPE, ptype.as_str()), (LABEL_RELEASE, &release)]);
+    let pod_labels = labels(&plan.app, &[(LABEL_TYPE, ptype.as_str()), (LABEL_RELEASE, release.as_str())]);
     let args = if input.image.launcher {
         vec![ptype.to_string()]
     } else {

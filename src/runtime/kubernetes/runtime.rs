@@ -90,12 +90,17 @@ pub(super) struct ReleaseState {
 }
 
 /// Runs releases on a Kubernetes cluster.
-#[derive(Debug)]
 pub struct KubernetesRuntime {
     pub(super) home: Home,
     rt: tokio::runtime::Runtime,
     client: OnceCell<kube::Client>,
     docker: DockerRuntime,
+}
+
+impl std::fmt::Debug for KubernetesRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KubernetesRuntime").field("home", &self.home).finish_non_exhaustive()
+    }
 }
 
 impl KubernetesRuntime {
@@ -294,7 +299,7 @@ impl Runtime for KubernetesRuntime {
     }
 
     fn remove(&self, app: &AppName, release: ReleaseId, grace: Duration) -> Result<(), RuntimeError> {
-        let record = self.home.load_app(app)?;
+        let record = self.home.load_app(app).map_err(KubeError::from)?;
         let current = record.current.filter(|c| *c != release);
         self.block(app, async |cluster, _| {
             cluster.delete_job(app, ScriptRole::Predeploy, release).await?;

@@ -16,7 +16,8 @@ use crate::runtime::kubernetes::settings::KubeSettings;
 
 type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
 
-/// One expected request: method and path, a query fragment it must hold, and the answer.
+/// One expected request: method and path, query fragments (`&`-separated) it must hold, and
+/// the answer.
 struct Step {
     call: &'static str,
     query: &'static str,
@@ -49,7 +50,9 @@ fn serve(mut handle: Handle, script: Vec<Step>, seen: Arc<Mutex<Seen>>) -> tokio
             let query = req.uri().query().unwrap_or_default().to_owned();
             seen.lock().unwrap().calls.push(call.clone());
             assert_eq!(call, s.call, "requests so far: {:#?}", seen.lock().unwrap().calls);
-            assert!(query.contains(s.query), "{call}?{query} lacks {}", s.query);
+            for part in s.query.split('&').filter(|p| !p.is_empty()) {
+                assert!(query.contains(part), "{call}?{query} lacks {part}");
+            }
             let is_apply = req.method() == "PATCH" && query.contains("fieldManager=slipway");
             if is_apply {
                 let ct = req.headers()["content-type"].to_str().unwrap().to_owned();

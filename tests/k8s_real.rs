@@ -59,23 +59,32 @@ fn kube_app(s: &Slipway, kubeconfig: &str) -> (String, Cluster) {
     let app = app_name("k8sreal");
     let namespace = format!("slipway-{app}");
     let c = Cluster { kubeconfig: kubeconfig.to_owned(), namespace: namespace.clone() };
-    let out = Command::new("kubectl").env("KUBECONFIG", kubeconfig).args(["create", "namespace", &namespace]).output();
+    let out = Command::new("kubectl")
+        .env("KUBECONFIG", kubeconfig)
+        .args(["create", "namespace", &namespace])
+        .output();
     assert!(out.unwrap().status.success(), "cannot create namespace {namespace}");
-    let mut args = vec!["apps", "create", app.as_str(), "--runtime", "kubernetes", "--namespace", namespace.as_str()];
+    let mut args =
+        vec!["apps", "create", app.as_str(), "--runtime", "kubernetes", "--namespace", namespace.as_str()];
     let registry = std::env::var("SLIPWAY_K8S_REGISTRY").expect("set SLIPWAY_K8S_REGISTRY=HOST:PORT");
     args.extend(["--registry", registry.as_str()]);
     let mode = std::env::var("SLIPWAY_K8S_ACCESS_MODE").unwrap_or_else(|_| "rwx".into());
     args.extend(["--access-mode", mode.as_str()]);
     s.ok(&args);
     s.track(&app);
-    let out = s.cmd().env("SLIPWAY_MOUNT_MODE", "soft").args(["mount", "enable", &app, "--size", "1G"]).output();
+    let out =
+        s.cmd().env("SLIPWAY_MOUNT_MODE", "soft").args(["mount", "enable", &app, "--size", "1G"]).output();
     assert!(out.unwrap().status.success());
     (app, c)
 }
 
 /// `slipway deploy` against the cluster.
 fn deploy(s: &Slipway, kubeconfig: &str, app: &str, repo: &Repo) -> std::process::Output {
-    s.cmd().env("SLIPWAY_KUBECONFIG", kubeconfig).args(["deploy", app, "--repo", repo.path()]).output().unwrap()
+    s.cmd()
+        .env("SLIPWAY_KUBECONFIG", kubeconfig)
+        .args(["deploy", app, "--repo", repo.path()])
+        .output()
+        .unwrap()
 }
 
 #[test]
@@ -89,18 +98,37 @@ fn predeploy_writes_the_claim_and_web_on_every_pod_reads_it_across_redeploys() {
     for round in 1..=3 {
         let out = deploy(&s, &cfg, &app, &repo);
         assert!(out.status.success(), "deploy {round}: {}", describe(&out));
-        assert!(String::from_utf8_lossy(&out.stderr).contains("predeploy: data.csv has"), "{}", describe(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("predeploy: data.csv has"),
+            "{}",
+            describe(&out)
+        );
         repo.commit(&format!("round {round}"));
     }
     // Every web pod sees the predeploy's file in the one claim, at /mount and ../mount.
-    let pods = c.kubectl(&["get", "pods", "-l", &format!("slipway.dev/app={app},slipway.dev/type=web"), "-o", "name"]);
+    let pods = c.kubectl(&[
+        "get",
+        "pods",
+        "-l",
+        &format!("slipway.dev/app={app},slipway.dev/type=web"),
+        "-o",
+        "name",
+    ]);
     assert_eq!(pods.lines().count(), 2, "{pods}");
     for pod in pods.lines() {
-        let seen = c.kubectl(&["exec", pod, "--", "bash", "-c", "cat /mount/last-predeploy.txt ../mount/data.csv"]);
+        let seen =
+            c.kubectl(&["exec", pod, "--", "bash", "-c", "cat /mount/last-predeploy.txt ../mount/data.csv"]);
         assert!(seen.contains("x,y"), "{pod}: {seen}");
     }
     // The old ReplicaSets are gone, and so are the Jobs of the retired releases.
-    let rs = c.kubectl(&["get", "replicasets", "-l", &format!("slipway.dev/app={app},slipway.dev/type=web"), "-o", "name"]);
+    let rs = c.kubectl(&[
+        "get",
+        "replicasets",
+        "-l",
+        &format!("slipway.dev/app={app},slipway.dev/type=web"),
+        "-o",
+        "name",
+    ]);
     assert_eq!(rs.lines().count(), 1, "{rs}");
     let jobs = c.kubectl(&["get", "jobs", "-o", "name"]);
     assert_eq!(jobs.lines().collect::<Vec<_>>(), [format!("job.batch/{app}-predeploy-v3")], "{jobs}");
@@ -120,10 +148,22 @@ fn a_failing_predeploy_leaves_the_running_deployments_untouched() {
     let out = deploy(&s, &cfg, &app, &repo);
     assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("about to fail"), "{}", describe(&out));
-    let release = c.kubectl(&["get", "deployment", &format!("{app}-web"), "-o", "jsonpath={.metadata.labels.slipway\\.dev/release}"]);
+    let release = c.kubectl(&[
+        "get",
+        "deployment",
+        &format!("{app}-web"),
+        "-o",
+        "jsonpath={.metadata.labels.slipway\\.dev/release}",
+    ]);
     assert_eq!(release, "v1");
     let ready = wait_for(Duration::from_secs(60), || {
-        let r = c.kubectl(&["get", "deployment", &format!("{app}-web"), "-o", "jsonpath={.status.readyReplicas}"]);
+        let r = c.kubectl(&[
+            "get",
+            "deployment",
+            &format!("{app}-web"),
+            "-o",
+            "jsonpath={.status.readyReplicas}",
+        ]);
         (r == "1").then_some(())
     });
     assert!(ready.is_some(), "v1 stopped serving");

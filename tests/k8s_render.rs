@@ -42,7 +42,12 @@ fn create(s: &Slipway, prefix: &str, flags: &[&str]) -> String {
 
 /// A soft mount: only its size matters to a kubernetes app, and it needs no loop device.
 fn enable_mount(s: &Slipway, app: &str, size: &str) {
-    let out = s.cmd().env("SLIPWAY_MOUNT_MODE", "soft").args(["mount", "enable", app, "--size", size]).output().unwrap();
+    let out = s
+        .cmd()
+        .env("SLIPWAY_MOUNT_MODE", "soft")
+        .args(["mount", "enable", app, "--size", size])
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", describe(&out));
 }
 
@@ -57,7 +62,8 @@ fn validate(yaml: &str) {
     std::fs::write(&file, yaml).unwrap();
     for v in VERSIONS {
         let out = Command::new(validator()).args(["--strict", "-k", v]).arg(&file).output().unwrap();
-        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        let text =
+            format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
         assert!(out.status.success(), "Kubernetes {v} rejects the manifests:\n{text}\n{yaml}");
         // One line per document that passed: the claim, the Job, two Deployments, the Service.
         assert_eq!(text.matches(" passed for resource ").count(), 5, "Kubernetes {v}:\n{text}");
@@ -76,7 +82,11 @@ fn repo_with_healthcheck() -> Repo {
 fn rendered_manifests_validate_against_kubernetes_1_30_to_1_35() {
     let s = Slipway::new();
     let repo = repo_with_healthcheck();
-    let rwx = create(&s, "k8srwx", &["--namespace", "shop", "--storage-class", "efs-sc", "--registry", "reg.example:5000"]);
+    let rwx = create(
+        &s,
+        "k8srwx",
+        &["--namespace", "shop", "--storage-class", "efs-sc", "--registry", "reg.example:5000"],
+    );
     enable_mount(&s, &rwx, "5G");
     s.ok(&["config", "set", &rwx, "GREETING=hello"]);
     let yaml = render(&s, &rwx, &repo);
@@ -94,7 +104,7 @@ fn rendered_manifests_validate_against_kubernetes_1_30_to_1_35() {
         "revisionHistoryLimit: 0".to_owned(),
         "GREETING".to_owned(),
         "mountPath: /mount".to_owned(),
-        format!("storage: '{}'", 5u64 * 1000 * 1000 * 1000),
+        format!("storage: \"{}\"", 5u64 << 30),
     ] {
         assert!(yaml.contains(&needle), "no {needle:?} in:\n{yaml}");
     }
@@ -106,8 +116,15 @@ fn rendered_manifests_validate_against_kubernetes_1_30_to_1_35() {
     let out = s.run(&["k8s", "render", &rwo, "--repo", repo.path()]);
     assert!(out.status.success(), "{}", describe(&out));
     let yaml = String::from_utf8(out.stdout).unwrap();
-    assert!(String::from_utf8_lossy(&out.stderr).contains("pinned to that node"), "{}", describe_stderr(&out.stderr));
-    assert!(yaml.contains("type: Recreate") && yaml.contains("topologyKey: kubernetes.io/hostname"), "{yaml}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("pinned to that node"),
+        "{}",
+        describe_stderr(&out.stderr)
+    );
+    assert!(
+        yaml.contains("type: Recreate") && yaml.contains("topologyKey: kubernetes.io/hostname"),
+        "{yaml}"
+    );
     assert!(yaml.contains(&format!("image: slipway/{rwo}:v1")), "no registry: the local tag\n{yaml}");
     validate(&yaml);
 }

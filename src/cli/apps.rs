@@ -138,7 +138,8 @@ fn create(
     kube: Option<&crate::runtime::kubernetes::settings::KubeSettings>,
 ) -> anyhow::Result<Exit> {
     if kube.is_some() && listen.is_some() {
-        let why = "--listen is for local and docker apps: a kubernetes app is served by its Service on the cluster";
+        let why =
+            "--listen is for local and docker apps: a kubernetes app is served by its Service on the cluster";
         return Err(Refusal::Usage(why.into()).into());
     }
     let listen = match listen {
@@ -185,7 +186,9 @@ fn create(
     }
     finish_create(home, &record)?;
     match record.listen {
-        Some(listen) => eprintln!("-----> Created app {app} ({runtime:?} runtime), served at http://{listen}/"),
+        Some(listen) => {
+            eprintln!("-----> Created app {app} ({runtime:?} runtime), served at http://{listen}/")
+        }
         None => eprintln!("-----> Created app {app} ({runtime:?} runtime)"),
     }
     if runtime == RuntimeKind::Docker {

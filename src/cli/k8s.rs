@@ -62,7 +62,8 @@ impl KubeCreateArgs {
         if runtime != RuntimeKind::Kubernetes {
             return if given {
                 Err(Refusal::Usage(
-                    "--namespace, --storage-class, --access-mode and --registry are for --runtime kubernetes".into(),
+                    "--namespace, --storage-class, --access-mode and --registry are for --runtime kubernetes"
+                        .into(),
                 ))
             } else {
                 Ok(None)
@@ -124,13 +125,17 @@ fn render_cmd(home: &Home, app: &AppName, rev: Option<&str>, repo: Option<PathBu
     let dockerfile = repo.read_files(&commit, &["Dockerfile"])?.into_iter().next().flatten().is_some();
     let local = crate::runtime::docker::labels::image_tag(app, release);
     let image = ImageRef {
-        reference: settings.registry.as_ref().map_or(local, |r| format!("{}:{release}", registry_repo(r, app))),
+        reference: settings
+            .registry
+            .as_ref()
+            .map_or(local, |r| format!("{}:{release}", registry_repo(r, app))),
         // A buildpack image's app folder is /workspace; a Dockerfile's is known once built.
         workdir: (!dockerfile).then(|| "/workspace".to_owned()),
         launcher: !dockerfile,
     };
     let mount_bytes = mount_bytes(home, &plan)?;
-    let manifests = render::render(&RenderInput { plan: &plan, settings: &settings, mount_bytes, image: &image })?;
+    let manifests =
+        render::render(&RenderInput { plan: &plan, settings: &settings, mount_bytes, image: &image })?;
     let yaml = manifests.to_yaml().context("cannot write the manifests as YAML")?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "# slipway k8s render {app}: release {release} from commit {}", commit.short())?;

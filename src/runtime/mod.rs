@@ -126,7 +126,9 @@ impl AnyRuntime {
         match kind {
             RuntimeKind::Local => Ok(Self::Local(local::LocalRuntime::new(home.clone()))),
             RuntimeKind::Docker => Ok(Self::Docker(Box::new(docker::DockerRuntime::new(home.clone())?))),
-            RuntimeKind::Kubernetes => Ok(Self::Kubernetes(Box::new(kubernetes::KubernetesRuntime::new(home.clone())?))),
+            RuntimeKind::Kubernetes => {
+                Ok(Self::Kubernetes(Box::new(kubernetes::KubernetesRuntime::new(home.clone())?)))
+            }
         }
     }
 }

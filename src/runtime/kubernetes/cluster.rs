@@ -81,7 +81,12 @@ impl Cluster {
         Api::namespaced(self.client.clone(), &self.namespace)
     }
 
-    fn fail(&self, action: &'static str, kind: &'static str, name: &str) -> impl FnOnce(kube::Error) -> ClusterError {
+    fn fail(
+        &self,
+        action: &'static str,
+        kind: &'static str,
+        name: &str,
+    ) -> impl FnOnce(kube::Error) -> ClusterError {
         let (name, namespace) = (name.to_owned(), self.namespace.clone());
         move |source| ClusterError::Api { action, kind, name, namespace, source }
     }
@@ -110,7 +115,12 @@ impl Cluster {
 
     /// Creates the predeploy Job, streams its pod's output to `out` line by line, and waits
     /// until it succeeds, fails, or `timeout` passes.
-    pub async fn run_job(&self, job: &Job, timeout: Duration, out: &dyn Fn(&str)) -> Result<(), ClusterError> {
+    pub async fn run_job(
+        &self,
+        job: &Job,
+        timeout: Duration,
+        out: &dyn Fn(&str),
+    ) -> Result<(), ClusterError> {
         let name = job.metadata.name.clone().unwrap_or_default();
         self.apply("Job", job).await?;
         let deadline = Instant::now() + timeout;
@@ -144,7 +154,9 @@ impl Cluster {
         loop {
             match self.job_outcome(&name).await? {
                 Some(Ok(())) => return Ok(()),
-                Some(Err((reason, message))) => return Err(ClusterError::JobFailed { job: name, reason, message }),
+                Some(Err((reason, message))) => {
+                    return Err(ClusterError::JobFailed { job: name, reason, message });
+                }
                 None => self.pause(deadline, &name).await?,
             }
         }
@@ -164,7 +176,11 @@ impl Cluster {
 
     async fn stream_logs(&self, pod: &str, out: &dyn Fn(&str)) -> Result<(), ClusterError> {
         let params = LogParams { follow: true, ..LogParams::default() };
-        let stream = self.api::<Pod>().log_stream(pod, &params).await.map_err(self.fail("read logs of", "Pod", pod))?;
+        let stream = self.api::<Pod>().log_stream(pod, &params).await.map_err(self.fail(
+            "read logs of",
+            "Pod",
+            pod,
+        ))?;
         let mut lines = Box::pin(stream.lines());
         // A broken stream only loses output; the Job's status still decides.
         while let Some(Ok(line)) = lines.next().await {
@@ -197,7 +213,12 @@ impl Cluster {
     /// Updates the Deployments and the web Service to this release and waits until each has
     /// rolled out with ready pods; then deletes the app's Deployments of types this release
     /// no longer has. Refuses before any write unless the release's predeploy Job succeeded.
-    pub async fn roll_out(&self, app: &AppName, m: &Manifests, timeout: Duration) -> Result<(), ClusterError> {
+    pub async fn roll_out(
+        &self,
+        app: &AppName,
+        m: &Manifests,
+        timeout: Duration,
+    ) -> Result<(), ClusterError> {
         if let Some(job) = &m.predeploy {
             let name = job.metadata.name.clone().unwrap_or_default();
             if !matches!(self.job_outcome(&name).await?, Some(Ok(()))) {
@@ -225,7 +246,9 @@ impl Cluster {
             let generation = d.metadata.generation.unwrap_or(0);
             let st = d.status.unwrap_or_default();
             let stalled = st.conditions.unwrap_or_default().into_iter().find(|c| {
-                c.type_ == "Progressing" && c.status == "False" && c.reason.as_deref() == Some("ProgressDeadlineExceeded")
+                c.type_ == "Progressing"
+                    && c.status == "False"
+                    && c.reason.as_deref() == Some("ProgressDeadlineExceeded")
             });
             if let Some(c) = stalled {
                 return Err(ClusterError::RolloutFailed {
@@ -235,7 +258,11 @@ impl Cluster {
             }
             let (updated, ready, total) =
                 (st.updated_replicas.unwrap_or(0), st.ready_replicas.unwrap_or(0), st.replicas.unwrap_or(0));
-            if st.observed_generation.unwrap_or(0) >= generation && updated == want && ready >= want && total == want {
+            if st.observed_generation.unwrap_or(0) >= generation
+                && updated == want
+                && ready >= want
+                && total == want
+            {
                 return Ok(());
             }
             if Instant::now() >= deadline {
@@ -271,13 +298,21 @@ impl Cluster {
     }
 
     /// Deletes a release's script Job and its pods; a missing one is fine.
-    pub async fn delete_job(&self, app: &AppName, role: ScriptRole, release: ReleaseId) -> Result<(), ClusterError> {
+    pub async fn delete_job(
+        &self,
+        app: &AppName,
+        role: ScriptRole,
+        release: ReleaseId,
+    ) -> Result<(), ClusterError> {
         self.delete::<Job>("Job", &super::render::job_name(app, role, release)).await
     }
 
     async fn delete<K>(&self, kind: &'static str, name: &str) -> Result<(), ClusterError>
     where
-        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope> + Clone + DeserializeOwned + std::fmt::Debug,
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + DeserializeOwned
+            + std::fmt::Debug,
         K::DynamicType: Default,
     {
         match self.api::<K>().delete(name, &DeleteParams::background()).await {
@@ -306,7 +341,8 @@ impl Cluster {
     /// The app's pods, for `ps` and `logs`; predeploy pods are left out.
     pub async fn pods(&self, app: &AppName) -> Result<Vec<Pod>, ClusterError> {
         let params = ListParams::default().labels(&format!("{LABEL_APP}={app},!{LABEL_ROLE}"));
-        let list = self.api::<Pod>().list(&params).await.map_err(self.fail("list pods of", "app", app.as_str()))?;
+        let list =
+            self.api::<Pod>().list(&params).await.map_err(self.fail("list pods of", "app", app.as_str()))?;
         Ok(list.items)
     }
 
@@ -333,9 +369,19 @@ impl Cluster {
     }
 
     /// The last `lines` lines of a pod's log, and with `follow` every later one, to `out`.
-    pub async fn pod_logs(&self, pod: &str, lines: i64, follow: bool, out: &dyn Fn(&str)) -> Result<(), ClusterError> {
+    pub async fn pod_logs(
+        &self,
+        pod: &str,
+        lines: i64,
+        follow: bool,
+        out: &dyn Fn(&str),
+    ) -> Result<(), ClusterError> {
         let params = LogParams { follow, tail_lines: Some(lines), ..LogParams::default() };
-        let stream = self.api::<Pod>().log_stream(pod, &params).await.map_err(self.fail("read logs of", "Pod", pod))?;
+        let stream = self.api::<Pod>().log_stream(pod, &params).await.map_err(self.fail(
+            "read logs of",
+            "Pod",
+            pod,
+        ))?;
         let mut l = Box::pin(stream.lines());
         while let Some(Ok(line)) = l.next().await {
             out(&line);
@@ -346,8 +392,11 @@ impl Cluster {
     /// Whether the Deployments carry `release` (a rollout of it began).
     pub async fn deployments_at(&self, app: &AppName, release: ReleaseId) -> Result<bool, ClusterError> {
         let params = ListParams::default().labels(&format!("{LABEL_APP}={app},{LABEL_RELEASE}={release}"));
-        let list =
-            self.api::<Deployment>().list(&params).await.map_err(self.fail("list", "Deployment", app.as_str()))?;
+        let list = self.api::<Deployment>().list(&params).await.map_err(self.fail(
+            "list",
+            "Deployment",
+            app.as_str(),
+        ))?;
         Ok(!list.items.is_empty())
     }
 }

@@ -45,7 +45,8 @@ struct Seen {
 fn serve(mut handle: Handle, script: Vec<Step>, seen: Arc<Mutex<Seen>>) -> tokio::task::JoinHandle<Handle> {
     tokio::spawn(async move {
         for s in script {
-            let (req, send) = handle.next_request().await.expect("slipway stopped before the expected requests");
+            let (req, send) =
+                handle.next_request().await.expect("slipway stopped before the expected requests");
             let call = format!("{} {}", req.method(), req.uri().path());
             let query = req.uri().query().unwrap_or_default().to_owned();
             seen.lock().unwrap().calls.push(call.clone());
@@ -78,11 +79,22 @@ fn manifests() -> Manifests {
         app: "shop".parse().unwrap(),
         release: ReleaseId::new(3),
         commit: "a".repeat(40).parse().unwrap(),
-        predeploy: Some(crate::plan::ScriptSpec { path: "predeploy.sh".into(), timeout: Duration::from_secs(60) }),
+        predeploy: Some(crate::plan::ScriptSpec {
+            path: "predeploy.sh".into(),
+            timeout: Duration::from_secs(60),
+        }),
         postdeploy: None,
         processes: vec![
-            crate::plan::ProcessSpec { ptype: "web".parse().unwrap(), command: "python app.py".into(), instances: 2 },
-            crate::plan::ProcessSpec { ptype: "worker".parse().unwrap(), command: "python w.py".into(), instances: 1 },
+            crate::plan::ProcessSpec {
+                ptype: "web".parse().unwrap(),
+                command: "python app.py".into(),
+                instances: 2,
+            },
+            crate::plan::ProcessSpec {
+                ptype: "worker".parse().unwrap(),
+                command: "python w.py".into(),
+                instances: 1,
+            },
         ],
         env: BTreeMap::new(),
         run_as: None,
@@ -92,9 +104,18 @@ fn manifests() -> Manifests {
         healthcheck: None,
         buildpacks: Vec::new(),
     };
-    let image = ImageRef { reference: "reg:5000/slipway/shop:v3".into(), workdir: Some("/workspace".into()), launcher: true };
-    render(&RenderInput { plan: &plan, settings: &KubeSettings::default(), mount_bytes: Some(1 << 30), image: &image })
-        .unwrap()
+    let image = ImageRef {
+        reference: "reg:5000/slipway/shop:v3".into(),
+        workdir: Some("/workspace".into()),
+        launcher: true,
+    };
+    render(&RenderInput {
+        plan: &plan,
+        settings: &KubeSettings::default(),
+        mount_bytes: Some(1 << 30),
+        image: &image,
+    })
+    .unwrap()
 }
 
 const NS: &str = "/namespaces/default";
@@ -141,7 +162,11 @@ async fn a_deploy_applies_the_claim_then_the_job_and_updates_deployments_only_af
     let script = vec![
         step(pvc, "fieldManager=slipway&force=true", Answer::Echo),
         step(job, "fieldManager=slipway&force=true", Answer::Echo),
-        step(format!("GET /api/v1{NS}/pods").leak() as &'static str, "slipway.dev%2Frole%3Dpredeploy", running_pod()),
+        step(
+            format!("GET /api/v1{NS}/pods").leak() as &'static str,
+            "slipway.dev%2Frole%3Dpredeploy",
+            running_pod(),
+        ),
         step(
             format!("GET /api/v1{NS}/pods/shop-predeploy-v3-x7k2p/log").leak() as &'static str,
             "follow=true",
@@ -151,27 +176,55 @@ async fn a_deploy_applies_the_claim_then_the_job_and_updates_deployments_only_af
         step(get_job, "", job_status(json!({ "succeeded": 1 }))),
         // roll_out checks the Job on the server again before it writes a Deployment.
         step(get_job, "", job_status(json!({ "succeeded": 1 }))),
-        step(format!("PATCH /apis/apps/v1{NS}/deployments/shop-web").leak() as &'static str, "fieldManager=slipway", Answer::Echo),
-        step(format!("PATCH /apis/apps/v1{NS}/deployments/shop-worker").leak() as &'static str, "fieldManager=slipway", Answer::Echo),
-        step(format!("PATCH /api/v1{NS}/services/shop-web").leak() as &'static str, "fieldManager=slipway", Answer::Echo),
-        step(format!("GET /apis/apps/v1{NS}/deployments/shop-web").leak() as &'static str, "", ready("shop-web", 2)),
-        step(format!("GET /apis/apps/v1{NS}/deployments/shop-worker").leak() as &'static str, "", ready("shop-worker", 1)),
+        step(
+            format!("PATCH /apis/apps/v1{NS}/deployments/shop-web").leak() as &'static str,
+            "fieldManager=slipway",
+            Answer::Echo,
+        ),
+        step(
+            format!("PATCH /apis/apps/v1{NS}/deployments/shop-worker").leak() as &'static str,
+            "fieldManager=slipway",
+            Answer::Echo,
+        ),
+        step(
+            format!("PATCH /api/v1{NS}/services/shop-web").leak() as &'static str,
+            "fieldManager=slipway",
+            Answer::Echo,
+        ),
+        step(
+            format!("GET /apis/apps/v1{NS}/deployments/shop-web").leak() as &'static str,
+            "",
+            ready("shop-web", 2),
+        ),
+        step(
+            format!("GET /apis/apps/v1{NS}/deployments/shop-worker").leak() as &'static str,
+            "",
+            ready("shop-worker", 1),
+        ),
         step(
             format!("GET /apis/apps/v1{NS}/deployments").leak() as &'static str,
             "labelSelector=slipway.dev%2Fapp%3Dshop",
-            Answer::Json(json!({ "apiVersion": "apps/v1", "kind": "DeploymentList", "metadata": {}, "items": [
+            Answer::Json(
+                json!({ "apiVersion": "apps/v1", "kind": "DeploymentList", "metadata": {}, "items": [
                 { "metadata": { "name": "shop-web" } }, { "metadata": { "name": "shop-worker" } },
-                { "metadata": { "name": "shop-clock" } } ] })),
+                { "metadata": { "name": "shop-clock" } } ] }),
+            ),
         ),
         // A type the new Procfile dropped.
-        step(format!("DELETE /apis/apps/v1{NS}/deployments/shop-clock").leak() as &'static str, "", Answer::Json(json!({
-            "apiVersion": "v1", "kind": "Status", "status": "Success" }))),
+        step(
+            format!("DELETE /apis/apps/v1{NS}/deployments/shop-clock").leak() as &'static str,
+            "",
+            Answer::Json(json!({
+            "apiVersion": "v1", "kind": "Status", "status": "Success" })),
+        ),
     ];
     let server = serve(handle, script, seen.clone());
     let lines = Mutex::new(Vec::new());
     cluster.apply_claim(m.claim.as_ref().unwrap()).await.unwrap();
     cluster
-        .run_job(m.predeploy.as_ref().unwrap(), Duration::from_secs(10), &|l| lines.lock().unwrap().push(l.to_owned()))
+        .run_job(m.predeploy.as_ref().unwrap(), Duration::from_secs(10), &|l| {
+            lines.lock().unwrap().push(l.to_owned())
+        })
         .await
         .unwrap();
     assert_eq!(*lines.lock().unwrap(), ["migrating", "migrated 3 tables"], "the Job's log is streamed");
@@ -186,7 +239,10 @@ async fn a_deploy_applies_the_claim_then_the_job_and_updates_deployments_only_af
     let job = &seen.applied[job];
     assert_eq!(job["spec"]["backoffLimit"], json!(0));
     assert_eq!(job["spec"]["template"]["spec"]["restartPolicy"], json!("Never"));
-    assert_eq!(job["spec"]["template"]["spec"]["volumes"][0]["persistentVolumeClaim"]["claimName"], json!("shop-mount"));
+    assert_eq!(
+        job["spec"]["template"]["spec"]["volumes"][0]["persistentVolumeClaim"]["claimName"],
+        json!("shop-mount")
+    );
     let web = &seen.applied[&format!("PATCH /apis/apps/v1{NS}/deployments/shop-web")];
     assert_eq!(web["spec"]["template"]["metadata"]["labels"]["slipway.dev/release"], json!("v3"));
     assert_eq!(web["spec"]["template"]["spec"]["containers"][0]["image"], json!("reg:5000/slipway/shop:v3"));
@@ -203,14 +259,23 @@ async fn a_failed_job_stops_the_deploy_before_any_deployment_is_written() {
         "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit" }] }));
     let failed_again = job_status(json!({ "failed": 1 }));
     let script = vec![
-        step(format!("PATCH /apis/batch/v1{NS}/jobs/shop-predeploy-v3").leak() as &'static str, "force=true", Answer::Echo),
+        step(
+            format!("PATCH /apis/batch/v1{NS}/jobs/shop-predeploy-v3").leak() as &'static str,
+            "force=true",
+            Answer::Echo,
+        ),
         step(format!("GET /api/v1{NS}/pods").leak() as &'static str, "", running_pod()),
-        step(format!("GET /api/v1{NS}/pods/shop-predeploy-v3-x7k2p/log").leak() as &'static str, "", Answer::Text("no such table\n")),
+        step(
+            format!("GET /api/v1{NS}/pods/shop-predeploy-v3-x7k2p/log").leak() as &'static str,
+            "",
+            Answer::Text("no such table\n"),
+        ),
         step(get_job, "", failed),
         step(get_job, "", failed_again),
     ];
     let server = serve(handle, script, seen.clone());
-    let err = cluster.run_job(m.predeploy.as_ref().unwrap(), Duration::from_secs(10), &|_| {}).await.unwrap_err();
+    let err =
+        cluster.run_job(m.predeploy.as_ref().unwrap(), Duration::from_secs(10), &|_| {}).await.unwrap_err();
     assert!(err.to_string().contains("BackoffLimitExceeded"), "{err}");
     assert!(err.to_string().contains("the running Deployments are untouched"), "{err}");
     // Even a caller that goes on to roll out is refused by the server-side check.
@@ -235,7 +300,11 @@ async fn a_rollout_that_never_gets_ready_fails_with_the_counts() {
             "conditions": [{ "type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded",
                              "message": "ReplicaSet \"shop-web-5d\" has timed out progressing." }] } }));
     let script = vec![
-        step(format!("PATCH /apis/apps/v1{NS}/deployments/shop-web").leak() as &'static str, "", Answer::Echo),
+        step(
+            format!("PATCH /apis/apps/v1{NS}/deployments/shop-web").leak() as &'static str,
+            "",
+            Answer::Echo,
+        ),
         step(format!("GET /apis/apps/v1{NS}/deployments/shop-web").leak() as &'static str, "", stuck),
     ];
     let server = serve(handle, script, seen);

@@ -50,7 +50,8 @@ pub fn path() -> Option<PathBuf> {
 /// will drive the client: it spawns the client's request buffer there.
 pub async fn client() -> Result<kube::Client, KubeconfigError> {
     let path = path().ok_or(KubeconfigError::Missing)?;
-    let kc = Kubeconfig::read_from(&path).map_err(|source| KubeconfigError::Read { path: path.clone(), source })?;
+    let kc = Kubeconfig::read_from(&path)
+        .map_err(|source| KubeconfigError::Read { path: path.clone(), source })?;
     let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
         .await
         .map_err(|source| KubeconfigError::Config { path: path.clone(), source })?;

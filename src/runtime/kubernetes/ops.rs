@@ -68,7 +68,8 @@ pub(super) async fn processes(
     release: ReleaseId,
 ) -> Result<ProcessReport, KubeError> {
     let pods = release_pods(cluster, app, release).await?;
-    let instances: Vec<InstanceStatus> = pods.iter().map(|(ptype, index, pod)| status(ptype, *index, pod)).collect();
+    let instances: Vec<InstanceStatus> =
+        pods.iter().map(|(ptype, index, pod)| status(ptype, *index, pod)).collect();
     let running = !app.stopped && instances.iter().any(|i| i.state == ProcessState::Up);
     Ok(ProcessReport { running, instances })
 }

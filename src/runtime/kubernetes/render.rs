@@ -178,8 +178,10 @@ impl Manifests {
 }
 
 fn labels(app: &AppName, extra: &[(&str, &str)]) -> BTreeMap<String, String> {
-    let mut l: BTreeMap<String, String> =
-        [(LABEL_APP, app.as_str()), MANAGED_BY].iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+    let mut l: BTreeMap<String, String> = [(LABEL_APP, app.as_str()), MANAGED_BY]
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
     l.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
     l
 }
@@ -232,7 +234,13 @@ pub fn script_job(input: &RenderInput<'_>, role: ScriptRole, script: &ScriptSpec
     }
 }
 
-fn deployment(input: &RenderInput<'_>, name: &str, ptype: &ProcessType, command: &str, instances: u32) -> Deployment {
+fn deployment(
+    input: &RenderInput<'_>,
+    name: &str,
+    ptype: &ProcessType,
+    command: &str,
+    instances: u32,
+) -> Deployment {
     let plan = input.plan;
     let release = plan.release.to_string();
     let selector = labels(&plan.app, &[(LABEL_TYPE, ptype.as_str())]);
@@ -244,7 +252,11 @@ fn deployment(input: &RenderInput<'_>, name: &str, ptype: &ProcessType, command:
     };
     let mut c = container(input, ptype.as_str(), args, env(input, Some(ptype), ptype.as_str()));
     if ptype.is_web() {
-        c.ports = Some(vec![ContainerPort { container_port: WEB_PORT, name: Some("http".into()), ..ContainerPort::default() }]);
+        c.ports = Some(vec![ContainerPort {
+            container_port: WEB_PORT,
+            name: Some("http".into()),
+            ..ContainerPort::default()
+        }]);
         c.readiness_probe = Some(readiness(plan));
     }
     let strategy = match input.settings.access_mode {
@@ -306,7 +318,12 @@ fn service(input: &RenderInput<'_>) -> Service {
 /// Ready once web answers the health check path with 2xx/3xx, or, without one, accepts TCP:
 /// the same rule as the local and docker runtimes' switch gate.
 fn readiness(plan: &DeployPlan) -> Probe {
-    let base = Probe { period_seconds: Some(2), failure_threshold: Some(3), timeout_seconds: Some(2), ..Probe::default() };
+    let base = Probe {
+        period_seconds: Some(2),
+        failure_threshold: Some(3),
+        timeout_seconds: Some(2),
+        ..Probe::default()
+    };
     match &plan.healthcheck {
         Some(path) => Probe {
             http_get: Some(HTTPGetAction {
@@ -316,7 +333,10 @@ fn readiness(plan: &DeployPlan) -> Probe {
             }),
             ..base
         },
-        None => Probe { tcp_socket: Some(TCPSocketAction { port: IntOrString::String("http".into()), host: None }), ..base },
+        None => Probe {
+            tcp_socket: Some(TCPSocketAction { port: IntOrString::String("http".into()), host: None }),
+            ..base
+        },
     }
 }
 

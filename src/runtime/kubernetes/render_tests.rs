@@ -14,7 +14,11 @@ fn plan() -> DeployPlan {
         postdeploy: None,
         processes: vec![
             ProcessSpec { ptype: "web".parse().unwrap(), command: "python app.py".into(), instances: 2 },
-            ProcessSpec { ptype: "Queue_worker".parse().unwrap(), command: "python w.py".into(), instances: 1 },
+            ProcessSpec {
+                ptype: "Queue_worker".parse().unwrap(),
+                command: "python w.py".into(),
+                instances: 1,
+            },
         ],
         env: BTreeMap::from([("GREETING".to_owned(), "hi".to_owned())]),
         run_as: None,
@@ -27,7 +31,11 @@ fn plan() -> DeployPlan {
 }
 
 fn image() -> ImageRef {
-    ImageRef { reference: "reg.example:5000/slipway/shop:v3".into(), workdir: Some("/workspace".into()), launcher: true }
+    ImageRef {
+        reference: "reg.example:5000/slipway/shop:v3".into(),
+        workdir: Some("/workspace".into()),
+        launcher: true,
+    }
 }
 
 fn render_with(plan: &DeployPlan, settings: &KubeSettings, mount: Option<u64>) -> Manifests {
@@ -71,8 +79,13 @@ fn predeploy_job_runs_once_with_the_claim_at_mount() {
 fn a_dockerfile_app_folder_elsewhere_gets_its_sibling_mount_too() {
     let img = ImageRef { reference: "x".into(), workdir: Some("/srv/app".into()), launcher: false };
     let plan = plan();
-    let m = render(&RenderInput { plan: &plan, settings: &KubeSettings::default(), mount_bytes: Some(1), image: &img })
-        .unwrap();
+    let m = render(&RenderInput {
+        plan: &plan,
+        settings: &KubeSettings::default(),
+        mount_bytes: Some(1),
+        image: &img,
+    })
+    .unwrap();
     let c = &m.deployments[0].spec.as_ref().unwrap().template.spec.as_ref().unwrap().containers[0];
     let paths: Vec<_> = c.volume_mounts.as_ref().unwrap().iter().map(|v| v.mount_path.as_str()).collect();
     assert_eq!(paths, ["/mount", "/srv/mount"]);
@@ -98,8 +111,13 @@ fn each_type_is_a_deployment_gated_by_readiness_and_web_gets_a_service() {
     assert_eq!(c.args.as_deref().unwrap(), ["web"]);
     let probe = c.readiness_probe.as_ref().unwrap().http_get.as_ref().unwrap();
     assert_eq!(probe.path.as_deref(), Some("/up"));
-    let env: Vec<_> = c.env.as_ref().unwrap().iter().map(|e| (e.name.as_str(), e.value.as_deref().unwrap())).collect();
-    assert!(env.contains(&("PORT", "5000")) && env.contains(&("GREETING", "hi")) && env.contains(&("DYNO", "web")));
+    let env: Vec<_> =
+        c.env.as_ref().unwrap().iter().map(|e| (e.name.as_str(), e.value.as_deref().unwrap())).collect();
+    assert!(
+        env.contains(&("PORT", "5000"))
+            && env.contains(&("GREETING", "hi"))
+            && env.contains(&("DYNO", "web"))
+    );
     let worker = &m.deployments[1].spec.as_ref().unwrap().template.spec.as_ref().unwrap().containers[0];
     assert!(worker.readiness_probe.is_none() && worker.ports.is_none());
     let svc = m.service.unwrap();
@@ -123,9 +141,20 @@ fn read_write_once_pins_every_pod_to_one_node_and_recreates() {
     let m = render_with(&plan(), &settings, Some(1 << 30));
     assert_eq!(m.claim.unwrap().spec.unwrap().access_modes.unwrap(), ["ReadWriteOnce"]);
     let affinity = |pod: &PodSpec| {
-        let term = &pod.affinity.as_ref().unwrap().pod_affinity.as_ref().unwrap()
-            .required_during_scheduling_ignored_during_execution.as_ref().unwrap()[0];
-        (term.topology_key.clone(), term.label_selector.as_ref().unwrap().match_labels.as_ref().unwrap()[LABEL_APP].clone())
+        let term = &pod
+            .affinity
+            .as_ref()
+            .unwrap()
+            .pod_affinity
+            .as_ref()
+            .unwrap()
+            .required_during_scheduling_ignored_during_execution
+            .as_ref()
+            .unwrap()[0];
+        (
+            term.topology_key.clone(),
+            term.label_selector.as_ref().unwrap().match_labels.as_ref().unwrap()[LABEL_APP].clone(),
+        )
     };
     let expected = ("kubernetes.io/hostname".to_owned(), "shop".to_owned());
     assert_eq!(affinity(m.predeploy.unwrap().spec.unwrap().template.spec.as_ref().unwrap()), expected);
@@ -140,12 +169,22 @@ fn read_write_once_pins_every_pod_to_one_node_and_recreates() {
 fn types_that_cannot_name_a_deployment_are_refused() {
     let mut p = plan();
     p.processes[1].ptype = "_hidden".parse().unwrap();
-    let err = render(&RenderInput { plan: &p, settings: &KubeSettings::default(), mount_bytes: None, image: &image() })
-        .unwrap_err();
+    let err = render(&RenderInput {
+        plan: &p,
+        settings: &KubeSettings::default(),
+        mount_bytes: None,
+        image: &image(),
+    })
+    .unwrap_err();
     assert!(matches!(err, RenderError::BadType { .. }), "{err}");
     p.processes[1].ptype = "WEB".parse().unwrap();
-    let err = render(&RenderInput { plan: &p, settings: &KubeSettings::default(), mount_bytes: None, image: &image() })
-        .unwrap_err();
+    let err = render(&RenderInput {
+        plan: &p,
+        settings: &KubeSettings::default(),
+        mount_bytes: None,
+        image: &image(),
+    })
+    .unwrap_err();
     assert!(err.to_string().contains("\"shop-web\""), "{err}");
 }
 

@@ -137,8 +137,11 @@ impl KubernetesRuntime {
     pub(super) fn load_state(&self, app: &AppName, release: ReleaseId) -> Result<ReleaseState, KubeError> {
         let path = self.state_path(app, release);
         match std::fs::read(&path) {
-            Ok(b) => serde_json::from_slice(&b)
-                .map_err(|e| KubeError::Io { action: "parse", path, source: std::io::Error::other(e) }),
+            Ok(b) => serde_json::from_slice(&b).map_err(|e| KubeError::Io {
+                action: "parse",
+                path,
+                source: std::io::Error::other(e),
+            }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 Err(KubeError::NoRelease { app: app.clone(), release, path })
             }
@@ -149,7 +152,11 @@ impl KubernetesRuntime {
     fn save_state(&self, app: &AppName, release: ReleaseId, state: &ReleaseState) -> Result<(), KubeError> {
         let path = self.state_path(app, release);
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|source| KubeError::Io { action: "create", path: dir.into(), source })?;
+            std::fs::create_dir_all(dir).map_err(|source| KubeError::Io {
+                action: "create",
+                path: dir.into(),
+                source,
+            })?;
         }
         atomic::write_json(&path, state).map_err(|source| KubeError::Io { action: "write", path, source })
     }
@@ -165,10 +172,11 @@ impl KubernetesRuntime {
         let settings = settings::load(&self.home, &plan.app)?;
         let engine = docker::connect().await?;
         let local = labels::image_tag(&plan.app, plan.release);
-        let info = engine
-            .inspect_image(&local)
-            .await
-            .map_err(|source| KubeError::Engine { action: "inspect", image: local.clone(), source })?;
+        let info = engine.inspect_image(&local).await.map_err(|source| KubeError::Engine {
+            action: "inspect",
+            image: local.clone(),
+            source,
+        })?;
         let config = info.config.unwrap_or_default();
         let launcher = config.entrypoint.unwrap_or_default().first().map(String::as_str)
             == Some(docker::lifecycle::LAUNCHER);
@@ -182,16 +190,19 @@ impl KubernetesRuntime {
         };
         let repo = registry_repo(registry, &plan.app);
         let tag = plan.release.to_string();
-        let options = bollard::query_parameters::TagImageOptions { repo: Some(repo.clone()), tag: Some(tag.clone()) };
+        let options =
+            bollard::query_parameters::TagImageOptions { repo: Some(repo.clone()), tag: Some(tag.clone()) };
         let reference = format!("{repo}:{tag}");
-        engine
-            .tag_image(&local, Some(options))
-            .await
-            .map_err(|source| KubeError::Engine { action: "tag", image: reference.clone(), source })?;
+        engine.tag_image(&local, Some(options)).await.map_err(|source| KubeError::Engine {
+            action: "tag",
+            image: reference.clone(),
+            source,
+        })?;
         let push = bollard::query_parameters::PushImageOptions { tag: Some(tag), platform: None };
         let mut stream = engine.push_image(&repo, Some(push), None);
         while let Some(item) = stream.next().await {
-            let item = item.map_err(|e| KubeError::Push { image: reference.clone(), message: e.to_string() })?;
+            let item =
+                item.map_err(|e| KubeError::Push { image: reference.clone(), message: e.to_string() })?;
             if let Some(err) = item.error_detail.and_then(|d| d.message) {
                 return Err(KubeError::Push { image: reference, message: err });
             }
@@ -205,7 +216,10 @@ impl KubernetesRuntime {
         let Some(registry) = settings::load(&self.home, app)?.registry else { return Ok(()) };
         let engine = docker::connect().await?;
         let reference = format!("{}:{release}", registry_repo(&registry, app));
-        match engine.remove_image(&reference, None::<bollard::query_parameters::RemoveImageOptions>, None).await {
+        match engine
+            .remove_image(&reference, None::<bollard::query_parameters::RemoveImageOptions>, None)
+            .await
+        {
             Ok(_) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(()),
             Err(source) => Err(KubeError::Engine { action: "remove", image: reference, source }),
         }
@@ -267,12 +281,21 @@ impl Runtime for KubernetesRuntime {
         })
     }
 
-    fn run_script(&self, plan: &DeployPlan, script: &ScriptSpec, progress: &Progress) -> Result<(), RuntimeError> {
-        let role =
-            if plan.predeploy.as_ref() == Some(script) { ScriptRole::Predeploy } else { ScriptRole::Postdeploy };
+    fn run_script(
+        &self,
+        plan: &DeployPlan,
+        script: &ScriptSpec,
+        progress: &Progress,
+    ) -> Result<(), RuntimeError> {
+        let role = if plan.predeploy.as_ref() == Some(script) {
+            ScriptRole::Predeploy
+        } else {
+            ScriptRole::Postdeploy
+        };
         self.block(&plan.app, async |cluster, settings| {
             let image = self.load_state(&plan.app, plan.release)?.image;
-            let input = RenderInput { plan, settings, mount_bytes: mount_bytes(&self.home, plan)?, image: &image };
+            let input =
+                RenderInput { plan, settings, mount_bytes: mount_bytes(&self.home, plan)?, image: &image };
             let job = render::script_job(&input, role, script);
             let out = |line: &str| progress.detail(line);
             Ok(cluster.run_job(&job, script.timeout + SCHEDULE_SLACK, &out).await?)
@@ -313,7 +336,12 @@ impl Runtime for KubernetesRuntime {
                         cluster.roll_out(app, &m, grace + SCHEDULE_SLACK).await?;
                     }
                     None => {
-                        let none = Manifests { claim: None, predeploy: None, deployments: Vec::new(), service: None };
+                        let none = Manifests {
+                            claim: None,
+                            predeploy: None,
+                            deployments: Vec::new(),
+                            service: None,
+                        };
                         cluster.prune(app, &none).await?;
                     }
                 }
@@ -341,7 +369,12 @@ impl Runtime for KubernetesRuntime {
         self.scale_to(app, release, |t| if stopped { 0 } else { app.instances(t) })
     }
 
-    fn restart(&self, app: &AppRecord, release: ReleaseId, only: Option<&ProcessType>) -> Result<(), RuntimeError> {
+    fn restart(
+        &self,
+        app: &AppRecord,
+        release: ReleaseId,
+        only: Option<&ProcessType>,
+    ) -> Result<(), RuntimeError> {
         let names = self.deployments(app, release, only)?;
         self.block(&app.name, async |cluster, _| {
             for (name, _) in &names {
@@ -359,11 +392,22 @@ impl Runtime for KubernetesRuntime {
         self.scale_to(app, release, |t| app.instances(t))
     }
 
-    fn logs(&self, app: &AppRecord, process: Option<&str>, lines: usize, follow: bool) -> Result<(), RuntimeError> {
+    fn logs(
+        &self,
+        app: &AppRecord,
+        process: Option<&str>,
+        lines: usize,
+        follow: bool,
+    ) -> Result<(), RuntimeError> {
         self.block(&app.name, async |cluster, _| super::ops::logs(cluster, app, process, lines, follow).await)
     }
 
-    fn run_oneoff(&self, app: &AppRecord, _: ReleaseId, _: &crate::oneoff::OneOff) -> Result<i32, RuntimeError> {
+    fn run_oneoff(
+        &self,
+        app: &AppRecord,
+        _: ReleaseId,
+        _: &crate::oneoff::OneOff,
+    ) -> Result<i32, RuntimeError> {
         let ns = settings::load(&self.home, &app.name).map_err(KubeError::from)?.namespace;
         Err(KubeError::Unsupported {
             what: "slipway run",

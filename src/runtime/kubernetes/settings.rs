@@ -51,7 +51,12 @@ pub struct KubeSettings {
 
 impl Default for KubeSettings {
     fn default() -> Self {
-        Self { namespace: "default".to_owned(), storage_class: None, access_mode: AccessMode::Rwx, registry: None }
+        Self {
+            namespace: "default".to_owned(),
+            storage_class: None,
+            access_mode: AccessMode::Rwx,
+            registry: None,
+        }
     }
 }
 
@@ -81,7 +86,9 @@ pub enum SettingsError {
          starting and ending with a letter or digit"
     )]
     BadName { what: &'static str, value: String },
-    #[error("registry {0:?} must be HOST[:PORT][/PATH], without a scheme or tag, e.g. registry.example.com:5000")]
+    #[error(
+        "registry {0:?} must be HOST[:PORT][/PATH], without a scheme or tag, e.g. registry.example.com:5000"
+    )]
     BadRegistry(String),
 }
 
@@ -133,7 +140,9 @@ pub fn load(home: &Home, app: &AppName) -> Result<KubeSettings, SettingsError> {
     let path = path(home, app);
     match std::fs::read(&path) {
         Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| SettingsError::Corrupt { path, source }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(SettingsError::Missing { app: app.clone(), path }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(SettingsError::Missing { app: app.clone(), path })
+        }
         Err(source) => Err(SettingsError::Io { action: "read", path, source }),
     }
 }
@@ -166,7 +175,10 @@ mod tests {
         ok.validate().unwrap();
         for bad_ns in ["Team", "-a", "a_b", ""] {
             let s = KubeSettings { namespace: bad_ns.into(), ..ok.clone() };
-            assert!(matches!(s.validate(), Err(SettingsError::BadName { what: "namespace", .. })), "{bad_ns}");
+            assert!(
+                matches!(s.validate(), Err(SettingsError::BadName { what: "namespace", .. })),
+                "{bad_ns}"
+            );
         }
         for bad_reg in ["https://r.example", "r.example/", "r.example/a:v1", "r.example/x@sha256", "r ex"] {
             let s = KubeSettings { registry: Some(bad_reg.into()), ..ok.clone() };

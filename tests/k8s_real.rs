@@ -3,8 +3,8 @@
 //! `SLIPWAY_KUBECONFIG=~/.kube/config cargo test --test k8s_real -- --ignored` where a cluster
 //! is, with `kubectl` on PATH, the stack image on the local engine, and
 //! `SLIPWAY_K8S_REGISTRY=HOST:PORT`: a registry this engine pushes to and the cluster pulls from
-//! (kind's "local registry" recipe, or k3s's registries.yaml). The cluster's default storage
-//! class must offer ReadWriteMany, or set `SLIPWAY_K8S_ACCESS_MODE=rwo`.
+//! (kind's "local registry" recipe, or k3s's `registries.yaml`). The cluster's default storage
+//! class must offer `ReadWriteMany`, or set `SLIPWAY_K8S_ACCESS_MODE=rwo`.
 //! Without `SLIPWAY_KUBECONFIG` each test prints SKIPPED and returns: CI has no cluster.
 
 #![allow(clippy::unwrap_used)]

@@ -187,9 +187,11 @@ fn create(
     finish_create(home, &record)?;
     match record.listen {
         Some(listen) => {
-            eprintln!("-----> Created app {app} ({runtime:?} runtime), served at http://{listen}/")
+            eprintln!("-----> Created app {app} ({runtime:?} runtime), served at http://{listen}/");
         }
-        None => eprintln!("-----> Created app {app} ({runtime:?} runtime)"),
+        None => {
+            eprintln!("-----> Created app {app} ({runtime:?} runtime), served by its Service on the cluster");
+        }
     }
     if runtime == RuntimeKind::Docker {
         // Containers run as the stack's user, whatever host account the app has.

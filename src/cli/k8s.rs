@@ -1,5 +1,8 @@
 //! `slipway k8s render`, and the kubernetes flags of `apps create`.
 
+// Doc comments here are `--help` text, where backticks around Kubernetes kinds would show.
+#![allow(clippy::doc_markdown)]
+
 use std::io::Write as _;
 use std::path::PathBuf;
 

@@ -120,9 +120,9 @@ fn manifests() -> Manifests {
 
 const NS: &str = "/namespaces/default";
 
-fn job_status(status: Value) -> Answer {
+fn job_status(status: &Value) -> Answer {
     Answer::Json(json!({ "apiVersion": "batch/v1", "kind": "Job",
-        "metadata": { "name": "shop-predeploy-v3", "namespace": "default" }, "status": status }))
+        "metadata": { "name": "shop-predeploy-v3", "namespace": "default" }, "status": *status }))
 }
 
 fn running_pod() -> Answer {
@@ -172,10 +172,10 @@ async fn a_deploy_applies_the_claim_then_the_job_and_updates_deployments_only_af
             "follow=true",
             Answer::Text("migrating\nmigrated 3 tables\n"),
         ),
-        step(get_job, "", job_status(json!({ "active": 1 }))),
-        step(get_job, "", job_status(json!({ "succeeded": 1 }))),
+        step(get_job, "", job_status(&json!({ "active": 1 }))),
+        step(get_job, "", job_status(&json!({ "succeeded": 1 }))),
         // roll_out checks the Job on the server again before it writes a Deployment.
-        step(get_job, "", job_status(json!({ "succeeded": 1 }))),
+        step(get_job, "", job_status(&json!({ "succeeded": 1 }))),
         step(
             format!("PATCH /apis/apps/v1{NS}/deployments/shop-web").leak() as &'static str,
             "fieldManager=slipway",
@@ -223,7 +223,7 @@ async fn a_deploy_applies_the_claim_then_the_job_and_updates_deployments_only_af
     cluster.apply_claim(m.claim.as_ref().unwrap()).await.unwrap();
     cluster
         .run_job(m.predeploy.as_ref().unwrap(), Duration::from_secs(10), &|l| {
-            lines.lock().unwrap().push(l.to_owned())
+            lines.lock().unwrap().push(l.to_owned());
         })
         .await
         .unwrap();
@@ -255,9 +255,9 @@ async fn a_failed_job_stops_the_deploy_before_any_deployment_is_written() {
     let (cluster, handle) = mock();
     let seen = Arc::new(Mutex::new(Seen::default()));
     let get_job = format!("GET /apis/batch/v1{NS}/jobs/shop-predeploy-v3").leak() as &'static str;
-    let failed = job_status(json!({ "failed": 1, "conditions": [{ "type": "Failed", "status": "True",
+    let failed = job_status(&json!({ "failed": 1, "conditions": [{ "type": "Failed", "status": "True",
         "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit" }] }));
-    let failed_again = job_status(json!({ "failed": 1 }));
+    let failed_again = job_status(&json!({ "failed": 1 }));
     let script = vec![
         step(
             format!("PATCH /apis/batch/v1{NS}/jobs/shop-predeploy-v3").leak() as &'static str,

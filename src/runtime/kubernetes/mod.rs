@@ -8,6 +8,10 @@
 //! - [`kubeconfig`]: which kubeconfig is used, and the client made from it.
 //! - [`runtime`] and `ops`: [`KubernetesRuntime`], the [`crate::runtime::Runtime`] made of these.
 
+// Kubernetes object kinds (PersistentVolumeClaim, ReplicaSet) are the names people search for,
+// written as the API and kubectl write them.
+#![allow(clippy::doc_markdown)]
+
 pub mod cluster;
 pub mod kubeconfig;
 mod ops;

@@ -173,7 +173,11 @@ impl Manifests {
         if let Some(s) = &self.service {
             docs.push(serde_saphyr::to_string(s)?);
         }
-        Ok(docs.iter().map(|d| format!("---\n{d}")).collect())
+        Ok(docs.iter().fold(String::new(), |mut all, d| {
+            all.push_str("---\n");
+            all.push_str(d);
+            all
+        }))
     }
 }
 

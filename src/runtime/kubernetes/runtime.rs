@@ -40,13 +40,13 @@ pub enum KubeError {
     #[error("cannot start the async runtime that talks to the cluster")]
     AsyncRuntime(#[source] std::io::Error),
     #[error(transparent)]
-    Kubeconfig(#[from] KubeconfigError),
+    Kubeconfig(Box<KubeconfigError>),
     #[error(transparent)]
     Settings(#[from] SettingsError),
     #[error(transparent)]
     Render(#[from] RenderError),
     #[error(transparent)]
-    Cluster(#[from] ClusterError),
+    Cluster(Box<ClusterError>),
     #[error(transparent)]
     Connect(#[from] docker::ConnectError),
     #[error(transparent)]
@@ -78,6 +78,18 @@ pub enum KubeError {
     Unsupported { what: &'static str, hint: String },
     #[error("no processes of {app} match {what}; see `slipway ps {app}`")]
     NoProcesses { app: AppName, what: String },
+}
+
+impl From<KubeconfigError> for KubeError {
+    fn from(e: KubeconfigError) -> Self {
+        Self::Kubeconfig(Box::new(e))
+    }
+}
+
+impl From<ClusterError> for KubeError {
+    fn from(e: ClusterError) -> Self {
+        Self::Cluster(Box::new(e))
+    }
 }
 
 /// What slipway keeps of a release on the cluster.
@@ -330,20 +342,13 @@ impl Runtime for KubernetesRuntime {
             if record.current != Some(release) && cluster.deployments_at(app, release).await? {
                 // A rollout of this release began and failed: put the current one back.
                 let back = current.and_then(|c| self.load_state(app, c).ok()).and_then(|s| s.manifests);
-                match back {
-                    Some(m) => {
-                        let m = Manifests { claim: None, predeploy: None, ..m };
-                        cluster.roll_out(app, &m, grace + SCHEDULE_SLACK).await?;
-                    }
-                    None => {
-                        let none = Manifests {
-                            claim: None,
-                            predeploy: None,
-                            deployments: Vec::new(),
-                            service: None,
-                        };
-                        cluster.prune(app, &none).await?;
-                    }
+                if let Some(m) = back {
+                    let m = Manifests { claim: None, predeploy: None, ..m };
+                    cluster.roll_out(app, &m, grace + SCHEDULE_SLACK).await?;
+                } else {
+                    let none =
+                        Manifests { claim: None, predeploy: None, deployments: Vec::new(), service: None };
+                    cluster.prune(app, &none).await?;
                 }
             }
             self.untag(app, release).await

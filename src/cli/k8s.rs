@@ -50,7 +50,7 @@ pub struct KubeCreateArgs {
     #[arg(long, value_enum, value_name = "MODE")]
     pub access_mode: Option<AccessMode>,
     /// Kubernetes: the registry release images are pushed to and pulled from
-    /// (HOST[:PORT][/PATH]) [default: none: the cluster must have the local tag]
+    /// (HOST, HOST:PORT or HOST:PORT/PATH) [default: none: the cluster must have the local tag]
     #[arg(long, value_name = "HOST")]
     pub registry: Option<String>,
 }

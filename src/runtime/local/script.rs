@@ -65,22 +65,28 @@ pub(super) fn run_in(
     cgroup: Option<&Path>,
     on_line: &mut dyn FnMut(&str),
 ) -> Result<(), ScriptError> {
-    let path = spec.path.clone();
-    if !env.cwd.join(&spec.path).is_file() {
+    let path = spec.shown();
+    if spec.command.is_none() && !env.cwd.join(&spec.path).is_file() {
         return Err(ScriptError::Missing { path });
     }
     // Orphans of the script (a double fork, `setsid`) are reparented to us, not to init, and
     // are killed when it ends: see `reaper`.
     reaper::become_subreaper();
     let since = reaper::ticks_now();
-    let mut cmd = env.command("exec bash \"$0\"", &[], true);
-    cmd.arg0_placeholder(&spec.path);
+    let mut cmd = match &spec.command {
+        Some(line) => env.command(line, &[], true),
+        None => {
+            let mut cmd = env.command("exec bash \"$0\"", &[], true);
+            cmd.arg0_placeholder(&spec.path);
+            cmd
+        }
+    };
     if let Some(cg) = cgroup {
         cgroup::join_on_exec(&mut cmd, cg);
     }
     let mut child = cmd.spawn().map_err(|e| ScriptError::Spawn {
         path: path.clone(),
-        why: env.explain_spawn_error(&format!("bash {}", spec.path), &e),
+        why: env.explain_spawn_error(&format!("bash {path}"), &e),
     })?;
     let pgid = child.id();
     if let Some(f) = pgid_file {

@@ -88,7 +88,8 @@ fn workspace_mounts(spec: &WorkspaceSpec) -> Vec<Mount> {
 
 /// The engine's create request for the workspace container, as data.
 pub fn workspace_create_body(spec: &WorkspaceSpec) -> ContainerCreateBody {
-    let base = spec.image_path.as_deref().unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    let base =
+        spec.image_path.as_deref().unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
     let path = format!("{base}:{LENT_BIN}");
     ContainerCreateBody {
         image: Some(spec.image.clone()),
@@ -188,7 +189,11 @@ impl DockerRuntime {
         Ok(self.workspace_spec_up(record, working_copy)?.mount_volume.is_some())
     }
 
-    fn workspace_spec_up(&self, record: &AppRecord, working_copy: &Path) -> Result<WorkspaceSpec, RuntimeError> {
+    fn workspace_spec_up(
+        &self,
+        record: &AppRecord,
+        working_copy: &Path,
+    ) -> Result<WorkspaceSpec, RuntimeError> {
         self.block(async |docker| {
             let (image, image_path, launcher) = match record.current {
                 Some(current) => {
@@ -324,7 +329,10 @@ mod tests {
         assert_eq!(body.entrypoint, Some(vec!["sleep".to_owned()]));
         assert_eq!(body.cmd, Some(vec!["infinity".to_owned()]));
         let env = body.env.unwrap();
-        assert!(env.contains(&"PATH=/layers/slipway_python/venv/bin:/usr/bin:/bin:/opt/slipway/bin".to_owned()), "{env:?}");
+        assert!(
+            env.contains(&"PATH=/layers/slipway_python/venv/bin:/usr/bin:/bin:/opt/slipway/bin".to_owned()),
+            "{env:?}"
+        );
         let args = exec_args(&s.app, "python -c 'import dash'", false, &[], true);
         assert_eq!(args[args.len() - 4..], ["/cnb/launcher", "bash", "-c", "python -c 'import dash'"]);
     }

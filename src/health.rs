@@ -289,7 +289,7 @@ mod tests {
     fn the_release_is_ready_after_a_settle_period_of_health_without_a_crash() {
         let t0 = Instant::now();
         let at = |ms| t0 + Duration::from_millis(ms);
-        let mut s = Settle::new(Duration::from_millis(1000));
+        let mut s = Settle::new(Duration::from_secs(1));
         assert_eq!(s.observe(at(0), false, 0), Settled::Waiting);
         // Crashes while starting do not count: only those after the release became healthy.
         assert_eq!(s.observe(at(100), false, 2), Settled::Waiting);
@@ -302,11 +302,11 @@ mod tests {
     fn a_crash_in_the_settle_period_fails_even_if_seen_after_a_moment_of_ill_health() {
         let t0 = Instant::now();
         let at = |ms| t0 + Duration::from_millis(ms);
-        let mut s = Settle::new(Duration::from_millis(1000));
+        let mut s = Settle::new(Duration::from_secs(1));
         assert_eq!(s.observe(at(0), true, 0), Settled::Waiting);
         assert_eq!(s.observe(at(300), false, 0), Settled::Waiting, "the process exited");
         assert_eq!(s.observe(at(400), true, 1), Settled::Crashed, "and was restarted");
-        let mut s = Settle::new(Duration::from_millis(1000));
+        let mut s = Settle::new(Duration::from_secs(1));
         assert_eq!(s.observe(at(0), true, 0), Settled::Waiting);
         assert_eq!(s.observe(at(500), true, 1), Settled::Crashed);
     }
@@ -315,7 +315,7 @@ mod tests {
     fn ill_health_without_a_crash_restarts_the_period() {
         let t0 = Instant::now();
         let at = |ms| t0 + Duration::from_millis(ms);
-        let mut s = Settle::new(Duration::from_millis(1000));
+        let mut s = Settle::new(Duration::from_secs(1));
         assert_eq!(s.observe(at(0), true, 0), Settled::Waiting);
         assert_eq!(s.observe(at(800), false, 0), Settled::Waiting);
         assert_eq!(s.observe(at(1100), true, 0), Settled::Waiting, "healthy again only since 1100");

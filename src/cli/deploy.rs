@@ -36,7 +36,7 @@ pub struct DeployArgs {
     #[arg(long, value_name = "PATH")]
     pub healthcheck: Option<crate::health::HealthPath>,
     /// How long the new release must stay healthy, with no process crashing, before the
-    /// switch, like Dokku's CHECKS_WAIT [default: project.toml's [io.slipway] settle, else 1s]
+    /// switch, like Dokku's `CHECKS_WAIT` [default: project.toml's [io.slipway] settle, else 1s]
     #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
     pub settle: Option<Duration>,
     /// Grace between SIGTERM and SIGKILL when stopping processes [default: 30s]

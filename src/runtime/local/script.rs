@@ -73,14 +73,7 @@ pub(super) fn run_in(
     // are killed when it ends: see `reaper`.
     reaper::become_subreaper();
     let since = reaper::ticks_now();
-    let mut cmd = match &spec.command {
-        Some(line) => env.command(line, &[], true),
-        None => {
-            let mut cmd = env.command("exec bash \"$0\"", &[], true);
-            cmd.arg0_placeholder(&spec.path);
-            cmd
-        }
-    };
+    let mut cmd = script_command(env, spec);
     if let Some(cg) = cgroup {
         cgroup::join_on_exec(&mut cmd, cg);
     }
@@ -172,6 +165,16 @@ pub(super) fn run_in(
     let tail = tail.into_iter().collect::<Vec<_>>().join("\n");
     let status = exit.and_then(Result::ok).filter(|_| !timed_out);
     outcome(path, status, spec.timeout, tail)
+}
+
+/// `bash` running the script file, or the command line of a `release:` phase.
+fn script_command(env: &ProcessEnv, spec: &ScriptSpec) -> std::process::Command {
+    if let Some(line) = &spec.command {
+        return env.command(line, &[], true);
+    }
+    let mut cmd = env.command("exec bash \"$0\"", &[], true);
+    cmd.arg0_placeholder(&spec.path);
+    cmd
 }
 
 /// What the script's exit (None: it timed out) means.

@@ -100,7 +100,10 @@ pub(super) fn start(home: &Home, plan: &DeployPlan, progress: &Progress) -> Resu
                         .iter()
                         .find(|i| restarts_seen.iter().any(|(n, r)| *n == i.name() && i.restarts > *r))
                         .or_else(|| st.instances.iter().max_by_key(|i| i.restarts));
-                    let instance = bad.map_or_else(|| "a process".to_owned(), |i| i.name());
+                    let instance = bad.map_or_else(
+                        || "a process".to_owned(),
+                        crate::supervise::status::InstanceStatus::name,
+                    );
                     return Err(StartError::CrashedSettling {
                         last_exit: bad.and_then(|i| i.last_exit.clone()).unwrap_or_default(),
                         tail: log_tail(home, plan, &instance, 20),

@@ -3,12 +3,12 @@
 #
 #   1. Deploy time: N redeploys (each of a new commit) of the seed-demo fixture with
 #      `slipway deploy`, and the same steps done by hand (git archive | tar -x, predeploy.sh,
-#      start web + worker, wait for the web port, stop the previous release). Goal: <= 1.2x.
+#      start web + worker, wait until web answers HTTP, wait the settle period, stop the previous release). Goal: <= 1.2x.
 #   2. Memory: peak RSS of `slipway deploy` of a ~1 GiB repository, beside the peak RSS of a raw
 #      `git archive | tar -x` of the same commit. Goal: < 50 MB.
 #
 # Usage: bench/deploy.sh            (as root, so that apps get their own system user)
-# Knobs: BENCH_N=15 BENCH_MEM_FILES=64 BENCH_MEM_FILE_MB=16 BENCH_TMPDIR=/tmp BENCH_SKIP_MEM=1
+# Knobs: BENCH_N=15 BENCH_SETTLE=1 BENCH_MEM_FILES=64 BENCH_MEM_FILE_MB=16 BENCH_TMPDIR=/tmp BENCH_SKIP_MEM=1
 #        CARGO_TARGET_DIR=target
 # Everything it creates (apps, their users and processes, temp dirs) is removed on exit.
 set -euo pipefail
@@ -17,6 +17,8 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 
 N=${BENCH_N:-15}
+# The settle period of slipway's health gate (its default), which the raw steps wait out too.
+SETTLE_S=${BENCH_SETTLE:-1}
 MEM_FILES=${BENCH_MEM_FILES:-64}
 MEM_FILE_MB=${BENCH_MEM_FILE_MB:-16}
 TMPBASE=${BENCH_TMPDIR:-/tmp}
@@ -182,7 +184,7 @@ PHASE_JSONS=()
 slipway_deploy() { # $1 = label; sets LAST_US
     local out=$WORK/deploy-$1.json err=$WORK/deploy-$1.err t0 t1
     t0=$(now_us)
-    if ! slipway deploy "$APP" --repo "$SRC" --json >"$out" 2>"$err"; then
+    if ! slipway deploy "$APP" --repo "$SRC" --settle "${SETTLE_S}s" --json >"$out" 2>"$err"; then
         cat "$err" >&2; die "slipway deploy $APP failed"
     fi
     t1=$(now_us)
@@ -209,11 +211,15 @@ raw_deploy() { # $1 = label, $2 = port; sets LAST_US
     worker=$!
     RAW_PIDS+=("$web" "$worker")
     deadline=$(( $(now_us) + 60000000 ))
-    until port_open "$port"; do
+    # Like slipway's health gate: web answers GET / below 500, then nothing dies for the
+    # settle period (slipway's default, src/plan.rs DEFAULT_SETTLE).
+    until port_open "$port" && [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/")" -lt 500 ] 2>/dev/null; do
         kill -0 "$web" 2>/dev/null || die "raw web process died; see $RAW/web.log"
         [ "$(now_us)" -lt "$deadline" ] || die "raw web did not answer on port $port within 60 s"
         sleep 0.01
     done
+    sleep "$SETTLE_S"
+    kill -0 "$web" 2>/dev/null && kill -0 "$worker" 2>/dev/null || die "a raw process died while settling"
     t3=$(now_us)
     # Retire the previous release, as slipway does: stop its processes, remove its folder.
     if [ -n "$PREV_DIR" ]; then
@@ -381,7 +387,7 @@ while IFS=$'\t' read -r name us; do
 done <<<"$PHASES"
 echo "   * outside phases = wall clock - sum of phases: process start, reconcile, lock, git rev-parse/"
 echo "     cat-file, state files, exit."
-echo "   raw = git archive | tar -x; bash predeploy.sh; $PY app.py & worker.py &; poll port every 10 ms;"
+echo "   raw = git archive | tar -x; bash predeploy.sh; $PY app.py & worker.py &; poll GET / every 10 ms until it answers below 500, then wait the ${SETTLE_S} s settle period and check both still run;"
 echo "         then TERM + wait the previous release's processes and rm -rf its folder (as root)."
 echo "   check: $web_check; mount/data.csv has $lines lines; mount via $MOUNT_HOW"
 echo

@@ -185,6 +185,12 @@ fn build_and_start(
             .phase(&format!("Running predeploy {}", script.path), |p| runtime.run_script(plan, script, p))
             .map_err(|e| ("predeploy", e))?;
     }
+    if let Some(release) = &plan.release_phase {
+        // Heroku's release phase: once per deploy, with the mount, before anything starts.
+        progress
+            .phase(&format!("Running {}", release.shown()), |p| runtime.run_script(plan, release, p))
+            .map_err(|e| ("release", e))?;
+    }
     let types: Vec<String> = plan.processes.iter().map(|p| format!("{}={}", p.ptype, p.instances)).collect();
     progress
         .phase(&format!("Starting processes {}", types.join(" ")), |p| runtime.start(plan, p))
@@ -243,6 +249,9 @@ pub(crate) fn read_config(
     let text = procfile_text
         .ok_or_else(|| config::ConfigError::NoProcfile { path: PathBuf::from(config::PROCFILE) })?;
     let procfile = Procfile::parse(&text)?;
+    for w in procfile.warnings() {
+        progress.note(&format!("WARNING: {w}"));
+    }
     let project = match project_text {
         None => None,
         Some(text) => {

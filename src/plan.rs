@@ -16,16 +16,39 @@ use crate::state::{AppRecord, RunAs};
 pub const DEFAULT_PREDEPLOY_TIMEOUT: Duration = Duration::from_secs(600);
 /// Default time the new web process has to accept TCP connections.
 pub const DEFAULT_WEB_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default time a new release must stay healthy, with no process restarting, before the
+/// switch: long enough to catch a process that dies right after it starts (an import error
+/// in a worker, gunicorn's master exiting when its workers fail to boot).
+pub const DEFAULT_SETTLE: Duration = Duration::from_secs(1);
 /// Default grace between SIGTERM and SIGKILL, as Heroku's dyno shutdown.
 pub const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(30);
 
-/// A Bash script from project.toml (predeploy or postdeploy).
+/// A Bash script from project.toml (predeploy or postdeploy), or the Procfile's `release:`
+/// command.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ScriptSpec {
-    /// Path relative to the app folder.
+    /// Path relative to the app folder; for a command, its name (`release`).
     pub path: String,
     #[serde(with = "secs")]
     pub timeout: Duration,
+    /// A Bash command line run instead of a file: the Procfile's `release:`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+}
+
+impl ScriptSpec {
+    /// The script at `path`, relative to the app folder.
+    pub fn file(path: String, timeout: Duration) -> Self {
+        Self { path, timeout, command: None }
+    }
+
+    /// What progress lines call it: `predeploy.sh`, or `release: ./migrate`.
+    pub fn shown(&self) -> String {
+        match &self.command {
+            Some(command) => format!("{}: {command}", self.path),
+            None => self.path.clone(),
+        }
+    }
 }
 
 /// One Procfile process type and how many instances run.
@@ -101,6 +124,9 @@ pub struct DeployPlan {
     pub release: ReleaseId,
     pub commit: CommitSha,
     pub predeploy: Option<ScriptSpec>,
+    /// The Procfile's `release:` command (Heroku's release phase), run after predeploy.
+    #[serde(default)]
+    pub release_phase: Option<ScriptSpec>,
     pub postdeploy: Option<ScriptSpec>,
     pub processes: Vec<ProcessSpec>,
     pub env: BTreeMap<String, String>,
@@ -115,6 +141,9 @@ pub struct DeployPlan {
     /// connections is enough.
     #[serde(default)]
     pub healthcheck: Option<HealthPath>,
+    /// How long the release must stay healthy with no crash before the switch.
+    #[serde(with = "secs", default = "default_settle")]
+    pub settle: Duration,
     /// Extra buildpacks for a commit without a Dockerfile, run in order before slipway's own
     /// Procfile buildpack.
     #[serde(default)]
@@ -128,6 +157,7 @@ pub struct Overrides {
     pub web_timeout: Option<Duration>,
     pub stop_grace: Option<Duration>,
     pub healthcheck: Option<HealthPath>,
+    pub settle: Option<Duration>,
     /// `--buildpack DIR`, in order, as absolute paths; when given they replace project.toml's
     /// `[[io.buildpacks.group]]`, as `pack build --buildpack` does.
     pub buildpacks: Vec<PathBuf>,
@@ -165,13 +195,17 @@ pub fn plan(input: &PlanInput<'_>) -> Result<DeployPlan, PlanError> {
         .predeploy_timeout
         .or_else(|| project.and_then(|p| p.predeploy_timeout))
         .unwrap_or(DEFAULT_PREDEPLOY_TIMEOUT);
-    let script =
-        |path: &Option<String>| path.clone().map(|path| ScriptSpec { path, timeout: predeploy_timeout });
+    let script = |path: &Option<String>| path.clone().map(|path| ScriptSpec::file(path, predeploy_timeout));
     Ok(DeployPlan {
         app: input.app.name.clone(),
         release: input.release,
         commit: input.commit.clone(),
         predeploy: project.and_then(|p| script(&p.predeploy)),
+        release_phase: input.procfile.release().map(|e| ScriptSpec {
+            path: crate::config::procfile::RELEASE.to_owned(),
+            timeout: predeploy_timeout,
+            command: Some(e.command.clone()),
+        }),
         postdeploy: project.and_then(|p| script(&p.postdeploy)),
         processes: input
             .procfile
@@ -197,6 +231,7 @@ pub fn plan(input: &PlanInput<'_>) -> Result<DeployPlan, PlanError> {
             .healthcheck
             .clone()
             .or_else(|| project.and_then(|p| p.healthcheck.clone())),
+        settle: input.overrides.settle.or_else(|| project.and_then(|p| p.settle)).unwrap_or(DEFAULT_SETTLE),
         buildpacks: buildpacks(input.overrides, project)?,
     })
 }
@@ -250,6 +285,10 @@ impl DeployPlan {
     pub fn web(&self) -> Option<&ProcessSpec> {
         self.processes.iter().find(|p| p.ptype.is_web())
     }
+}
+
+fn default_settle() -> Duration {
+    DEFAULT_SETTLE
 }
 
 mod secs {
@@ -323,6 +362,23 @@ mod tests {
     }
 
     #[test]
+    fn the_release_line_is_a_release_phase_not_a_process() {
+        let app = app();
+        let procfile = Procfile::parse("release: ./migrate --yes\nweb: python3 app.py\n").unwrap();
+        let plan = plan(&input(&app, &procfile, None, &Overrides::default())).unwrap();
+        let release = plan.release_phase.as_ref().unwrap();
+        assert_eq!(release.command.as_deref(), Some("./migrate --yes"));
+        assert_eq!(release.shown(), "release: ./migrate --yes");
+        assert_eq!(release.timeout, DEFAULT_PREDEPLOY_TIMEOUT);
+        assert_eq!(plan.processes.iter().map(|p| p.ptype.as_str()).collect::<Vec<_>>(), ["web"]);
+        let none = Procfile::parse("web: x\n").unwrap();
+        assert_eq!(
+            super::plan(&input(&app, &none, None, &Overrides::default())).unwrap().release_phase,
+            None
+        );
+    }
+
+    #[test]
     fn processes_keep_procfile_order_and_take_scale() {
         let app = app();
         let procfile = Procfile::parse("worker: ./work\nweb: python3 app.py\n").unwrap();
@@ -336,6 +392,21 @@ mod tests {
     }
 
     #[test]
+    fn settle_comes_from_the_flag_then_project_toml_then_the_default() {
+        let app = app();
+        let procfile = Procfile::parse("web: x").unwrap();
+        let project = crate::config::project_toml::parse("[io.slipway]\nsettle = \"4s\"\n").unwrap().project;
+        let none = Overrides::default();
+        assert_eq!(plan(&input(&app, &procfile, None, &none)).unwrap().settle, DEFAULT_SETTLE);
+        assert_eq!(
+            plan(&input(&app, &procfile, Some(&project), &none)).unwrap().settle,
+            Duration::from_secs(4)
+        );
+        let flag = Overrides { settle: Some(Duration::ZERO), ..Overrides::default() };
+        assert_eq!(plan(&input(&app, &procfile, Some(&project), &flag)).unwrap().settle, Duration::ZERO);
+    }
+
+    #[test]
     fn command_line_timeout_wins_over_project_toml() {
         let app = app();
         let procfile = Procfile::parse("web: x").unwrap();
@@ -345,10 +416,7 @@ mod tests {
         .unwrap()
         .project;
         let from_file = plan(&input(&app, &procfile, Some(&project), &Overrides::default())).unwrap();
-        assert_eq!(
-            from_file.predeploy,
-            Some(ScriptSpec { path: "pre.sh".into(), timeout: Duration::from_secs(90) })
-        );
+        assert_eq!(from_file.predeploy, Some(ScriptSpec::file("pre.sh".into(), Duration::from_secs(90))));
         let overrides = Overrides { predeploy_timeout: Some(Duration::from_secs(5)), ..Overrides::default() };
         let from_flag = plan(&input(&app, &procfile, Some(&project), &overrides)).unwrap();
         assert_eq!(from_flag.predeploy.unwrap().timeout, Duration::from_secs(5));
@@ -444,6 +512,8 @@ mod tests {
         let mut json = serde_json::to_value(&p).unwrap();
         json.as_object_mut().unwrap().remove("buildpacks");
         json.as_object_mut().unwrap().remove("healthcheck");
+        json.as_object_mut().unwrap().remove("release_phase");
+        json.as_object_mut().unwrap().remove("settle");
         assert_eq!(serde_json::from_value::<DeployPlan>(json).unwrap(), p);
     }
 }

@@ -1,5 +1,5 @@
 //! The docker runtime's workspace and its switch, through the real binary and engine: the
-//! workspace is a container from the stack image holding the working copy at the deployed
+//! workspace is a container from the release image holding the working copy at the deployed
 //! commit and the app's mount at `../mount` and `~/mount`; deleting it keeps every file; a
 //! deploy killed while it retires the old release leaves the new one serving and nothing else.
 //!
@@ -64,6 +64,13 @@ fn docker_workspace_is_a_container_at_the_deployed_commit_sharing_the_mount() {
     assert!(
         sw.ok(&["workspace", "run", &app, "--", "test ! -e later.txt && cat index.html"])
             .contains("hello from the dockerfile fixture")
+    );
+    // It runs from the release image, not the bare stack: what the build made, and the
+    // image's environment, are there.
+    assert_eq!(
+        sw.ok(&["workspace", "run", &app, "--", "cat /app/build-output.txt; echo \"$APP_MODE\""]),
+        "compiled\nfixture\n",
+        "the workspace does not run from the release image"
     );
 
     // Written in the workspace, read by the app; and the other way round.

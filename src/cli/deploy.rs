@@ -28,13 +28,17 @@ pub struct DeployArgs {
     /// Time limit of the predeploy script [default: project.toml's, else 10m]
     #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
     pub predeploy_timeout: Option<Duration>,
-    /// How long the new web process has to accept connections [default: 60s]
+    /// How long the new web process has to answer HTTP [default: 60s]
     #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
     pub web_timeout: Option<Duration>,
     /// A path web must answer with 2xx or 3xx before the switch, such as /up [default:
-    /// project.toml's [io.slipway] healthcheck, else accepting connections is enough]
+    /// project.toml's [io.slipway] healthcheck, else GET / answering below 500 is enough]
     #[arg(long, value_name = "PATH")]
     pub healthcheck: Option<crate::health::HealthPath>,
+    /// How long the new release must stay healthy, with no process crashing, before the
+    /// switch, like Dokku's `CHECKS_WAIT` [default: project.toml's [io.slipway] settle, else 1s]
+    #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub settle: Option<Duration>,
     /// Grace between SIGTERM and SIGKILL when stopping processes [default: 30s]
     #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
     pub stop_grace: Option<Duration>,
@@ -72,6 +76,7 @@ pub fn run(home: &Home, args: &DeployArgs) -> anyhow::Result<Exit> {
             web_timeout: args.web_timeout,
             stop_grace: args.stop_grace,
             healthcheck: args.healthcheck.clone(),
+            settle: args.settle,
             buildpacks,
             allow_no_web: args.allow_no_web,
         },

@@ -59,7 +59,7 @@ pub fn run(args: &LocalArgs) -> anyhow::Result<Exit> {
     if args.predeploy {
         if let Some(script) = project.as_ref().and_then(|p| p.project.predeploy.clone()) {
             eprintln!("-----> Running predeploy {script}");
-            let spec = ScriptSpec { path: script, timeout: crate::plan::DEFAULT_PREDEPLOY_TIMEOUT };
+            let spec = ScriptSpec::file(script, crate::plan::DEFAULT_PREDEPLOY_TIMEOUT);
             crate::runtime::local::run_script(&penv, &spec, None, &mut |l| eprintln!("       {l}"))?;
         } else {
             eprintln!("-----> --predeploy: project.toml names no predeploy script");

@@ -8,6 +8,11 @@
 //! The rules follow Heroku's (<https://devcenter.heroku.com/articles/procfile>): the type is
 //! `[A-Za-z0-9_-]+`, and the command is everything after the first `:`, so `web: python -c "a:b"`
 //! keeps its inner colon.
+//!
+//! Two types mean something to Heroku and so to us: `release` is the release phase, a command
+//! run once per deploy before the new processes start (not a process type), and `web` receives
+//! the port. `Web:` (any case) is read as `web` with a warning, as Heroku's Procfile buildpack
+//! does, and likewise `Release:`; every other type keeps its case.
 
 use std::str::FromStr;
 
@@ -22,7 +27,12 @@ const QUOTE_MAX_CHARS: usize = 60;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Procfile {
     entries: Vec<ProcessEntry>,
+    release: Option<ProcessEntry>,
+    warnings: Vec<String>,
 }
+
+/// The type of Heroku's release phase.
+pub const RELEASE: &str = "release";
 
 /// One `type: command` line of a Procfile.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -73,25 +83,45 @@ impl Procfile {
         // Editors on Windows may save with a byte order mark; it is not part of the first type.
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         let mut entries: Vec<ProcessEntry> = Vec::new();
+        let mut warnings = Vec::new();
         for (index, raw) in text.split('\n').enumerate() {
             let line = index + 1;
             let content = raw.strip_suffix('\r').unwrap_or(raw).trim();
             if content.is_empty() || content.starts_with('#') {
                 continue;
             }
-            let entry = parse_line(line, content)?;
+            let mut entry = parse_line(line, content)?;
+            if let Some(lower) = special_in_other_case(entry.ptype.as_str()) {
+                warnings.push(format!(
+                    "Procfile line {line}: process type \"{}\" is read as \"{lower}\"; write it in lower case",
+                    entry.ptype
+                ));
+                entry.ptype =
+                    lower.parse().map_err(|_| ProcfileError::InvalidType { line, found: lower.into() })?;
+            }
             if let Some(first) = entries.iter().find(|e| e.ptype == entry.ptype) {
                 return Err(ProcfileError::Duplicate { line, first_line: first.line, ptype: entry.ptype });
             }
             entries.push(entry);
         }
+        let release = entries.iter().position(|e| e.ptype.as_str() == RELEASE).map(|i| entries.remove(i));
         if entries.is_empty() {
             return Err(ProcfileError::NoProcesses);
         }
-        Ok(Procfile { entries })
+        Ok(Procfile { entries, release, warnings })
     }
 
-    /// All entries, in file order.
+    /// The `release:` command, Heroku's release phase: run once per deploy, never kept running.
+    pub fn release(&self) -> Option<&ProcessEntry> {
+        self.release.as_ref()
+    }
+
+    /// What was accepted but should be fixed, such as `Web:` for `web:`.
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    /// The process types, in file order (without `release`, which is not one).
     pub fn entries(&self) -> &[ProcessEntry] {
         &self.entries
     }
@@ -128,6 +158,11 @@ fn parse_line(line: usize, content: &str) -> Result<ProcessEntry, ProcfileError>
         return Err(ProcfileError::EmptyCommand { line, ptype });
     }
     Ok(ProcessEntry { ptype, command: command.to_owned(), line })
+}
+
+/// `web` or `release` if `ptype` is one of them in another case (`Web`, `RELEASE`).
+fn special_in_other_case(ptype: &str) -> Option<&'static str> {
+    ["web", RELEASE].into_iter().find(|s| *s != ptype && s.eq_ignore_ascii_case(ptype))
 }
 
 /// Shortens a quoted line so that one long line cannot flood the error output.
@@ -285,10 +320,37 @@ mod tests {
     }
 
     #[test]
-    fn types_are_case_sensitive_so_web_and_web_upper_differ() {
-        let p = Procfile::parse("web: a\nWEB: b\n").unwrap();
-        assert_eq!(p.entries().len(), 2);
-        assert!(p.get(&pt("WEB")).is_some());
+    fn web_in_another_case_is_web_with_a_warning_but_other_types_keep_their_case() {
+        let p = Procfile::parse("Web: a\nWorker: b\n").unwrap();
+        assert_eq!(p.entries()[0].ptype, pt("web"));
+        assert!(p.has_web());
+        assert_eq!(p.entries()[1].ptype, pt("Worker"));
+        assert_eq!(
+            p.warnings(),
+            [r#"Procfile line 1: process type "Web" is read as "web"; write it in lower case"#]
+        );
+        assert!(Procfile::parse("web: a").unwrap().warnings().is_empty());
+        assert_eq!(
+            err("web: a\nWEB: b\n"),
+            r#"Procfile line 2: process type "web" is already defined on line 1"#
+        );
+    }
+
+    #[test]
+    fn release_is_the_release_phase_not_a_process_type() {
+        let p = Procfile::parse("release: ./migrate.sh\nweb: a\n").unwrap();
+        assert_eq!(p.release().map(|e| (e.command.as_str(), e.line)), Some(("./migrate.sh", 1)));
+        assert_eq!(p.entries().len(), 1);
+        assert!(p.get(&pt("release")).is_none());
+        let p = Procfile::parse("web: a\nRelease: b\n").unwrap();
+        assert_eq!(p.release().unwrap().command, "b");
+        assert_eq!(p.warnings().len(), 1);
+        assert_eq!(
+            err("release: a\nrelease: b\n"),
+            r#"Procfile line 2: process type "release" is already defined on line 1"#
+        );
+        assert_eq!(Procfile::parse("release: a\n").unwrap_err(), ProcfileError::NoProcesses);
+        assert!(Procfile::parse("web: a").unwrap().release().is_none());
     }
 
     #[test]

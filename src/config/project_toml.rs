@@ -37,6 +37,9 @@ pub struct ProjectToml {
     pub web_timeout: Option<Duration>,
     /// The path web must answer with 2xx/3xx before the switch (`[io.slipway] healthcheck`).
     pub healthcheck: Option<HealthPath>,
+    /// How long the new release must stay healthy, with no crash, before the switch
+    /// (`[io.slipway] settle`, like Dokku's `CHECKS_WAIT`).
+    pub settle: Option<Duration>,
     /// Whether a Procfile without `web` may replace a release that serves web
     /// (`[io.slipway] allow-no-web`, for `git push`, which cannot pass `--allow-no-web`).
     pub allow_no_web: bool,
@@ -128,6 +131,7 @@ pub fn parse(text: &str) -> Result<Parsed> {
             project.predeploy_timeout = slipway.duration("predeploy-timeout")?;
             project.web_timeout = slipway.duration("web-timeout")?;
             project.healthcheck = slipway.health_path("healthcheck")?;
+            project.settle = slipway.duration_or_zero("settle")?;
             project.allow_no_web = slipway.boolean("allow-no-web")?.unwrap_or(false);
             slipway.finish(&mut warnings);
         }
@@ -310,6 +314,15 @@ impl Section {
     }
 
     fn duration(&mut self, key: &str) -> Result<Option<Duration>> {
+        self.duration_from(key, false)
+    }
+
+    /// Like `duration`, where zero means "none" (a settle period of 0 switches at once).
+    fn duration_or_zero(&mut self, key: &str) -> Result<Option<Duration>> {
+        self.duration_from(key, true)
+    }
+
+    fn duration_from(&mut self, key: &str, zero_ok: bool) -> Result<Option<Duration>> {
         let (written, parsed) = match self.table.remove(key) {
             None => return Ok(None),
             Some(Value::String(s)) => {
@@ -325,8 +338,9 @@ impl Section {
                 return Err(self.wrong_type(key, "a duration such as \"90s\" or a whole number of seconds"));
             }
         };
-        let parsed = parsed
-            .and_then(|d| if d.is_zero() { Err("it must be longer than zero".to_owned()) } else { Ok(d) });
+        let parsed = parsed.and_then(|d| {
+            if d.is_zero() && !zero_ok { Err("it must be longer than zero".to_owned()) } else { Ok(d) }
+        });
         parsed.map(Some).map_err(|reason| ProjectTomlError::Duration {
             path: self.key_path(key),
             value: written,
@@ -636,6 +650,14 @@ builder = "v0.1 style"
             ok("[io.slipway]\nweb-timeout = \"500ms\"").project.web_timeout,
             Some(Duration::from_millis(500))
         );
+    }
+
+    #[test]
+    fn settle_is_a_duration() {
+        assert_eq!(ok("[io.slipway]\nsettle = \"3s\"\n").project.settle, Some(Duration::from_secs(3)));
+        assert_eq!(ok("[io.slipway]\nsettle = 0\n").project.settle, Some(Duration::ZERO));
+        assert_eq!(ok("").project.settle, None);
+        assert!(err("[io.slipway]\nsettle = \"soon\"").starts_with("project.toml: io.slipway.settle: "));
     }
 
     #[test]

@@ -19,7 +19,7 @@ use super::reconcile::{self, is_finished_task};
 use super::runtime::{
     DockerError, DockerRuntime, env_list, load_plan, planned_releases, release_image, remove_plan, save_plan,
 };
-use crate::health::Gate;
+use crate::health::{Gate, Settle, Settled};
 use crate::ids::{AppName, ProcessType, ReleaseId};
 use crate::plan::{DEFAULT_STOP_GRACE, DeployPlan};
 use crate::runtime::{ProcessReport, Repairs};
@@ -28,8 +28,6 @@ use crate::supervise::status::{InstanceStatus, ProcessState};
 
 /// Restarts of one container while starting before the deploy gives up, as on the local runtime.
 const CRASHES_BEFORE_GIVING_UP: i64 = 3;
-/// How long a release without a web process must run without a crash to count as started.
-const SETTLE: Duration = Duration::from_millis(1500);
 /// Log lines shown when a process fails to start.
 const TAIL: u64 = 20;
 
@@ -317,19 +315,23 @@ impl DockerRuntime {
     }
 }
 
-/// Wait until the started release is healthy: every container runs, web answers HTTP (with
-/// 2xx/3xx at the health check path, if there is one), and nothing keeps crashing (then fail
-/// fast with its last log lines).
+/// Wait until the started release is healthy: every container runs, web answers HTTP (below
+/// 500, or 2xx/3xx at the health check path if there is one), and nothing restarts for the
+/// settle period; a crash loop, or a crash in the settle period, fails fast with its last log
+/// lines.
 pub(super) async fn wait_healthy(
     docker: &Docker,
     plan: &DeployPlan,
     web_port: Option<u16>,
 ) -> Result<(), DockerError> {
     let deadline = Instant::now() + plan.web_timeout;
-    let mut healthy_since: Option<Instant> = None;
-    let mut check = plan.healthcheck.clone().map(Gate::new);
+    let mut check = Some(Gate::new(plan.healthcheck.clone()));
+    let mut settle = Settle::new(plan.settle);
+    // Each container's restarts when the release first became healthy, to name a crash.
+    let mut baseline: Option<Vec<(String, i64)>> = None;
     loop {
         let mut all_running = true;
+        let mut counts = Vec::new();
         for c in process_containers(docker, &plan.app, plan.release).await? {
             let info = docker.inspect_container(&c.id, None).await.map_err(|source| {
                 ContainerError::Engine { what: "inspect", container: c.name.clone(), source }
@@ -350,6 +352,7 @@ pub(super) async fn wait_healthy(
                 });
             }
             all_running &= running;
+            counts.push((c.name.clone(), restarts));
         }
         let web_ok = match (web_port, check.take()) {
             (Some(port), Some(mut gate)) => {
@@ -363,19 +366,29 @@ pub(super) async fn wait_healthy(
                 check = Some(gate);
                 ok
             }
-            (Some(port), None) => container::wait_until_answers("web", port, Duration::ZERO).await.is_ok(),
-            (None, gate) => {
+            (None, gate) | (Some(_), gate @ None) => {
                 check = gate;
                 true
             }
         };
-        if all_running && web_ok {
-            let since = *healthy_since.get_or_insert_with(Instant::now);
-            if web_port.is_some() || since.elapsed() >= SETTLE {
-                return Ok(());
+        let healthy = all_running && web_ok;
+        let total = counts.iter().map(|(_, r)| u32::try_from(*r).unwrap_or(u32::MAX)).sum();
+        match settle.observe(Instant::now(), healthy, total) {
+            Settled::Ready => return Ok(()),
+            Settled::Crashed => {
+                let before = baseline.unwrap_or_default();
+                let crashed = counts
+                    .iter()
+                    .find(|(name, r)| before.iter().any(|(n, b)| n == name && r > b))
+                    .map_or_else(|| counts.first().map(|c| c.0.clone()).unwrap_or_default(), |c| c.0.clone());
+                return Err(DockerError::CrashedSettling {
+                    tail: log_tail(docker, &crashed).await,
+                    instance: crashed,
+                    settle: plan.settle,
+                });
             }
-        } else {
-            healthy_since = None;
+            Settled::Waiting if healthy && baseline.is_none() => baseline = Some(counts),
+            Settled::Waiting => {}
         }
         if Instant::now() >= deadline {
             let web =

@@ -87,6 +87,11 @@ pub enum DockerError {
     #[error("{instance} crashed {restarts} times while starting; its last log lines:\n{tail}")]
     Crashing { instance: String, restarts: u32, tail: String },
     #[error(
+        "{instance} crashed {} after the release became healthy, so it is not switched in; its last log lines:\n{tail}",
+        humantime::format_duration(*.settle)
+    )]
+    CrashedSettling { instance: String, settle: Duration, tail: String },
+    #[error(
         "web did not answer HTTP on 127.0.0.1:{port} within {}; make it listen on 0.0.0.0:$PORT. Its last log lines:\n{tail}",
         humantime::format_duration(*.timeout)
     )]
@@ -300,6 +305,11 @@ impl DockerRuntime {
             return Ok(());
         }
         "postdeploy".clone_into(&mut spec.what);
+        if let Some(line) = &script.command {
+            // The Procfile's release phase: a command line, run like postdeploy, not committed.
+            spec.cmd = vec!["bash".to_owned(), "-c".to_owned(), line.clone()];
+            script.path.clone_into(&mut spec.what);
+        }
         let result = oneoff::run(docker, &spec, &mut sink).await;
         container::remove_container(docker, &spec.name()).await?;
         let (code, tail) = result?;

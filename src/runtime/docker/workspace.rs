@@ -1,5 +1,7 @@
-//! The workspace of a docker app: a long-running container from the app's stack image that
-//! holds the working copy and the app's mount volume, laid out like a release container.
+//! The workspace of a docker app: a long-running container from the current release's image
+//! (so the app's dependencies are there; the stack image before the first deploy) that holds
+//! the working copy and the app's mount volume, laid out like a release container. Commands
+//! in a buildpack-built image run through its launcher, which sets the layers' environment.
 //!
 //! ```text
 //! host apps/<app>/workspace/app  (bind)   -> /workspace        working directory, uid 1000
@@ -19,7 +21,7 @@ use bollard::query_parameters::CreateContainerOptions;
 
 use super::container::{self, ContainerError, mount_points};
 use super::labels;
-use super::runtime::{DockerError, DockerRuntime, env_list, stack_image};
+use super::runtime::{DockerError, DockerRuntime, env_list, release_image, stack_image};
 use super::{CONTAINER_HOME, CONTAINER_USER, is_not_found};
 use crate::ids::AppName;
 use crate::runtime::RuntimeError;
@@ -38,8 +40,12 @@ const LENT_BIN: &str = "/opt/slipway/bin";
 pub struct WorkspaceSpec {
     /// The app.
     pub app: AppName,
-    /// The app's stack image.
+    /// The current release's image, else the app's stack image.
     pub image: String,
+    /// The image's `PATH`, to which the lent git is appended (none: the Debian default).
+    pub image_path: Option<String>,
+    /// Whether the image was built by buildpacks: commands then go through its launcher.
+    pub launcher: bool,
     /// The working copy on the host, bound at [`WORKDIR`].
     pub working_copy: PathBuf,
     /// The mount volume, if the app has one.
@@ -82,11 +88,15 @@ fn workspace_mounts(spec: &WorkspaceSpec) -> Vec<Mount> {
 
 /// The engine's create request for the workspace container, as data.
 pub fn workspace_create_body(spec: &WorkspaceSpec) -> ContainerCreateBody {
-    let path = format!("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:{LENT_BIN}");
+    let base =
+        spec.image_path.as_deref().unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    let path = format!("{base}:{LENT_BIN}");
     ContainerCreateBody {
         image: Some(spec.image.clone()),
-        // Idles until it is exec'd into; the init reaps what shells leave behind.
-        cmd: Some(vec!["sleep".to_owned(), "infinity".to_owned()]),
+        // Idles until it is exec'd into; the init reaps what shells leave behind. The entry
+        // point is replaced, so a release image's launcher does not start a process type.
+        entrypoint: Some(vec!["sleep".to_owned()]),
+        cmd: Some(vec!["infinity".to_owned()]),
         env: Some(vec![format!("HOME={CONTAINER_HOME}"), format!("PATH={path}"), "LANG=C.UTF-8".to_owned()]),
         user: Some(CONTAINER_USER.to_owned()),
         working_dir: Some(WORKDIR.to_owned()),
@@ -102,7 +112,7 @@ pub fn workspace_create_body(spec: &WorkspaceSpec) -> ContainerCreateBody {
 
 /// The `docker` arguments that run `script` with bash in the workspace container; config
 /// vars are named by key only, their values come through docker's own environment.
-pub fn exec_args(app: &AppName, script: &str, tty: bool, env_keys: &[&str]) -> Vec<String> {
+pub fn exec_args(app: &AppName, script: &str, tty: bool, env_keys: &[&str], launcher: bool) -> Vec<String> {
     let mut args: Vec<String> = vec!["exec".into(), "-i".into()];
     if tty {
         args.push("-t".into());
@@ -112,6 +122,9 @@ pub fn exec_args(app: &AppName, script: &str, tty: bool, env_keys: &[&str]) -> V
         args.extend(["--env".to_owned(), (*k).to_owned()]);
     }
     args.push(labels::workspace_container_name(app));
+    if launcher {
+        args.push(super::lifecycle::LAUNCHER.to_owned());
+    }
     args.extend(["bash".into(), "-c".into(), script.into()]);
     args
 }
@@ -133,6 +146,12 @@ pub fn give_to_container_user(working_copy: &Path) -> std::io::Result<()> {
         return Ok(());
     }
     RunAs { user: "slipway".to_owned(), uid: 1000, gid: 1000 }.chown_tree(working_copy)
+}
+
+/// The `PATH` of `image`'s environment, if it sets one.
+async fn image_env_path(docker: &Docker, image: &str) -> Option<String> {
+    let info = docker.inspect_image(image).await.ok()?;
+    info.config?.env?.into_iter().find_map(|e| e.strip_prefix("PATH=").map(str::to_owned))
 }
 
 /// Removes the app's workspace container, if any; the working copy and volume stay.
@@ -167,16 +186,34 @@ impl DockerRuntime {
     /// Create or repair the workspace container of `record` around `working_copy`; returns
     /// whether the app's mount is attached.
     pub fn workspace_up(&self, record: &AppRecord, working_copy: &Path) -> Result<bool, RuntimeError> {
+        Ok(self.workspace_spec_up(record, working_copy)?.mount_volume.is_some())
+    }
+
+    fn workspace_spec_up(
+        &self,
+        record: &AppRecord,
+        working_copy: &Path,
+    ) -> Result<WorkspaceSpec, RuntimeError> {
         self.block(async |docker| {
+            let (image, image_path, launcher) = match record.current {
+                Some(current) => {
+                    let image = release_image(docker, &record.name, current).await?;
+                    let path = image_env_path(docker, &image.tag).await;
+                    (image.tag, path, image.launcher)
+                }
+                None => (stack_image(record), None, false),
+            };
             let spec = WorkspaceSpec {
                 app: record.name.clone(),
-                image: stack_image(record),
+                image,
+                image_path,
+                launcher,
                 working_copy: working_copy.to_owned(),
                 mount_volume: self.mount_volume(docker, &record.name).await?,
                 host_git: std::fs::canonicalize(HOST_GIT).ok(),
             };
             ensure(docker, &spec).await?;
-            Ok(spec.mount_volume.is_some())
+            Ok(spec)
         })
     }
 
@@ -190,13 +227,13 @@ impl DockerRuntime {
     ) -> Result<i32, RuntimeError> {
         use std::io::IsTerminal;
         use std::os::unix::process::ExitStatusExt;
-        self.workspace_up(record, working_copy)?;
+        let spec = self.workspace_spec_up(record, working_copy)?;
         let env = env_list(&record.env, "workspace.1");
         let pairs: Vec<(&str, &str)> = env.iter().filter_map(|e| e.split_once('=')).collect();
         let keys: Vec<&str> = pairs.iter().map(|(k, _)| *k).collect();
         let tty = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
         let status = std::process::Command::new("docker")
-            .args(exec_args(&record.name, script, tty, &keys))
+            .args(exec_args(&record.name, script, tty, &keys, spec.launcher))
             .envs(pairs)
             .status()
             .map_err(DockerError::DockerCli)?;
@@ -217,6 +254,8 @@ mod tests {
         WorkspaceSpec {
             app: "demo".parse().unwrap(),
             image: "slipway/stack:bookworm".into(),
+            image_path: None,
+            launcher: false,
             working_copy: "/srv/slipway/apps/demo/workspace/app".into(),
             mount_volume: Some("slipway-demo-mount".into()),
             host_git: Some("/usr/bin/git".into()),
@@ -256,7 +295,7 @@ mod tests {
 
     #[test]
     fn exec_runs_bash_in_the_workdir_with_env_keys_only() {
-        let args = exec_args(&"demo".parse().unwrap(), "ls ../mount", false, &["SECRET"]);
+        let args = exec_args(&"demo".parse().unwrap(), "ls ../mount", false, &["SECRET"], false);
         assert_eq!(
             args,
             [
@@ -274,6 +313,27 @@ mod tests {
                 "ls ../mount"
             ]
         );
-        assert!(exec_args(&"demo".parse().unwrap(), "bash", true, &[]).contains(&"-t".to_owned()));
+        assert!(exec_args(&"demo".parse().unwrap(), "bash", true, &[], false).contains(&"-t".to_owned()));
+    }
+
+    #[test]
+    fn a_release_image_idles_with_its_entrypoint_replaced_and_runs_commands_through_its_launcher() {
+        let s = WorkspaceSpec {
+            image: "slipway/demo:v3".into(),
+            image_path: Some("/layers/slipway_python/venv/bin:/usr/bin:/bin".into()),
+            launcher: true,
+            ..spec()
+        };
+        let body = workspace_create_body(&s);
+        assert_eq!(body.image.as_deref(), Some("slipway/demo:v3"));
+        assert_eq!(body.entrypoint, Some(vec!["sleep".to_owned()]));
+        assert_eq!(body.cmd, Some(vec!["infinity".to_owned()]));
+        let env = body.env.unwrap();
+        assert!(
+            env.contains(&"PATH=/layers/slipway_python/venv/bin:/usr/bin:/bin:/opt/slipway/bin".to_owned()),
+            "{env:?}"
+        );
+        let args = exec_args(&s.app, "python -c 'import dash'", false, &[], true);
+        assert_eq!(args[args.len() - 4..], ["/cnb/launcher", "bash", "-c", "python -c 'import dash'"]);
     }
 }

@@ -65,22 +65,21 @@ pub(super) fn run_in(
     cgroup: Option<&Path>,
     on_line: &mut dyn FnMut(&str),
 ) -> Result<(), ScriptError> {
-    let path = spec.path.clone();
-    if !env.cwd.join(&spec.path).is_file() {
+    let path = spec.shown();
+    if spec.command.is_none() && !env.cwd.join(&spec.path).is_file() {
         return Err(ScriptError::Missing { path });
     }
     // Orphans of the script (a double fork, `setsid`) are reparented to us, not to init, and
     // are killed when it ends: see `reaper`.
     reaper::become_subreaper();
     let since = reaper::ticks_now();
-    let mut cmd = env.command("exec bash \"$0\"", &[], true);
-    cmd.arg0_placeholder(&spec.path);
+    let mut cmd = script_command(env, spec);
     if let Some(cg) = cgroup {
         cgroup::join_on_exec(&mut cmd, cg);
     }
     let mut child = cmd.spawn().map_err(|e| ScriptError::Spawn {
         path: path.clone(),
-        why: env.explain_spawn_error(&format!("bash {}", spec.path), &e),
+        why: env.explain_spawn_error(&format!("bash {path}"), &e),
     })?;
     let pgid = child.id();
     if let Some(f) = pgid_file {
@@ -166,6 +165,16 @@ pub(super) fn run_in(
     let tail = tail.into_iter().collect::<Vec<_>>().join("\n");
     let status = exit.and_then(Result::ok).filter(|_| !timed_out);
     outcome(path, status, spec.timeout, tail)
+}
+
+/// `bash` running the script file, or the command line of a `release:` phase.
+fn script_command(env: &ProcessEnv, spec: &ScriptSpec) -> std::process::Command {
+    if let Some(line) = &spec.command {
+        return env.command(line, &[], true);
+    }
+    let mut cmd = env.command("exec bash \"$0\"", &[], true);
+    cmd.arg0_placeholder(&spec.path);
+    cmd
 }
 
 /// What the script's exit (None: it timed out) means.

@@ -1,11 +1,12 @@
 //! Step 4 on the local runtime: start the release's supervisor and wait until the release is
-//! healthy: every web instance accepts TCP on its port (or, with a health check, answers it
-//! with 2xx/3xx), and nothing has crashed meanwhile.
+//! healthy: every web instance answers HTTP on its port (`health::Gate`), every other instance
+//! is up, and nothing crashes for the settle period (`health::Settle`).
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use super::LocalError;
-use crate::health::Gate;
+use crate::health::{Gate, Settle, Settled};
 use crate::ids::{AppName, ReleaseId};
 use crate::plan::DeployPlan;
 use crate::progress::Progress;
@@ -16,8 +17,6 @@ use crate::supervise::status::{ProcessState, SupervisorStatus};
 
 /// Crashes of one instance before the deploy gives up rather than waiting out the timeout.
 const CRASHES_BEFORE_GIVING_UP: u32 = 3;
-/// How long a release without a web process must run without a crash to count as started.
-const SETTLE: Duration = Duration::from_millis(1500);
 
 /// Why a release did not become healthy.
 #[derive(Debug, thiserror::Error)]
@@ -25,7 +24,7 @@ pub enum StartError {
     #[error("{instance} crashed {restarts} times while starting ({last_exit}); its last log lines:\n{tail}")]
     Crashing { instance: String, restarts: u32, last_exit: String, tail: String },
     #[error(
-        "web did not accept connections on port {port} within {}; make it listen on $PORT. Its last log lines:\n{tail}",
+        "web did not accept connections and answer HTTP on port {port} within {}; make it listen on $PORT and serve HTTP. Its last log lines:\n{tail}",
         humantime::format_duration(*.timeout)
     )]
     WebTimeout { port: u16, timeout: Duration, tail: String },
@@ -34,6 +33,12 @@ pub enum StartError {
         humantime::format_duration(*.timeout)
     )]
     Unhealthy { port: u16, timeout: Duration, last: String, tail: String },
+    #[error(
+        "{instance} crashed {} after the release became healthy ({last_exit}), so it is not switched in; \
+         its last log lines:\n{tail}",
+        humantime::format_duration(*.settle)
+    )]
+    CrashedSettling { instance: String, settle: Duration, last_exit: String, tail: String },
     #[error("{instance} could not be started: {why}")]
     Spawn { instance: String, why: String },
     #[error("the supervisor of release {release} of app {app} died while starting; see logs/supervisor.log")]
@@ -44,9 +49,10 @@ pub(super) fn start(home: &Home, plan: &DeployPlan, progress: &Progress) -> Resu
     launch::start(home, &plan.app, plan.release)?;
     let paths = home.app(&plan.app).release(plan.release);
     let deadline = Instant::now() + plan.web_timeout;
-    let has_web = plan.web().is_some_and(|w| w.instances > 0);
-    let mut healthy_since: Option<Instant> = None;
-    let mut check = plan.healthcheck.clone().map(Gate::new);
+    // One gate per web port: each instance must answer, and each has its own recent answer.
+    let mut gates: BTreeMap<u16, Gate> = BTreeMap::new();
+    let mut settle = Settle::new(plan.settle);
+    let mut restarts_seen: Vec<(String, u32)> = Vec::new();
     loop {
         let status = SupervisorStatus::read(&paths.status());
         if !launch::is_running(&paths) {
@@ -70,41 +76,58 @@ pub(super) fn start(home: &Home, plan: &DeployPlan, progress: &Progress) -> Resu
             // probe to reach the status file: that would add its polling period to every deploy.
             let all_up = st.instances.len() >= expected as usize
                 && st.instances.iter().all(|i| match i.port {
-                    Some(port) if i.pid.is_some() => match &mut check {
-                        Some(gate) => gate.passes(port),
-                        None => accepts(port),
-                    },
+                    Some(port) if i.pid.is_some() => {
+                        gates.entry(port).or_insert_with(|| Gate::new(plan.healthcheck.clone())).passes(port)
+                    }
                     _ => i.state == ProcessState::Up,
                 });
-            if all_up {
-                let since = *healthy_since.get_or_insert_with(Instant::now);
-                if has_web || since.elapsed() >= SETTLE {
+            let restarts = st.instances.iter().map(|i| i.restarts).sum();
+            match settle.observe(Instant::now(), all_up, restarts) {
+                Settled::Ready => {
                     let web_port = st.web_port();
                     if let Some(port) = web_port {
-                        let checked = check.as_ref().map_or(String::new(), |g| format!(" ({})", g.summary()));
-                        progress.detail(&format!("web is answering on http://127.0.0.1:{port}/{checked}"));
+                        progress.detail(&format!(
+                            "web is answering on http://127.0.0.1:{port}/ ({}), no crash for {}",
+                            gates.get(&port).map_or_else(String::new, Gate::summary),
+                            humantime::format_duration(settle.period())
+                        ));
                     }
                     return Ok(Started { web_port });
                 }
-            } else {
-                healthy_since = None;
+                Settled::Crashed => {
+                    let bad = st
+                        .instances
+                        .iter()
+                        .find(|i| restarts_seen.iter().any(|(n, r)| *n == i.name() && i.restarts > *r))
+                        .or_else(|| st.instances.iter().max_by_key(|i| i.restarts));
+                    let instance = bad.map_or_else(
+                        || "a process".to_owned(),
+                        crate::supervise::status::InstanceStatus::name,
+                    );
+                    return Err(StartError::CrashedSettling {
+                        last_exit: bad.and_then(|i| i.last_exit.clone()).unwrap_or_default(),
+                        tail: log_tail(home, plan, &instance, 20),
+                        instance,
+                        settle: plan.settle,
+                    }
+                    .into());
+                }
+                Settled::Waiting if all_up && restarts_seen.is_empty() => {
+                    restarts_seen = st.instances.iter().map(|i| (i.name(), i.restarts)).collect();
+                }
+                Settled::Waiting => {}
             }
         }
         if Instant::now() >= deadline {
             let port = status.as_ref().and_then(SupervisorStatus::web_port).unwrap_or(0);
             let tail = log_tail(home, plan, "web.1", 20);
-            if let Some(last) = check.as_ref().and_then(Gate::failing) {
+            if let Some(last) = gates.values().find_map(Gate::failing) {
                 return Err(StartError::Unhealthy { port, timeout: plan.web_timeout, last, tail }.into());
             }
             return Err(StartError::WebTimeout { port, timeout: plan.web_timeout, tail }.into());
         }
         std::thread::sleep(Duration::from_millis(5));
     }
-}
-
-fn accepts(port: u16) -> bool {
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
 }
 
 /// The last `n` lines of an instance's log.

@@ -12,7 +12,7 @@ use common::*;
 fn instances(s: &Slipway, app: &str, ptype: &str) -> Vec<serde_json::Value> {
     s.ps(app)["instances"]
         .as_array()
-        .unwrap()
+        .expect("ps lists instances")
         .iter()
         .filter(|i| i["ptype"] == ptype && i["state"] == "up")
         .cloned()
@@ -20,7 +20,7 @@ fn instances(s: &Slipway, app: &str, ptype: &str) -> Vec<serde_json::Value> {
 }
 
 fn environ(pid: u64) -> Vec<String> {
-    let raw = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    let raw = std::fs::read(format!("/proc/{pid}/environ")).expect("the process is running");
     raw.split(|b| *b == 0).map(|v| String::from_utf8_lossy(v).into_owned()).collect()
 }
 

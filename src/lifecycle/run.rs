@@ -100,7 +100,7 @@ fn layer_dir<E: Executor>(exec: &E, l: &BuiltLayer) -> String {
 
 impl<E: Executor> Ctx<'_, E> {
     fn exec_err(&self, what: &'static str, source: E::Error) -> LifecycleError<E::Error> {
-        LifecycleError::Executor { build: self.build.clone(), what, source }
+        LifecycleError::Executor { build: self.build.clone(), what, source: Box::new(source) }
     }
 
     fn phase(&self, phase: &'static str, buildpack: &str, r: PhaseResult) -> LifecycleError<E::Error> {

@@ -1,6 +1,6 @@
 //! The Cloud Native Buildpacks Buildpack API 0.10 contract, as data: what slipway reads from
-//! and hands to a buildpack. No I/O here but [`tree`]'s read-only walk; the Docker runtime's
-//! `lifecycle` runs the phases.
+//! and hands to a buildpack. No I/O here but [`tree`]'s read-only walk; [`crate::lifecycle`]
+//! runs the phases, for both runtimes.
 //!
 //! Spec: <https://github.com/buildpacks/spec/blob/buildpack/v0.10/buildpack.md>.
 //!

@@ -115,6 +115,7 @@ fn render_cmd(home: &Home, app: &AppName, rev: Option<&str>, repo: Option<PathBu
         crate::deploy::scripts_stay_in_app(&repo, &commit, p).map_err(|e| anyhow::anyhow!(e))?;
     }
     let mount_enabled = crate::mount::settings(&home.app(app))?.is_some_and(|s| s.enabled);
+    let dockerfile = repo.has_file(&commit, "Dockerfile")?;
     let plan = plan::plan(&PlanInput {
         app: &record,
         release,
@@ -124,8 +125,8 @@ fn render_cmd(home: &Home, app: &AppName, rev: Option<&str>, repo: Option<PathBu
         mount_enabled,
         overrides: &Overrides { allow_no_web: true, ..Overrides::default() },
         running_web: None,
+        has_dockerfile: dockerfile,
     })?;
-    let dockerfile = repo.read_files(&commit, &["Dockerfile"])?.into_iter().next().flatten().is_some();
     let local = crate::runtime::docker::labels::image_tag(app, release);
     let image = ImageRef {
         reference: settings

@@ -20,6 +20,9 @@ pub struct ProcessEnv {
     pub home: PathBuf,
     pub env: BTreeMap<String, String>,
     pub run_as: Option<RunAs>,
+    /// The release's launcher (buildpack builds): commands run as `LAUNCHER bash -c ...`, so
+    /// the launch layers' environment is set up as the app's user, never parsed by root.
+    pub launcher: Option<PathBuf>,
 }
 
 /// The default `PATH` when slipway's own is unset.
@@ -29,7 +32,14 @@ impl ProcessEnv {
     /// `bash -c <script>` with this environment plus `extra`, sharing the caller's terminal:
     /// for one-off commands and shells.
     pub fn interactive(&self, script: &str, extra: &[(&str, String)]) -> std::process::Command {
-        let mut cmd = std::process::Command::new("bash");
+        let mut cmd = match &self.launcher {
+            Some(launcher) => {
+                let mut cmd = std::process::Command::new(launcher);
+                cmd.arg("bash");
+                cmd
+            }
+            None => std::process::Command::new("bash"),
+        };
         cmd.arg("-c").arg(script).current_dir(&self.cwd).env_clear();
         close_inherited_fds(&mut cmd);
         // The app's user cannot enter root's home, so root's PATH (e.g. ~/.cargo/bin) is no use
@@ -190,6 +200,9 @@ pub async fn stop_group(pgid: u32, grace: Duration, leader: &mut tokio::process:
         if !reaped {
             reaped = matches!(leader.try_wait(), Ok(Some(_)) | Err(_));
         }
+        if reaped {
+            reap_group_zombies(pgid);
+        }
         if reaped && !group_alive(pgid) {
             return;
         }
@@ -199,6 +212,15 @@ pub async fn stop_group(pgid: u32, grace: Duration, leader: &mut tokio::process:
     }
     signal_group(pgid, Signal::KILL);
     let _ = leader.wait().await;
+}
+
+/// Reaps the exited members of group `pgid` that were reparented to us (the supervisor is a
+/// child subreaper): once `bash` dies before its `sleep`, the `sleep` becomes our zombie, and
+/// an unreaped zombie keeps the group alive, so a stop would wait out the whole grace.
+/// Only this group: other instances' leaders are reaped by their own tasks.
+fn reap_group_zombies(pgid: u32) {
+    let Some(p) = pid(pgid) else { return };
+    while let Ok(Some(_)) = rustix::process::waitpgid(p, rustix::process::WaitOptions::NOHANG) {}
 }
 
 /// A pid fit to signal. 0 and 1 never are: a group signal to them would reach our own group or,
@@ -231,6 +253,7 @@ mod tests {
             home: "/tmp".into(),
             env: BTreeMap::new(),
             run_as: None,
+            launcher: None,
         };
         let big = env.explain_spawn_error("x", &std::io::Error::from_raw_os_error(libc::E2BIG));
         assert!(big.contains("too long") && big.contains("script"), "{big}");

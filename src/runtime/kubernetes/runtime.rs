@@ -265,7 +265,7 @@ impl From<KubeError> for RuntimeError {
 }
 
 impl Runtime for KubernetesRuntime {
-    fn build(&self, plan: &DeployPlan, repo: &Repo, progress: &Progress) -> Result<(), RuntimeError> {
+    fn build(&self, plan: &mut DeployPlan, repo: &Repo, progress: &Progress) -> Result<(), RuntimeError> {
         // The cluster first: without a kubeconfig nothing is built or pushed.
         self.block(&plan.app, async |_, _| Ok(()))?;
         self.docker.build(plan, repo, progress)?;

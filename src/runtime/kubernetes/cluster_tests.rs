@@ -79,10 +79,10 @@ fn manifests() -> Manifests {
         app: "shop".parse().unwrap(),
         release: ReleaseId::new(3),
         commit: "a".repeat(40).parse().unwrap(),
-        predeploy: Some(crate::plan::ScriptSpec {
-            path: "predeploy.sh".into(),
-            timeout: Duration::from_secs(60),
-        }),
+        predeploy: Some(crate::plan::ScriptSpec::file("predeploy.sh".into(), Duration::from_secs(60))),
+        release_phase: None,
+        settle: Duration::from_secs(1),
+        build: crate::plan::BuildKind::Buildpacks,
         postdeploy: None,
         processes: vec![
             crate::plan::ProcessSpec {

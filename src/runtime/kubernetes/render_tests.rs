@@ -10,7 +10,10 @@ fn plan() -> DeployPlan {
         app: "shop".parse().unwrap(),
         release: ReleaseId::new(3),
         commit: "a".repeat(40).parse().unwrap(),
-        predeploy: Some(ScriptSpec { path: "predeploy.sh".into(), timeout: Duration::from_secs(120) }),
+        predeploy: Some(ScriptSpec::file("predeploy.sh".into(), Duration::from_secs(120))),
+        release_phase: None,
+        settle: Duration::from_secs(1),
+        build: crate::plan::BuildKind::Buildpacks,
         postdeploy: None,
         processes: vec![
             ProcessSpec { ptype: "web".parse().unwrap(), command: "python app.py".into(), instances: 2 },

@@ -36,8 +36,8 @@ use super::stack::{self, StackError};
 use super::volume::{self, VolumeError};
 use super::{CONTAINER_HOME, CONTAINER_USER};
 use crate::buildpack::descriptor::{BuildpackDescriptor, DescriptorError};
-use crate::buildpack::detect::{BuildPlan, DetectOutcome, PlanError};
-use crate::buildpack::env::{BuildDirs, BuildTarget, LAYER_ENV_SH};
+use crate::buildpack::detect::{BuildPlan, BuildpackPlan, DetectOutcome, PlanError};
+use crate::buildpack::env::{BuildDirs, BuildTarget, LAYER_ENV_SH, PhaseBuildpack};
 use crate::buildpack::launch::{LaunchError, LaunchToml, launcher_script};
 use crate::buildpack::layer::{LayerToml, LayerTomlError};
 use crate::ids::{AppName, ReleaseId};
@@ -368,10 +368,9 @@ impl Builder<'_> {
                 continue;
             }
             let plan_path = format!("{SCRATCH}/{id}/plan.toml");
-            let spec = self.user_spec(
-                vec![format!("{}/bin/detect", self.dirs.buildpack_dir(&id))],
-                self.dirs.detect_env(&id, &plan_path, &self.target),
-            );
+            let phase_bp = PhaseBuildpack { escaped_id: &id, api: bp.descriptor.api };
+            let command = self.dirs.detect_command(&phase_bp, &plan_path, &self.target);
+            let spec = self.user_spec(command.argv, command.env);
             let r = exec::exec(self.docker, &self.name, &spec, ExecOutput::Stream(&mut *output))
                 .await
                 .map_err(|e| self.engine("run detect", e))?;
@@ -411,18 +410,22 @@ impl Builder<'_> {
     ) -> Result<(), LifecycleError> {
         let id = bp.descriptor.escaped_id();
         let bp_plan = format!("{SCRATCH}/{id}/bp-plan.toml");
-        self.write_file(&bp_plan, &plan.buildpack_plan().to_toml()).await?;
+        let entries = BuildpackPlan { entries: plan.requires.clone() };
+        self.write_file(&bp_plan, &entries.to_toml()).await?;
+        let phase_bp = PhaseBuildpack { escaped_id: &id, api: bp.descriptor.api };
+        let command = self.dirs.build_command(&phase_bp, &bp_plan, &self.target);
         let mut cmd = vec![
             "bash".to_owned(),
             "-c".to_owned(),
             format!(
-                "{LAYER_ENV_SH}build=$1; shift; for l in \"$@\"; do slipway_layer_env \"$l\" build; done; exec \"$build\""
+                "{LAYER_ENV_SH}n=$1; shift; for l in \"${{@:1:n}}\"; do slipway_layer_env \"$l\" build; done; shift \"$n\"; exec \"$@\""
             ),
             "slipway-lifecycle".to_owned(),
-            format!("{}/bin/build", self.dirs.buildpack_dir(&id)),
+            build_layers.len().to_string(),
         ];
         cmd.extend(build_layers.iter().cloned());
-        let spec = self.user_spec(cmd, self.dirs.build_env(&id, &bp_plan, &self.target));
+        cmd.extend(command.argv);
+        let spec = self.user_spec(cmd, command.env);
         let r = exec::exec(self.docker, &self.name, &spec, ExecOutput::Stream(&mut *output))
             .await
             .map_err(|e| self.engine("run build", e))?;

@@ -296,7 +296,7 @@ impl Builder<'_> {
             self.build_one(bp, plan, &build_layers, output).await?;
             layers.extend(self.read_layers(&bp.descriptor.buildpack.id, &id).await?);
             if let Some(text) = self.read_file(&format!("{}/launch.toml", self.dirs.layers_dir(&id))).await? {
-                launches.push(LaunchToml::parse(&bp.descriptor.buildpack.id, &text)?);
+                launches.push(LaunchToml::parse(&bp.descriptor.buildpack.id, bp.descriptor.api, &text)?);
             }
         }
         output(&format!("[lifecycle] build: {} layer(s) ({:.1}s)", layers.len(), t.elapsed().as_secs_f64()));
@@ -343,7 +343,7 @@ impl Builder<'_> {
         }
         exec::upload(self.docker, &self.name, &self.dirs.buildpacks, move |tar| {
             for (id, dir, entries) in &trees {
-                append_tree(tar, id, dir, entries)?;
+                crate::buildpack::tree::append_to_tar(tar, id, dir, entries)?;
             }
             Ok(())
         })
@@ -566,46 +566,6 @@ impl Builder<'_> {
             tail: Box::new(tail),
         }
     }
-}
-
-/// Appends a buildpack's listed entries under `id/`: links as links, files opened without
-/// following a link swapped in since the listing.
-fn append_tree<W: std::io::Write>(
-    tar: &mut tar::Builder<W>,
-    id: &str,
-    dir: &std::path::Path,
-    entries: &[crate::buildpack::tree::TreeEntry],
-) -> std::io::Result<()> {
-    use crate::buildpack::tree::{TreeEntry, open_nofollow};
-    use std::os::unix::fs::PermissionsExt;
-    for entry in entries {
-        match entry {
-            TreeEntry::Dir(rel) => {
-                let mut header = tar::Header::new_gnu();
-                header.set_entry_type(tar::EntryType::Directory);
-                header.set_mode(0o755);
-                header.set_size(0);
-                tar.append_data(&mut header, format!("{id}/{}/", rel.display()), std::io::empty())?;
-            }
-            TreeEntry::File(rel) => {
-                let mut file = open_nofollow(&dir.join(rel))?;
-                let meta = file.metadata()?;
-                let mut header = tar::Header::new_gnu();
-                header.set_entry_type(tar::EntryType::Regular);
-                header.set_mode(meta.permissions().mode() & 0o755);
-                header.set_size(meta.len());
-                tar.append_data(&mut header, format!("{id}/{}", rel.display()), &mut file)?;
-            }
-            TreeEntry::Link { path, target } => {
-                let mut header = tar::Header::new_gnu();
-                header.set_entry_type(tar::EntryType::Symlink);
-                header.set_mode(0o777);
-                header.set_size(0);
-                tar.append_link(&mut header, format!("{id}/{}", path.display()), target)?;
-            }
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

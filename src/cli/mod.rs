@@ -2,6 +2,7 @@
 //! (with main.rs) that uses anyhow; it turns module errors into messages and exit codes.
 
 pub mod apps;
+pub mod buildpack_cmd;
 pub mod config_cmd;
 pub mod deploy;
 pub mod doctor_cmd;
@@ -80,6 +81,9 @@ pub enum Command {
     Stack(stack::StackArgs),
     /// Check what this machine lets slipway do, and say how to fix the rest
     Doctor(doctor_cmd::DoctorArgs),
+    /// slipway's built-in buildpacks, for `pack build`: `buildpack package OUT`
+    #[command(subcommand)]
+    Buildpack(buildpack_cmd::BuildpackCommand),
     /// Internal: the supervisor of one release (started by deploy; not for people)
     #[command(hide = true, name = "__supervise")]
     Supervise(supervise_cmd::SuperviseArgs),
@@ -127,6 +131,7 @@ fn dispatch(home: &Home, command: Command) -> anyhow::Result<Exit> {
     match &command {
         // doctor reports on a machine as it is, even one whose state is broken.
         Command::Supervise(_) | Command::Route(_) | Command::Local(_) | Command::Doctor(_) => {}
+        Command::Buildpack(_) => {}
         Command::Deploy(a) => crate::runtime::reconcile_all(home, Some(&a.app)),
         Command::Receive(a) => crate::runtime::reconcile_all(home, Some(&a.app)),
         Command::Rollback(a) => crate::runtime::reconcile_all(home, Some(&a.app)),
@@ -148,6 +153,7 @@ fn dispatch(home: &Home, command: Command) -> anyhow::Result<Exit> {
         Command::Local(a) => local::run(&a),
         Command::Stack(a) => stack::run(a),
         Command::Doctor(a) => doctor_cmd::run(home, &a),
+        Command::Buildpack(c) => buildpack_cmd::run(&c),
         Command::Supervise(a) => supervise_cmd::run(home, &a),
         Command::Receive(a) => receive::run(home, &a),
         Command::Route(a) => route_cmd::run(home, &a),

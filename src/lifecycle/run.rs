@@ -1,0 +1,272 @@
+//! The lifecycle's sequence, written once for every runtime: detect, restore, build, export.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::time::Instant;
+
+use super::phases::{self, bp_plan_path, build_command, detect_command, plan_path};
+use super::steps::{BuiltLayer, export_script, restore_script};
+use super::{BuildFor, Buildpack, Executor, LifecycleError, LineSink, PhaseResult, Tail};
+use crate::buildpack::detect::{BuildPlan, DetectOutcome};
+use crate::buildpack::resolve::{self, BuildToml, Detected, GroupFailure, Resolved};
+use crate::buildpack::env::BuildTarget;
+use crate::buildpack::launch::LaunchToml;
+use crate::buildpack::layer::LayerToml;
+
+/// What a build left: its layers and processes, for the runtime to launch from.
+#[derive(Debug, Clone, Default)]
+pub struct Built {
+    /// The buildpacks that ran, escaped ids in order.
+    pub group: Vec<String>,
+    /// Every layer the buildpacks made (those without `launch = true` are gone by now).
+    pub layers: Vec<BuiltLayer>,
+    /// The merged launch.toml processes.
+    pub launch: LaunchToml,
+    /// The absolute directories of the launch layers, in buildpack order.
+    pub launch_layers: Vec<String>,
+}
+
+struct Ctx<'a, E: Executor> {
+    exec: &'a E,
+    build: &'a BuildFor,
+    target: &'a BuildTarget,
+}
+
+type Result<T, E> = std::result::Result<T, LifecycleError<<E as Executor>::Error>>;
+
+/// Runs the buildpacks through every phase; see the module docs of [`super`].
+pub async fn run<E: Executor>(
+    exec: &E,
+    build: &BuildFor,
+    buildpacks: &[Buildpack],
+    target: &BuildTarget,
+    output: LineSink<'_>,
+) -> Result<Built, E> {
+    let cx = Ctx { exec, build, target };
+    let dirs = exec.dirs();
+    let t = Instant::now();
+    exec.prepare(buildpacks).await.map_err(|e| cx.exec_err("prepare the build", e))?;
+    output(&format!(
+        "[lifecycle] prepare: source and {} buildpack(s) ready ({:.1}s)",
+        buildpacks.len(),
+        t.elapsed().as_secs_f64()
+    ));
+
+    let t = Instant::now();
+    let (group, mut resolved) = cx.detect(buildpacks, output).await?;
+    let ids: Vec<&str> = group.iter().map(|bp| bp.descriptor.buildpack.id.as_str()).collect();
+    output(&format!("[lifecycle] detect: {} ({:.1}s)", ids.join(", "), t.elapsed().as_secs_f64()));
+
+    let t = Instant::now();
+    let escaped: Vec<String> = group.iter().map(|bp| bp.descriptor.escaped_id()).collect();
+    cx.step("restore", &restore_script(dirs, &escaped)).await?;
+    output(&format!("[lifecycle] restore: cached layers back ({:.1}s)", t.elapsed().as_secs_f64()));
+
+    let t = Instant::now();
+    let mut layers: Vec<BuiltLayer> = Vec::new();
+    let mut launches = Vec::new();
+    for bp in &group {
+        let id = bp.descriptor.escaped_id();
+        let plan = resolved.buildpack_plan(&bp.descriptor.buildpack.id);
+        let build_layers: Vec<String> =
+            layers.iter().filter(|l| l.types.build).map(|l| layer_dir(exec, l)).collect();
+        cx.write_file(&bp_plan_path(dirs, bp), &plan.to_toml()).await?;
+        let cmd = build_command(dirs, bp, &build_layers, target);
+        let r = exec.run_phase(&cmd, &mut *output).await.map_err(|e| cx.exec_err("run build", e))?;
+        if r.code != 0 {
+            return Err(cx.phase("build", &bp.descriptor.buildpack.id, r));
+        }
+        layers.extend(cx.read_layers(&bp.descriptor.buildpack.id, &id).await?);
+        // What this buildpack left unmet ([[unmet]]) goes on to the next provider of it.
+        let build_path = format!("{}/build.toml", dirs.build.layers_dir(&id));
+        let unmet = match cx.read_file(&build_path).await? {
+            Some(text) => BuildToml::parse(&bp.descriptor.buildpack.id, &text, &plan)?.unmet_names(),
+            None => Vec::new(),
+        };
+        resolved.after_build(&bp.descriptor.buildpack.id, &unmet);
+        let launch_path = format!("{}/launch.toml", dirs.build.layers_dir(&id));
+        if let Some(text) = cx.read_file(&launch_path).await? {
+            let launch = LaunchToml::parse(&bp.descriptor.buildpack.id, bp.descriptor.api, &text)?;
+            for note in &launch.notes {
+                output(&format!("[lifecycle] note: {note}"));
+            }
+            launches.push(launch);
+        }
+    }
+    output(&format!("[lifecycle] build: {} layer(s) ({:.1}s)", layers.len(), t.elapsed().as_secs_f64()));
+
+    let t = Instant::now();
+    cx.step("export", &export_script(dirs, &escaped, &layers)).await?;
+    let launch = LaunchToml::merge(launches);
+    let launch_layers = layers.iter().filter(|l| l.types.launch).map(|l| layer_dir(exec, l)).collect();
+    let types: Vec<&str> = launch.processes.iter().map(|p| p.kind.as_str()).collect();
+    output(&format!(
+        "[lifecycle] export: processes {} ({:.1}s)",
+        types.join(", "),
+        t.elapsed().as_secs_f64()
+    ));
+    Ok(Built { group: escaped, layers, launch, launch_layers })
+}
+
+fn group_ids(group: &[crate::buildpack::order::GroupMember]) -> String {
+    group.iter().map(|m| m.id.as_str()).collect::<Vec<_>>().join(", ")
+}
+
+fn layer_dir<E: Executor>(exec: &E, l: &BuiltLayer) -> String {
+    format!("{}/{}", exec.dirs().build.layers_dir(&l.buildpack), l.name)
+}
+
+impl<E: Executor> Ctx<'_, E> {
+    fn exec_err(&self, what: &'static str, source: E::Error) -> LifecycleError<E::Error> {
+        LifecycleError::Executor { build: self.build.clone(), what, source }
+    }
+
+    fn phase(&self, phase: &'static str, buildpack: &str, r: PhaseResult) -> LifecycleError<E::Error> {
+        LifecycleError::Phase {
+            build: self.build.clone(),
+            phase,
+            buildpack: buildpack.to_owned(),
+            code: r.code,
+            tail: Box::new(r.tail),
+        }
+    }
+
+    /// Tries the order groups in order ([`phases::groups`]); the first that passes detection
+    /// and plan resolution ([`resolve::resolve`]) is used. Each buildpack's detect runs once.
+    async fn detect<'b>(
+        &self,
+        buildpacks: &'b [Buildpack],
+        output: LineSink<'_>,
+    ) -> Result<(Vec<&'b Buildpack>, Resolved), E> {
+        let groups = phases::groups(buildpacks)?;
+        let mut runs: HashMap<String, (Detected, Tail)> = HashMap::new();
+        let mut reasons = String::new();
+        let mut failed_tail: Option<Box<Tail>> = None;
+        let mut all_empty = true;
+        'groups: for group in &groups {
+            let mut detected = Vec::new();
+            for member in group {
+                let Some(bp) = buildpacks.iter().find(|b| b.descriptor.buildpack.id == member.id) else {
+                    all_empty = false;
+                    let _ = writeln!(
+                        reasons,
+                        "  - {}: a composite names buildpack {}, which is not given: add it with --buildpack",
+                        group_ids(group),
+                        member.id
+                    );
+                    continue 'groups;
+                };
+                if !runs.contains_key(&member.id) {
+                    let run = self.detect_one(bp, output).await?;
+                    runs.insert(member.id.clone(), run);
+                }
+                let (d, _) = &runs[&member.id];
+                detected.push(Detected { optional: member.optional, ..d.clone() });
+            }
+            match resolve::resolve(&detected) {
+                Ok(resolved) => {
+                    let chosen = resolved
+                        .group
+                        .iter()
+                        .filter_map(|id| buildpacks.iter().find(|b| &b.descriptor.buildpack.id == id))
+                        .collect();
+                    return Ok((chosen, resolved));
+                }
+                Err(failure) => {
+                    all_empty &= failure == GroupFailure::Empty;
+                    if let GroupFailure::Failed { id } | GroupFailure::Errored { id, .. } = &failure {
+                        if failed_tail.is_none() {
+                            failed_tail = runs.get(id).map(|(_, tail)| Box::new(tail.clone()));
+                        }
+                    }
+                    let _ = writeln!(reasons, "  - {}: {failure}", group_ids(group));
+                }
+            }
+        }
+        if all_empty {
+            let tried = buildpacks.iter().map(|b| b.descriptor.buildpack.id.clone()).collect::<Vec<_>>();
+            return Err(LifecycleError::NothingDetected { build: self.build.clone(), tried: tried.join(", ") });
+        }
+        Err(LifecycleError::NoGroup { build: self.build.clone(), reasons, tail: failed_tail })
+    }
+
+    /// Runs detect of one buildpack: its outcome, plan and last output.
+    async fn detect_one(&self, bp: &Buildpack, output: LineSink<'_>) -> Result<(Detected, Tail), E> {
+        let id = bp.descriptor.buildpack.id.clone();
+        let mut d = Detected { id: id.clone(), optional: true, outcome: DetectOutcome::Fail, plan: BuildPlan::default() };
+        if !bp.descriptor.supports(&self.target.os, &self.target.arch) {
+            output(&format!("[lifecycle] detect: {id} skipped: no matching [[targets]]"));
+            return Ok((d, Tail::default()));
+        }
+        if bp.descriptor.is_composite() {
+            return Ok((d, Tail::default()));
+        }
+        let dirs = self.exec.dirs();
+        let plan_path = plan_path(dirs, bp);
+        let cmd = detect_command(dirs, bp, &plan_path, self.target);
+        let r = self.exec.run_phase(&cmd, &mut *output).await.map_err(|e| self.exec_err("run detect", e))?;
+        d.outcome = DetectOutcome::from_exit_code(r.code);
+        match d.outcome {
+            DetectOutcome::Pass => {
+                let text = self.read_file(&plan_path).await?.unwrap_or_default();
+                d.plan = BuildPlan::parse(&text)
+                    .map_err(|source| LifecycleError::Plan { buildpack: id.clone(), source })?;
+            }
+            DetectOutcome::Fail => {}
+            DetectOutcome::Error(code) => output(&format!("[lifecycle] detect: {id} failed with exit code {code}")),
+        }
+        Ok((d, r.tail))
+    }
+
+    async fn step(&self, phase: &'static str, script: &str) -> Result<(), E> {
+        let r = self.exec.run_step(script).await.map_err(|e| self.exec_err("run a lifecycle step", e))?;
+        if r.code != 0 {
+            return Err(self.phase(phase, "lifecycle", r));
+        }
+        Ok(())
+    }
+
+    async fn capture(&self, argv: Vec<String>) -> Result<Vec<u8>, E> {
+        let r = self.exec.capture(argv).await.map_err(|e| self.exec_err("read build results", e))?;
+        if r.code != 0 {
+            return Err(self.phase("read results", "lifecycle", r));
+        }
+        Ok(r.stdout)
+    }
+
+    /// The file's text, or `None` if it does not exist; read as the build user.
+    async fn read_file(&self, path: &str) -> Result<Option<String>, E> {
+        let script = "if [ -f \"$1\" ]; then printf 'y'; cat \"$1\"; fi".to_owned();
+        let out = self.capture(vec!["bash".into(), "-c".into(), script, "_".into(), path.into()]).await?;
+        let text = String::from_utf8_lossy(&out);
+        Ok(text.strip_prefix('y').map(str::to_owned))
+    }
+
+    /// Writes a file as the build user.
+    async fn write_file(&self, path: &str, text: &str) -> Result<(), E> {
+        let script = "printf '%s' \"$1\" > \"$2\"".to_owned();
+        self.capture(vec!["bash".into(), "-c".into(), script, "_".into(), text.into(), path.into()]).await?;
+        Ok(())
+    }
+
+    /// The layers buildpack `escaped` left, by their `<layer>.toml`.
+    async fn read_layers(&self, bp_id: &str, escaped: &str) -> Result<Vec<BuiltLayer>, E> {
+        let dir = self.exec.dirs().build.layers_dir(escaped);
+        let list = "cd \"$1\" && for f in *.toml; do case \"$f\" in launch.toml|build.toml|store.toml|'*.toml') ;; *) printf '%s\\n' \"${f%.toml}\" ;; esac; done".to_owned();
+        let out = self.capture(vec!["bash".into(), "-c".into(), list, "_".into(), dir.clone()]).await?;
+        let mut layers = Vec::new();
+        for name in String::from_utf8_lossy(&out).lines().filter(|l| !l.is_empty()) {
+            let text = self.read_file(&format!("{dir}/{name}.toml")).await?.unwrap_or_default();
+            let toml = LayerToml::parse(name, &text).map_err(|source| LifecycleError::Layer {
+                buildpack: bp_id.to_owned(),
+                source: Box::new(source),
+            })?;
+            layers.push(BuiltLayer {
+                buildpack: escaped.to_owned(),
+                name: name.to_owned(),
+                types: toml.types,
+            });
+        }
+        Ok(layers)
+    }
+}

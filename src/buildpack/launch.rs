@@ -222,7 +222,7 @@ pub fn shell_quote(s: &str) -> String {
 }
 
 /// The launcher script: sets up `launch_layers` (absolute layer directories, in buildpack
-/// order: their env files, then their `profile.d/` scripts) and runs a process of `launch`
+/// order: their env files, then their `profile.d/` scripts, then their `exec.d/` output) and runs a process of `launch`
 /// from `app_dir`, or from the directory it was started in when `None`.
 pub fn launcher_script(launch: &LaunchToml, launch_layers: &[String], app_dir: Option<&str>) -> String {
     let mut s = String::from(
@@ -243,6 +243,15 @@ pub fn launcher_script(launch: &LaunchToml, launch_layers: &[String], app_dir: O
     for layer in launch_layers {
         s.push_str(&format!(
             "for f in {}/profile.d/*; do if [[ -f \"$f\" ]]; then source \"$f\"; fi; done\n",
+            shell_quote(layer)
+        ));
+    }
+    // exec.d executables run next, each printing `NAME = "value"` lines on fd 3 that are
+    // exported (Buildpack API 0.10 "exec.d"); their stdout goes to stderr so it cannot be
+    // mistaken for output. Values are taken as written: TOML escapes are not decoded.
+    for layer in launch_layers {
+        s.push_str(&format!(
+            "for x in {}/exec.d/*; do if [[ -f \"$x\" && -x \"$x\" ]]; then while IFS= read -r l; do if [[ \"$l\" =~ ^([A-Za-z_][A-Za-z0-9_]*)[[:space:]]*=[[:space:]]*\\\"(.*)\\\"[[:space:]]*$ ]]; then export \"${{BASH_REMATCH[1]}}=${{BASH_REMATCH[2]}}\"; fi; done < <(\"$x\" 3>&1 1>&2); fi; done\n",
             shell_quote(layer)
         ));
     }
@@ -328,6 +337,26 @@ mod tests {
         assert!(s.contains("  'web')\n"));
         assert!(s.contains(r"exec 'bash' '-c' 'echo '\''hi'\'' $PORT'"));
         assert!(s.contains("  *)\n    exec \"$@\""));
+    }
+
+    #[test]
+    fn exec_d_output_on_fd_3_reaches_the_process() {
+        let dir = tempfile::tempdir().unwrap();
+        let layer = dir.path().join("layer");
+        std::fs::create_dir_all(layer.join("exec.d")).unwrap();
+        let x = layer.join("exec.d/set");
+        std::fs::write(&x, "#!/bin/bash\necho noise\nprintf 'FROM_EXECD = \"yes it ran\"\\n' >&3\n").unwrap();
+        std::fs::set_permissions(&x, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        let launch = LaunchToml::parse(
+            "x",
+            v(10),
+            "[[processes]]\ntype = \"show\"\ncommand = [\"bash\", \"-c\", \"echo $FROM_EXECD\"]\n",
+        )
+        .unwrap();
+        let s = launcher_script(&launch, &[layer.display().to_string()], Some("/tmp"));
+        let out = std::process::Command::new("bash").args(["-c", &s, "launcher", "show"]).output().unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "yes it ran\n");
+        assert_eq!(String::from_utf8_lossy(&out.stderr), "noise\n");
     }
 
     #[test]

@@ -58,13 +58,19 @@ fn the_conformance_buildpacks_pass_on_the_docker_runtime() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("provider: build 1"), "{err}");
     assert!(err.contains("v07-args: built"), "{err}");
-    assert!(err.contains("conformance/provider, conformance/requirer, conformance/v07-args, slipway/procfile"), "{err}");
+    assert!(
+        err.contains("conformance/provider, conformance/requirer, conformance/v07-args, slipway/procfile"),
+        "{err}"
+    );
     assert!(http_get(sw.web_port(&app)).unwrap().1.contains("conformance app"));
 
     // Layer env suffixes and exec.d reach a one-off command...
     assert_eq!(sw.ok(&["run", &app, "--", "echo $GREETING $LIST $LEGACY $EXECD"]), "hello b 0.7 ran\n");
     // ...and process types run from their working-dir with their default args.
-    assert_eq!(sw.ok(&["run", &app, "--", "/cnb/launcher", "greet"]), "hello from sub exec.d=ran args=one two\n");
+    assert_eq!(
+        sw.ok(&["run", &app, "--", "/cnb/launcher", "greet"]),
+        "hello from sub exec.d=ran args=one two\n"
+    );
     assert_eq!(sw.ok(&["run", &app, "--", "/cnb/launcher", "legacy"]), "legacy:0.7\n");
 
     // store.toml is kept between builds.
@@ -84,7 +90,10 @@ fn the_conformance_buildpacks_pass_on_the_docker_runtime() {
     let out = deploy(&sw, &app, &repo, &[bp("orphan")]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("requires \"nothing-provides-this\", which no buildpack at or before it provides"), "{err}");
+    assert!(
+        err.contains("requires \"nothing-provides-this\", which no buildpack at or before it provides"),
+        "{err}"
+    );
     // An API outside 0.7-0.12 is refused, naming the range.
     let future = tmp.path().join("future");
     common::copy_dir(Path::new(&bp("requirer")), &future);

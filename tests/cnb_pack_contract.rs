@@ -56,8 +56,13 @@ fn lifecycle_env(api: &str, bp_dir: &str, paths: &[(&str, String)]) -> Vec<Strin
     // Buildpack API 0.8+: the CNB_*_DIR/PATH variables; 0.10+: CNB_TARGET_*; 0.12+: CNB_EXEC_ENV.
     env.extend(paths.iter().map(|(k, v)| format!("{k}={v}")));
     env.extend(
-        ["CNB_TARGET_OS=linux", "CNB_TARGET_ARCH=amd64", "CNB_TARGET_DISTRO_NAME=debian", "CNB_TARGET_DISTRO_VERSION=12"]
-            .map(String::from),
+        [
+            "CNB_TARGET_OS=linux",
+            "CNB_TARGET_ARCH=amd64",
+            "CNB_TARGET_DISTRO_NAME=debian",
+            "CNB_TARGET_DISTRO_VERSION=12",
+        ]
+        .map(String::from),
     );
     if api == "0.12" {
         env.push("CNB_EXEC_ENV=production".into());
@@ -74,7 +79,8 @@ fn launch(b: &Box, layers: &str, launch: &toml::Table, kind: &str, extra_env: &[
         .iter()
         .find(|p| p["type"].as_str() == Some(kind))
         .unwrap_or_else(|| panic!("no process type {kind} in {launch}"));
-    let command: Vec<&str> = process["command"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    let command: Vec<&str> =
+        process["command"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
     let launcher = format!(
         r#"set -e
 for x in {layers}/*/*/exec.d/*; do
@@ -136,7 +142,8 @@ fn the_packaged_buildpack_keeps_the_mount_and_predeploy_contract_under_the_refer
             &bp_dir,
             &[("CNB_PLATFORM_DIR", "/platform".into()), ("CNB_BUILD_PLAN_PATH", plan.clone())],
         );
-        let out = b.exec("1000:1000", "/workspace", &env, &[&format!("{bp_dir}/bin/detect"), "/platform", &plan]);
+        let out =
+            b.exec("1000:1000", "/workspace", &env, &[&format!("{bp_dir}/bin/detect"), "/platform", &plan]);
         assert!(out.status.success(), "detect ({api}): {}", describe(&out));
         let written = b.root(&format!("cat {plan}"));
         assert!(written.contains("[[provides]]\nname = \"procfile\""), "{written}");
@@ -163,8 +170,12 @@ fn the_packaged_buildpack_keeps_the_mount_and_predeploy_contract_under_the_refer
         assert!(out.status.success(), "build ({api}): {}", describe(&out));
 
         let launch_toml: toml::Table = b.root(&format!("cat {bp_layers}/launch.toml")).parse().unwrap();
-        let types: Vec<&str> =
-            launch_toml["processes"].as_array().unwrap().iter().map(|p| p["type"].as_str().unwrap()).collect();
+        let types: Vec<&str> = launch_toml["processes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["type"].as_str().unwrap())
+            .collect();
         assert_eq!(types, ["web", "check", "release", "predeploy"], "({api})");
         let layer_toml: toml::Table = b.root(&format!("cat {bp_layers}/mount.toml")).parse().unwrap();
         assert_eq!(layer_toml["types"]["launch"].as_bool(), Some(true), "({api})");
@@ -179,7 +190,11 @@ fn the_packaged_buildpack_keeps_the_mount_and_predeploy_contract_under_the_refer
         // Every process sees the volume at both ~/mount and ../mount.
         let out = launch(&b, layers, &launch_toml, "check", &[]);
         assert!(out.status.success(), "check ({api}): {}", describe(&out));
-        assert_eq!(String::from_utf8_lossy(&out.stdout), "home:seeded parent:seeded mount:/mount\n", "({api})");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "home:seeded parent:seeded mount:/mount\n",
+            "({api})"
+        );
         assert_eq!(b.root("readlink /tmp/home/mount"), "/mount\n");
     }
 

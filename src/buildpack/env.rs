@@ -70,7 +70,12 @@ impl BuildDirs {
     /// Detect's argv and environment, as the reference lifecycle runs it: `bin/detect
     /// PLATFORM_DIR PLAN_PATH` for every API version, plus the `CNB_*` variables that
     /// buildpack's declared `api` has.
-    pub fn detect_command(&self, bp: &PhaseBuildpack<'_>, plan_path: &str, target: &BuildTarget) -> PhaseCommand {
+    pub fn detect_command(
+        &self,
+        bp: &PhaseBuildpack<'_>,
+        plan_path: &str,
+        target: &BuildTarget,
+    ) -> PhaseCommand {
         let dir = self.buildpack_dir(bp.escaped_id);
         let argv = vec![format!("{dir}/bin/detect"), self.platform.clone(), plan_path.to_owned()];
         let mut env = vec![format!("CNB_BUILDPACK_DIR={dir}"), PLATFORM_MARKER.to_owned()];
@@ -86,7 +91,12 @@ impl BuildDirs {
 
     /// Build's argv and environment: `bin/build LAYERS_DIR PLATFORM_DIR PLAN_PATH`, plus the
     /// `CNB_*` variables of the buildpack's declared `api`.
-    pub fn build_command(&self, bp: &PhaseBuildpack<'_>, bp_plan_path: &str, target: &BuildTarget) -> PhaseCommand {
+    pub fn build_command(
+        &self,
+        bp: &PhaseBuildpack<'_>,
+        bp_plan_path: &str,
+        target: &BuildTarget,
+    ) -> PhaseCommand {
         let dir = self.buildpack_dir(bp.escaped_id);
         let layers = self.layers_dir(bp.escaped_id);
         let argv =

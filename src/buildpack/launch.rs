@@ -101,9 +101,7 @@ pub enum LaunchError {
         kind: String,
     },
     /// A command of the wrong shape for the buildpack's API.
-    #[error(
-        "launch.toml from buildpack {buildpack} (Buildpack API {api}): process {kind:?}: {expected}"
-    )]
+    #[error("launch.toml from buildpack {buildpack} (Buildpack API {api}): process {kind:?}: {expected}")]
     CommandShape {
         /// The buildpack.
         buildpack: String,
@@ -140,7 +138,9 @@ impl LaunchToml {
             };
             let command = if api.command_is_array() {
                 if p.direct.is_some() {
-                    return Err(shape("`direct` was removed in Buildpack API 0.9; command is an array run directly"));
+                    return Err(shape(
+                        "`direct` was removed in Buildpack API 0.9; command is an array run directly",
+                    ));
                 }
                 let toml::Value::Array(items) = &p.command else {
                     return Err(shape("command must be an array of strings from Buildpack API 0.9"));
@@ -155,9 +155,15 @@ impl LaunchToml {
                     return Err(shape("command must be a string before Buildpack API 0.9"));
                 };
                 // A legacy shell process runs as `bash -c <command> <args>...`.
-                if p.direct == Some(true) { vec![cmd.clone()] } else { vec!["bash".into(), "-c".into(), cmd.clone()] }
+                if p.direct == Some(true) {
+                    vec![cmd.clone()]
+                } else {
+                    vec!["bash".into(), "-c".into(), cmd.clone()]
+                }
             };
-            if command.first().is_none_or(String::is_empty) || p.kind.parse::<crate::ids::ProcessType>().is_err() {
+            if command.first().is_none_or(String::is_empty)
+                || p.kind.parse::<crate::ids::ProcessType>().is_err()
+            {
                 return Err(LaunchError::Process { buildpack: buildpack.to_owned(), kind: p.kind });
             }
             let working_dir = if api.has_working_dir() {
@@ -322,11 +328,18 @@ mod tests {
         assert_eq!(l.processes[0].working_dir, None, "0.7 predates working-dir");
         assert_eq!(l.processes[1].command, ["/bin/tool"]);
         assert_eq!(l.notes.len(), 2, "{:?}", l.notes);
-        assert_eq!(LaunchToml::parse("old", v(8), legacy).unwrap().processes[0].working_dir.as_deref(), Some("sub"));
+        assert_eq!(
+            LaunchToml::parse("old", v(8), legacy).unwrap().processes[0].working_dir.as_deref(),
+            Some("sub")
+        );
         let err = LaunchToml::parse("new", v(9), legacy).unwrap_err();
         assert!(err.to_string().contains("array"), "{err}");
-        let err = LaunchToml::parse("new", v(12), "[[processes]]\ntype = \"w\"\ncommand = [\"x\"]\ndirect = true\n")
-            .unwrap_err();
+        let err = LaunchToml::parse(
+            "new",
+            v(12),
+            "[[processes]]\ntype = \"w\"\ncommand = [\"x\"]\ndirect = true\n",
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("direct"), "{err}");
     }
 

@@ -36,10 +36,8 @@ pub struct EnvChange {
 /// The changes of one env directory, given its `(file name, contents)`; sorted by file name
 /// so the result does not depend on directory order.
 pub fn changes(files: &[(String, String)]) -> Vec<EnvChange> {
-    let delims: BTreeMap<&str, &str> = files
-        .iter()
-        .filter_map(|(n, v)| n.strip_suffix(".delim").map(|var| (var, v.as_str())))
-        .collect();
+    let delims: BTreeMap<&str, &str> =
+        files.iter().filter_map(|(n, v)| n.strip_suffix(".delim").map(|var| (var, v.as_str()))).collect();
     let mut sorted: Vec<&(String, String)> = files.iter().collect();
     sorted.sort_by(|a, b| a.0.cmp(&b.0));
     sorted

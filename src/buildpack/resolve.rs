@@ -208,7 +208,9 @@ impl Resolved {
     /// After `id` built: the names it provides are met, except those it listed in build.toml
     /// `[[unmet]]`, which stay for the next provider.
     pub fn after_build(&mut self, id: &str, unmet: &[String]) {
-        self.plan.retain(|e| !e.providers.iter().any(|p| p == id) || e.requires.iter().any(|r| unmet.contains(&r.name)));
+        self.plan.retain(|e| {
+            !e.providers.iter().any(|p| p == id) || e.requires.iter().any(|r| unmet.contains(&r.name))
+        });
         for e in &mut self.plan {
             e.providers.retain(|p| p != id);
         }
@@ -243,7 +245,9 @@ pub enum BuildTomlError {
         source: toml::de::Error,
     },
     /// An `[[unmet]]` names an entry the buildpack was not given.
-    #[error("build.toml from buildpack {buildpack}: [[unmet]] names {name:?}, which is not in its buildpack plan")]
+    #[error(
+        "build.toml from buildpack {buildpack}: [[unmet]] names {name:?}, which is not in its buildpack plan"
+    )]
     NotInPlan {
         /// The buildpack.
         buildpack: String,
@@ -274,7 +278,12 @@ mod tests {
     use super::*;
 
     fn det(id: &str, optional: bool, plan: &str) -> Detected {
-        Detected { id: id.into(), optional, outcome: DetectOutcome::Pass, plan: BuildPlan::parse(plan).unwrap() }
+        Detected {
+            id: id.into(),
+            optional,
+            outcome: DetectOutcome::Pass,
+            plan: BuildPlan::parse(plan).unwrap(),
+        }
     }
 
     fn failed(id: &str, optional: bool) -> Detected {

@@ -231,7 +231,8 @@ mod tests {
         f.seek(SeekFrom::Start(4 << 20)).unwrap();
         f.write_all(b"tail").unwrap();
         drop(f);
-        let blocks = std::os::unix::fs::MetadataExt::blocks(&std::fs::metadata(root.join("bin/build")).unwrap());
+        let blocks =
+            std::os::unix::fs::MetadataExt::blocks(&std::fs::metadata(root.join("bin/build")).unwrap());
         assert!(blocks < 1024, "the test file should be sparse ({blocks} blocks)");
         let entries = collect(&root, &["bin"]).unwrap();
         let mut tar = tar::Builder::new(Vec::new());

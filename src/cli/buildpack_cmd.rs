@@ -79,7 +79,8 @@ fn package(args: &PackageArgs) -> anyhow::Result<Exit> {
     }
     let stage = stage.keep();
     std::fs::set_permissions(&stage, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
-    std::fs::rename(&stage, out).with_context(|| format!("cannot move the buildpacks to {}", out.display()))?;
+    std::fs::rename(&stage, out)
+        .with_context(|| format!("cannot move the buildpacks to {}", out.display()))?;
     eprintln!(
         "buildpack package: {} buildpack(s) in {} ({:.1}s)",
         written.len(),
@@ -88,8 +89,7 @@ fn package(args: &PackageArgs) -> anyhow::Result<Exit> {
     );
     let mut stdout = std::io::stdout().lock();
     if args.json {
-        let list: Vec<_> =
-            written.iter().map(|(id, p)| serde_json::json!({ "id": id, "path": p })).collect();
+        let list: Vec<_> = written.iter().map(|(id, p)| serde_json::json!({ "id": id, "path": p })).collect();
         writeln!(stdout, "{:#}", serde_json::json!({ "buildpacks": list }))?;
     } else {
         for (id, p) in &written {
@@ -104,7 +104,8 @@ fn write_tgz(bp: &EmbeddedBuildpack, path: &Path) -> std::io::Result<()> {
     let file = std::fs::File::create(path)?;
     let gz = flate2::write::GzEncoder::new(file, flate2::Compression::default());
     let mut tar = tar::Builder::new(gz);
-    let mut dirs: Vec<&str> = bp.files.iter().filter_map(|(name, _, _)| Path::new(name).parent()?.to_str()).collect();
+    let mut dirs: Vec<&str> =
+        bp.files.iter().filter_map(|(name, _, _)| Path::new(name).parent()?.to_str()).collect();
     dirs.sort_unstable();
     dirs.dedup();
     for dir in dirs.into_iter().filter(|d| !d.is_empty()) {

@@ -221,7 +221,12 @@ fn read_build_inputs(
 }
 
 /// Reads an array of `{ name, value }` tables into the build environment.
-fn read_env(section: &mut Section, key: &str, project: &mut ProjectToml, warnings: &mut Vec<String>) -> Result<()> {
+fn read_env(
+    section: &mut Section,
+    key: &str,
+    project: &mut ProjectToml,
+    warnings: &mut Vec<String>,
+) -> Result<()> {
     for mut var in section.tables(key)? {
         let name = var.required_string("name")?;
         if name.is_empty() || name.contains(['=', '\0', '/']) || name == "." || name == ".." {
@@ -431,7 +436,10 @@ anything = 1
 "#);
         assert!(parsed.warnings.is_empty(), "{:?}", parsed.warnings);
         assert_eq!(parsed.project.exclude, ["*.log"]);
-        assert_eq!(parsed.project.buildpacks, [bp(Some("example/a"), Some("1.0"), None), bp(None, None, Some("bp/b"))]);
+        assert_eq!(
+            parsed.project.buildpacks,
+            [bp(Some("example/a"), Some("1.0"), None), bp(None, None, Some("bp/b"))]
+        );
         assert_eq!(parsed.project.build_env, [("GREETING".to_owned(), "hi".to_owned())]);
         let both = "[[build.buildpacks]]\nid = \"a\"\n[[io.buildpacks.group]]\nid = \"b\"\n";
         assert_eq!(parse(both).unwrap_err(), ProjectTomlError::TwoGroups);

@@ -25,9 +25,9 @@ pub fn groups(buildpacks: &[Buildpack]) -> Result<Vec<Group>, OrderError> {
         .collect();
     let composite = |id: &str| {
         let b = buildpacks.iter().find(|b| b.descriptor.buildpack.id == id)?;
-        b.descriptor
-            .is_composite()
-            .then(|| b.descriptor.order.iter().map(|o| o.group.iter().map(GroupMember::from).collect()).collect())
+        b.descriptor.is_composite().then(|| {
+            b.descriptor.order.iter().map(|o| o.group.iter().map(GroupMember::from).collect()).collect()
+        })
     };
     order::flatten(&[top], &composite)
 }
@@ -96,7 +96,11 @@ mod tests {
         let d = detect_command(&dirs, &bp, &plan_path(&dirs, &bp), &t);
         assert_eq!(
             d.argv,
-            ["/cnb/buildpacks/slipway_procfile/bin/detect", "/platform", "/tmp/cnb/slipway_procfile/plan.toml"]
+            [
+                "/cnb/buildpacks/slipway_procfile/bin/detect",
+                "/platform",
+                "/tmp/cnb/slipway_procfile/plan.toml"
+            ]
         );
         assert_eq!(d.cwd, "/workspace");
         assert!(d.env.contains(&"CNB_BUILD_PLAN_PATH=/tmp/cnb/slipway_procfile/plan.toml".to_owned()));

@@ -8,10 +8,10 @@ use super::phases::{self, bp_plan_path, build_command, detect_command, plan_path
 use super::steps::{BuiltLayer, export_script, restore_script};
 use super::{BuildFor, Buildpack, Executor, LifecycleError, LineSink, PhaseResult, Tail};
 use crate::buildpack::detect::{BuildPlan, DetectOutcome};
-use crate::buildpack::resolve::{self, BuildToml, Detected, GroupFailure, Resolved};
 use crate::buildpack::env::BuildTarget;
 use crate::buildpack::launch::LaunchToml;
 use crate::buildpack::layer::LayerToml;
+use crate::buildpack::resolve::{self, BuildToml, Detected, GroupFailure, Resolved};
 
 /// What a build left: its layers and processes, for the runtime to launch from.
 #[derive(Debug, Clone, Default)]
@@ -185,7 +185,10 @@ impl<E: Executor> Ctx<'_, E> {
         }
         if all_empty {
             let tried = buildpacks.iter().map(|b| b.descriptor.buildpack.id.clone()).collect::<Vec<_>>();
-            return Err(LifecycleError::NothingDetected { build: self.build.clone(), tried: tried.join(", ") });
+            return Err(LifecycleError::NothingDetected {
+                build: self.build.clone(),
+                tried: tried.join(", "),
+            });
         }
         Err(LifecycleError::NoGroup { build: self.build.clone(), reasons, tail: failed_tail })
     }
@@ -193,7 +196,12 @@ impl<E: Executor> Ctx<'_, E> {
     /// Runs detect of one buildpack: its outcome, plan and last output.
     async fn detect_one(&self, bp: &Buildpack, output: LineSink<'_>) -> Result<(Detected, Tail), E> {
         let id = bp.descriptor.buildpack.id.clone();
-        let mut d = Detected { id: id.clone(), optional: true, outcome: DetectOutcome::Fail, plan: BuildPlan::default() };
+        let mut d = Detected {
+            id: id.clone(),
+            optional: true,
+            outcome: DetectOutcome::Fail,
+            plan: BuildPlan::default(),
+        };
         if !bp.descriptor.supports(&self.target.os, &self.target.arch) {
             output(&format!("[lifecycle] detect: {id} skipped: no matching [[targets]]"));
             return Ok((d, Tail::default()));
@@ -213,7 +221,9 @@ impl<E: Executor> Ctx<'_, E> {
                     .map_err(|source| LifecycleError::Plan { buildpack: id.clone(), source })?;
             }
             DetectOutcome::Fail => {}
-            DetectOutcome::Error(code) => output(&format!("[lifecycle] detect: {id} failed with exit code {code}")),
+            DetectOutcome::Error(code) => {
+                output(&format!("[lifecycle] detect: {id} failed with exit code {code}"))
+            }
         }
         Ok((d, r.tail))
     }

@@ -313,4 +313,3 @@ impl Executor for ContainerExecutor<'_> {
         self.exec(&spec, ExecOutput::Capture, "read build results").await
     }
 }
-

@@ -242,7 +242,7 @@ pub fn launcher_script(launch: &LaunchToml, launch_layers: &[String], app_dir: O
     // "Launch"), with the app directory as the working directory.
     match app_dir {
         Some(dir) => {
-            s.push_str(&format!("export CNB_APP_DIR={}\ncd {}\n", shell_quote(dir), shell_quote(dir)))
+            s.push_str(&format!("export CNB_APP_DIR={}\ncd {}\n", shell_quote(dir), shell_quote(dir)));
         }
         None => s.push_str("export CNB_APP_DIR=\"$PWD\"\n"),
     }

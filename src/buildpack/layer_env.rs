@@ -71,11 +71,12 @@ fn split(file: &str) -> Option<(&str, EnvOp)> {
 pub fn apply(env: &mut BTreeMap<String, String>, changes: &[EnvChange]) {
     for c in changes {
         let current = env.get(&c.name).filter(|v| !v.is_empty());
+        // A set but empty variable keeps its value against `.default`, as bash's `${X-...}`.
+        if c.op == EnvOp::Default && env.contains_key(&c.name) {
+            continue;
+        }
         let value = match (c.op, current) {
-            (EnvOp::Override, _) | (EnvOp::Prepend | EnvOp::Append, None) => c.value.clone(),
-            (EnvOp::Default, Some(_)) => continue,
-            (EnvOp::Default, None) if env.contains_key(&c.name) => continue,
-            (EnvOp::Default, None) => c.value.clone(),
+            (EnvOp::Override | EnvOp::Default, _) | (EnvOp::Prepend | EnvOp::Append, None) => c.value.clone(),
             (EnvOp::Prepend, Some(cur)) => format!("{}{}{cur}", c.value, c.delim),
             (EnvOp::Append, Some(cur)) => format!("{cur}{}{}", c.delim, c.value),
         };

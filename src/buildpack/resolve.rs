@@ -88,9 +88,8 @@ pub fn resolve(group: &[Detected]) -> Result<Resolved, GroupFailure> {
     for d in group {
         match d.outcome {
             DetectOutcome::Pass => passed.push(d),
-            DetectOutcome::Fail if d.optional => {}
+            DetectOutcome::Fail | DetectOutcome::Error(_) if d.optional => {}
             DetectOutcome::Fail => return Err(GroupFailure::Failed { id: d.id.clone() }),
-            DetectOutcome::Error(_) if d.optional => {}
             DetectOutcome::Error(code) => return Err(GroupFailure::Errored { id: d.id.clone(), code }),
         }
     }
@@ -159,14 +158,11 @@ fn run_trial(mut trial: Vec<Trial<'_>>) -> Result<Resolved, GroupFailure> {
                     .find(|(n, _)| *n == r.name)
                     .map(|(_, who)| std::mem::take(who))
                     .unwrap_or_default();
-                let entry = entries.iter_mut().find(|(n, _)| *n == r.name);
-                let entry = match entry {
-                    Some((_, e)) => e,
-                    None => {
-                        entries.push((r.name.clone(), PlanEntry { providers: vec![], requires: vec![] }));
-                        &mut entries.last_mut().expect("just pushed").1
-                    }
-                };
+                let at = entries.iter().position(|(n, _)| *n == r.name).unwrap_or_else(|| {
+                    entries.push((r.name.clone(), PlanEntry { providers: vec![], requires: vec![] }));
+                    entries.len() - 1
+                });
+                let entry = &mut entries[at].1;
                 entry.providers.extend(newly.iter().map(|&k| trial[k].id.to_owned()));
                 if entry.providers.is_empty() {
                     if t.optional {

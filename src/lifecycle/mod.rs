@@ -188,7 +188,7 @@ pub enum LifecycleError<E: std::error::Error + 'static> {
     Order(#[from] crate::buildpack::order::OrderError),
     /// A build.toml was refused.
     #[error(transparent)]
-    BuildToml(#[from] crate::buildpack::resolve::BuildTomlError),
+    BuildToml(Box<crate::buildpack::resolve::BuildTomlError>),
     /// A build plan was refused.
     #[error("buildpack {buildpack}")]
     Plan {

@@ -80,7 +80,9 @@ pub async fn run<E: Executor>(
         // What this buildpack left unmet ([[unmet]]) goes on to the next provider of it.
         let build_path = format!("{}/build.toml", dirs.build.layers_dir(&id));
         let unmet = match cx.read_file(&build_path).await? {
-            Some(text) => BuildToml::parse(&bp.descriptor.buildpack.id, &text, &plan)?.unmet_names(),
+            Some(text) => BuildToml::parse(&bp.descriptor.buildpack.id, &text, &plan)
+                .map_err(|e| LifecycleError::BuildToml(Box::new(e)))?
+                .unmet_names(),
             None => Vec::new(),
         };
         resolved.after_build(&bp.descriptor.buildpack.id, &unmet);
@@ -174,10 +176,10 @@ impl<E: Executor> Ctx<'_, E> {
                 }
                 Err(failure) => {
                     all_empty &= failure == GroupFailure::Empty;
-                    if let GroupFailure::Failed { id } | GroupFailure::Errored { id, .. } = &failure {
-                        if failed_tail.is_none() {
-                            failed_tail = runs.get(id).map(|(_, tail)| Box::new(tail.clone()));
-                        }
+                    if let GroupFailure::Failed { id } | GroupFailure::Errored { id, .. } = &failure
+                        && failed_tail.is_none()
+                    {
+                        failed_tail = runs.get(id).map(|(_, tail)| Box::new(tail.clone()));
                     }
                     let _ = writeln!(reasons, "  - {}: {failure}", group_ids(group));
                 }
@@ -222,7 +224,7 @@ impl<E: Executor> Ctx<'_, E> {
             }
             DetectOutcome::Fail => {}
             DetectOutcome::Error(code) => {
-                output(&format!("[lifecycle] detect: {id} failed with exit code {code}"))
+                output(&format!("[lifecycle] detect: {id} failed with exit code {code}"));
             }
         }
         Ok((d, r.tail))

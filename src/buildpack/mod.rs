@@ -1,6 +1,6 @@
 //! The Cloud Native Buildpacks Buildpack API contract (0.7 to 0.12), as data: what slipway
 //! reads from and hands to a buildpack. No I/O here but [`tree`]'s read-only walk and tar
-//! writer; the runtimes run the phases.
+//! writer; [`crate::lifecycle`] runs the phases, for both runtimes.
 //!
 //! Spec: <https://github.com/buildpacks/spec/blob/main/buildpack.md>.
 //!

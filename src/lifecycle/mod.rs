@@ -1,7 +1,7 @@
 //! The CNB platform side, shared by every runtime: which buildpacks run, in what order, with
 //! which arguments and environment, and what happens to their layers. A runtime only says how
 //! a command runs (on the host as the app's user, or in a build container) through
-//! [`Executor`]; the sequence is written once in [`run`]:
+//! [`Executor`]; the sequence is written once in [`run()`]:
 //!
 //! 1. **prepare** (the executor): the source in the app directory, the buildpacks installed,
 //!    a layers and scratch directory per buildpack;
@@ -83,7 +83,7 @@ pub struct PhaseResult {
     pub stdout: Vec<u8>,
 }
 
-/// How a runtime runs the lifecycle's commands. The sequence ([`run`]) is the same for all.
+/// How a runtime runs the lifecycle's commands. The sequence ([`run()`]) is the same for all.
 // Implemented inside the crate only, by the local and docker runtimes; no Send bound needed.
 #[allow(async_fn_in_trait)]
 pub trait Executor {
@@ -219,7 +219,7 @@ pub enum LifecycleError<E: std::error::Error + 'static> {
         what: &'static str,
         /// The runtime's error.
         #[source]
-        source: E,
+        source: Box<E>,
     },
 }
 

@@ -120,7 +120,7 @@ fn layer_dir<E: Executor>(exec: &E, l: &BuiltLayer) -> String {
 
 impl<E: Executor> Ctx<'_, E> {
     fn exec_err(&self, what: &'static str, source: E::Error) -> LifecycleError<E::Error> {
-        LifecycleError::Executor { build: self.build.clone(), what, source }
+        LifecycleError::Executor { build: self.build.clone(), what, source: Box::new(source) }
     }
 
     fn phase(&self, phase: &'static str, buildpack: &str, r: PhaseResult) -> LifecycleError<E::Error> {
@@ -246,9 +246,10 @@ impl<E: Executor> Ctx<'_, E> {
         Ok(r.stdout)
     }
 
-    /// The file's text, or `None` if it does not exist; read as the build user.
+    /// The file's text, or `None` if it does not exist; read as the build user. A link the
+    /// build user cannot follow fails the read, rather than passing for an absent file.
     async fn read_file(&self, path: &str) -> Result<Option<String>, E> {
-        let script = "if [ -f \"$1\" ]; then printf 'y'; cat \"$1\"; fi".to_owned();
+        let script = "if [ -e \"$1\" ] || [ -L \"$1\" ]; then printf 'y'; cat \"$1\"; fi".to_owned();
         let out = self.capture(vec!["bash".into(), "-c".into(), script, "_".into(), path.into()]).await?;
         let text = String::from_utf8_lossy(&out);
         Ok(text.strip_prefix('y').map(str::to_owned))

@@ -41,7 +41,7 @@ pub fn export_script(dirs: &LifecycleDirs, built: &[String], layers: &[BuiltLaye
         let fate = l.types.fate();
         if fate.cache {
             s.push_str(&format!(
-                "for p in {d} {t}; do if [ -e \"$p\" ]; then cp -a \"$p\" {c}/; fi; done\n",
+                "for p in {d} {t}; do if [ -e \"$p\" ] || [ -L \"$p\" ]; then cp -a \"$p\" {c}/; fi; done\n",
                 d = q(&dir),
                 t = q(&format!("{dir}.toml")),
                 c = q(&format!("{}/{}", dirs.cache, l.buildpack))

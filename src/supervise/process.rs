@@ -200,6 +200,9 @@ pub async fn stop_group(pgid: u32, grace: Duration, leader: &mut tokio::process:
         if !reaped {
             reaped = matches!(leader.try_wait(), Ok(Some(_)) | Err(_));
         }
+        if reaped {
+            reap_group_zombies(pgid);
+        }
         if reaped && !group_alive(pgid) {
             return;
         }
@@ -209,6 +212,15 @@ pub async fn stop_group(pgid: u32, grace: Duration, leader: &mut tokio::process:
     }
     signal_group(pgid, Signal::KILL);
     let _ = leader.wait().await;
+}
+
+/// Reaps the exited members of group `pgid` that were reparented to us (the supervisor is a
+/// child subreaper): once `bash` dies before its `sleep`, the `sleep` becomes our zombie, and
+/// an unreaped zombie keeps the group alive, so a stop would wait out the whole grace.
+/// Only this group: other instances' leaders are reaped by their own tasks.
+fn reap_group_zombies(pgid: u32) {
+    let Some(p) = pid(pgid) else { return };
+    while let Ok(Some(_)) = rustix::process::waitpgid(p, rustix::process::WaitOptions::NOHANG) {}
 }
 
 /// A pid fit to signal. 0 and 1 never are: a group signal to them would reach our own group or,

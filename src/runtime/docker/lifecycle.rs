@@ -1,5 +1,5 @@
 //! Buildpack builds for commits without a Dockerfile: one build container from the stack
-//! image runs [`crate::lifecycle`]'s phases ([`ContainerExecutor`]), then the container is
+//! image runs [`crate::lifecycle`]'s phases (`ContainerExecutor`), then the container is
 //! committed as `slipway/<app>:<release>` with `/cnb/launcher` as its entrypoint.
 //!
 //! - prepare: the commit's tree is streamed into `/workspace` and the buildpacks
@@ -139,7 +139,7 @@ pub async fn build(
     let lc = |source| LifecycleError::Executor {
         build: build.clone(),
         what: "create the build container",
-        source,
+        source: Box::new(source),
     };
     docker
         .create_container(Some(options), body)
@@ -150,9 +150,9 @@ pub async fn build(
             .start_container(&name, None)
             .await
             .map_err(|source| lc(ExecError::Engine { what: "start the build container", source }))?;
-        let built =
+        let outcome =
             crate::lifecycle::run(&b, &build, &buildpacks, &BuildTarget::host_debian12(), output).await?;
-        b.export(&build, &built).await
+        b.export(&build, &outcome).await
     }
     .await;
     b.remove_container().await;
@@ -190,13 +190,17 @@ impl ContainerExecutor<'_> {
     async fn export(
         &self,
         build: &BuildFor,
-        built: &crate::lifecycle::Built,
+        made: &crate::lifecycle::Built,
     ) -> Result<BuiltImage, BuildpackBuildError> {
         let err = |what: &'static str, source| {
-            BuildpackBuildError::Lifecycle(LifecycleError::Executor { build: build.clone(), what, source })
+            BuildpackBuildError::Lifecycle(LifecycleError::Executor {
+                build: build.clone(),
+                what,
+                source: Box::new(source),
+            })
         };
-        let launch = &built.launch;
-        let script = launcher_script(launch, &built.launch_layers, Some(self.dirs.build.app.as_str()));
+        let launch = &made.launch;
+        let script = launcher_script(launch, &made.launch_layers, Some(self.dirs.build.app.as_str()));
         exec::upload(self.docker, &self.name, "/cnb", move |tar| {
             exec::append_file(tar, "launcher", 0o755, script.as_bytes())
         })

@@ -66,8 +66,10 @@ pub(super) fn build(
     tree::rename(&staging_fd, OsStr::new(&name), &releases, OsStr::new(&name), paths.dir())?;
     rustix::fs::fsync(&releases).map_err(|e| io_err(app_paths.releases_dir())(e.into()))?;
     if plan.build == BuildKind::Buildpacks {
-        super::lifecycle::build(home, plan, output).map_err(Box::new)?;
+        let built = super::lifecycle::build(home, plan, output).map_err(Box::new)?;
         // The buildpacks' process types join the plan the supervisor will run.
+        let record = home.load_app(&plan.app)?;
+        plan.add_buildpack_processes(&record, &built.launch.processes);
         atomic::write_json(&paths.plan(), plan).map_err(io_err(paths.plan()))?;
     }
     Ok(())

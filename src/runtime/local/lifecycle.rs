@@ -1,5 +1,5 @@
 //! Buildpack builds on the host: [`crate::lifecycle`]'s phases run in the release folder as
-//! the app's user ([`HostExecutor`]).
+//! the app's user (`HostExecutor`).
 //!
 //! ```text
 //! apps/<app>/cache/                 root's (0750, the app's group)
@@ -128,7 +128,7 @@ fn exec_err(plan: &DeployPlan, what: &'static str, source: HostExecError) -> Hos
     LifecycleError::Executor {
         build: BuildFor { app: plan.app.clone(), release: plan.release },
         what,
-        source,
+        source: Box::new(source),
     }
 }
 
@@ -162,13 +162,13 @@ fn copy_buildpack(from: &Path, to: &Path) -> Result<(), HostExecError> {
     Ok(())
 }
 
-/// Runs the lifecycle in release `plan.release` (already in place, its buildpacks installed),
-/// writes its launcher, and adds the buildpacks' process types to `plan`.
-pub fn build(home: &Home, plan: &mut DeployPlan, output: LineSink<'_>) -> Result<(), HostBuildError> {
+/// Runs the lifecycle in release `plan.release` (already in place, its buildpacks installed)
+/// and writes its launcher; returns what the build left (its launch.toml processes).
+pub fn build(home: &Home, plan: &DeployPlan, output: LineSink<'_>) -> Result<Built, HostBuildError> {
     let app_paths = home.app(&plan.app);
     let paths = app_paths.release(plan.release);
-    let build = BuildFor { app: plan.app.clone(), release: plan.release };
-    let fail = |what, e| LifecycleError::Executor { build: build.clone(), what, source: e };
+    let for_build = BuildFor { app: plan.app.clone(), release: plan.release };
+    let fail = |what, e| LifecycleError::Executor { build: for_build.clone(), what, source: Box::new(e) };
     let cache =
         cache_dir(home, &plan.app, plan.run_as.as_ref()).map_err(|e| fail("make the build cache", e))?;
     let bp_dir = paths.cnb().join("buildpacks");
@@ -193,7 +193,7 @@ pub fn build(home: &Home, plan: &mut DeployPlan, output: LineSink<'_>) -> Result
         .map_err(|e| fail("start the build", io(Path::new("/"))(e)))?;
     let built: Built = runtime.block_on(crate::lifecycle::run(
         &exec,
-        &build,
+        &for_build,
         &buildpacks,
         &BuildTarget::host_debian12(),
         output,
@@ -201,11 +201,7 @@ pub fn build(home: &Home, plan: &mut DeployPlan, output: LineSink<'_>) -> Result
     // Commands are given as `LAUNCHER bash -c ...`, so it needs no process table of its own.
     let script = launcher_script(&LaunchToml::default(), &built.launch_layers, None);
     write_launcher(&paths.launcher(), &script).map_err(|e| fail("write the launcher", e))?;
-    let record = home
-        .load_app(&plan.app)
-        .map_err(|e| fail("read the app", io(home.root())(std::io::Error::other(e))))?;
-    plan.add_buildpack_processes(&record, &built.launch.processes);
-    Ok(())
+    Ok(built)
 }
 
 /// The installed buildpacks, in the order the plan gives them.
@@ -294,7 +290,6 @@ impl HostExecutor {
 
     /// Runs `cmd`, both output streams into one pipe read line by line.
     fn run(
-        &self,
         mut cmd: Command,
         program: &str,
         capture: bool,
@@ -352,16 +347,16 @@ impl Executor for HostExecutor {
         cmd: &PhaseCommand,
         output: LineSink<'_>,
     ) -> Result<PhaseResult, HostExecError> {
-        self.run(self.command(&cmd.argv, &cmd.env, &cmd.cwd), &cmd.argv[0], false, output)
+        Self::run(self.command(&cmd.argv, &cmd.env, &cmd.cwd), &cmd.argv[0], false, output)
     }
 
     async fn run_step(&self, script: &str) -> Result<PhaseResult, HostExecError> {
         let argv = ["bash".to_owned(), "-c".to_owned(), script.to_owned()];
-        self.run(self.command(&argv, &[], "/"), "bash", false, &mut |_: &str| {})
+        Self::run(self.command(&argv, &[], "/"), "bash", false, &mut |_: &str| {})
     }
 
     async fn capture(&self, argv: Vec<String>) -> Result<PhaseResult, HostExecError> {
-        self.run(self.command(&argv, &[], "/"), &argv[0], true, &mut |_: &str| {})
+        Self::run(self.command(&argv, &[], "/"), &argv[0], true, &mut |_: &str| {})
     }
 }
 

@@ -597,6 +597,7 @@ mod tests {
         let mut p = plan(&input(&a, &procfile, None, &o)).unwrap();
         let launch = LaunchToml::parse(
             "acme/tools",
+            crate::buildpack::api::ApiVersion::new(10).unwrap(),
             "[[processes]]\ntype = \"web\"\ncommand = [\"other\"]\n\
              [[processes]]\ntype = \"worker\"\ncommand = [\"run it\"]\nargs = [\"--x\"]\nworking-dir = \"sub\"\n",
         )

@@ -5,19 +5,30 @@
 
 use serde::Deserialize;
 
+use super::api::{ApiError, ApiVersion};
+
 /// A parsed `buildpack.toml`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BuildpackDescriptor {
-    /// The Buildpack API version, e.g. `0.10`.
-    pub api: String,
+    /// The Buildpack API version it declares; the lifecycle follows it.
+    pub api: ApiVersion,
     /// The `[buildpack]` table.
     pub buildpack: BuildpackInfo,
     /// The `[[targets]]` it supports; empty means any.
-    #[serde(default)]
     pub targets: Vec<Target>,
     /// The `[[order]]` groups of a composite buildpack (one that only names others).
-    #[serde(default)]
     pub order: Vec<Order>,
+}
+
+/// `buildpack.toml` as written, before its api is checked.
+#[derive(Debug, Deserialize)]
+struct RawDescriptor {
+    api: String,
+    buildpack: BuildpackInfo,
+    #[serde(default)]
+    targets: Vec<Target>,
+    #[serde(default)]
+    order: Vec<Order>,
 }
 
 impl BuildpackDescriptor {
@@ -55,6 +66,9 @@ pub struct OrderEntry {
     /// Its version.
     #[serde(default)]
     pub version: Option<String>,
+    /// Whether the group still passes without it.
+    #[serde(default)]
+    pub optional: bool,
 }
 
 /// One `[[targets]]` entry.
@@ -84,28 +98,29 @@ pub enum DescriptorError {
         /// The id.
         id: String,
     },
-    /// A composite buildpack, which slipway cannot run yet.
+    /// A buildpack with neither `[[order]]` nor `bin/`, or with both.
     #[error(
-        "buildpack {id} is a composite buildpack ([[order]], no bin/), which slipway does not support yet: list the buildpacks it names in project.toml's [[io.buildpacks.group]] instead"
+        "buildpack {id} must have either bin/detect and bin/build, or [[order]] groups naming other buildpacks (a composite buildpack)"
     )]
     Composite {
         /// The id.
         id: String,
     },
     /// An API version slipway does not run.
-    #[error("buildpack {id} declares api = {api:?}; slipway runs Buildpack API 0.10: set api = \"0.10\"")]
+    #[error("buildpack {id}")]
     Api {
         /// The buildpack id.
         id: String,
-        /// Its declared API.
-        api: String,
+        /// What is wrong.
+        #[source]
+        source: ApiError,
     },
 }
 
 impl BuildpackDescriptor {
     /// Parses and checks the text of a `buildpack.toml`.
     pub fn parse(text: &str) -> Result<Self, DescriptorError> {
-        let d: Self = toml::from_str(text).map_err(|source| DescriptorError::Toml { source })?;
+        let d: RawDescriptor = toml::from_str(text).map_err(|source| DescriptorError::Toml { source })?;
         let id = &d.buildpack.id;
         let ok = !id.is_empty()
             && id != "config"
@@ -115,10 +130,9 @@ impl BuildpackDescriptor {
         if !ok {
             return Err(DescriptorError::Id { id: id.clone() });
         }
-        if d.api != super::BUILDPACK_API {
-            return Err(DescriptorError::Api { id: id.clone(), api: d.api.clone() });
-        }
-        Ok(d)
+        let api =
+            ApiVersion::parse(&d.api).map_err(|source| DescriptorError::Api { id: id.clone(), source })?;
+        Ok(Self { api, buildpack: d.buildpack, targets: d.targets, order: d.order })
     }
 
     /// The id as a single path component: `/` becomes `_`, as the CNB lifecycle escapes it
@@ -154,14 +168,20 @@ mod tests {
         let bad_id = "api = \"0.10\"\n[buildpack]\nid = \"../x\"\nversion = \"1\"\n";
         assert!(matches!(BuildpackDescriptor::parse(bad_id), Err(DescriptorError::Id { .. })));
         let old = "api = \"0.2\"\n[buildpack]\nid = \"x\"\nversion = \"1\"\n";
-        assert!(matches!(BuildpackDescriptor::parse(old), Err(DescriptorError::Api { .. })));
+        let err = BuildpackDescriptor::parse(old).unwrap_err();
+        assert!(matches!(err, DescriptorError::Api { .. }));
+        assert!(std::error::Error::source(&err).unwrap().to_string().contains("0.7 to 0.12"));
+        let new = "api = \"0.12\"\n[buildpack]\nid = \"x\"\nversion = \"1\"\n";
+        assert_eq!(BuildpackDescriptor::parse(new).unwrap().api.to_string(), "0.12");
         assert!(matches!(BuildpackDescriptor::parse("api = 1"), Err(DescriptorError::Toml { .. })));
     }
 
     #[test]
     fn a_buildpack_with_an_order_is_composite() {
-        let text = "api = \"0.10\"\n[buildpack]\nid = \"x/meta\"\nversion = \"1\"\n\n[[order]]\n[[order.group]]\nid = \"x/a\"\nversion = \"1\"\n";
-        assert!(BuildpackDescriptor::parse(text).unwrap().is_composite());
+        let text = "api = \"0.10\"\n[buildpack]\nid = \"x/meta\"\nversion = \"1\"\n\n[[order]]\n[[order.group]]\nid = \"x/a\"\nversion = \"1\"\n[[order.group]]\nid = \"x/b\"\noptional = true\n";
+        let d = BuildpackDescriptor::parse(text).unwrap();
+        assert!(d.is_composite());
+        assert!(!d.order[0].group[0].optional && d.order[0].group[1].optional);
         let plain = "api = \"0.10\"\n[buildpack]\nid = \"x/a\"\nversion = \"1\"\n";
         assert!(!BuildpackDescriptor::parse(plain).unwrap().is_composite());
     }

@@ -1,9 +1,5 @@
 //! Detect: its exit codes, the build plan it writes, and the buildpack plan build receives.
-//!
-//! slipway resolves plans simply: every buildpack that passes detect runs (the group is
-//! treated as all-optional, in order), and each one's build receives the `[[requires]]` of its
-//! own build plan as `[[entries]]`. Matching requires against other buildpacks' provides, and
-//! `[[or]]` alternatives, are not implemented.
+//! [`super::resolve`] matches the plans of a group.
 
 use serde::{Deserialize, Serialize};
 
@@ -38,6 +34,28 @@ pub struct BuildPlan {
     /// What it requires.
     #[serde(default)]
     pub requires: Vec<PlanRequire>,
+    /// Alternatives tried, in order, when the first sections do not resolve.
+    #[serde(default)]
+    pub or: Vec<PlanSections>,
+}
+
+/// One alternative of a build plan: an `[[or]]` entry.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct PlanSections {
+    /// What it provides.
+    #[serde(default)]
+    pub provides: Vec<PlanProvide>,
+    /// What it requires.
+    #[serde(default)]
+    pub requires: Vec<PlanRequire>,
+}
+
+impl BuildPlan {
+    /// The alternatives in the order they are tried: the top-level sections, then each `[[or]]`.
+    pub fn options(&self) -> Vec<PlanSections> {
+        let first = PlanSections { provides: self.provides.clone(), requires: self.requires.clone() };
+        std::iter::once(first).chain(self.or.iter().cloned()).collect()
+    }
 }
 
 /// A `[[provides]]` entry.
@@ -77,11 +95,6 @@ impl BuildPlan {
     pub fn parse(text: &str) -> Result<Self, PlanError> {
         toml::from_str(text).map_err(|source| PlanError { source })
     }
-
-    /// The buildpack plan that this buildpack's build receives.
-    pub fn buildpack_plan(&self) -> BuildpackPlan {
-        BuildpackPlan { entries: self.requires.clone() }
-    }
 }
 
 impl BuildpackPlan {
@@ -104,12 +117,18 @@ mod tests {
     }
 
     #[test]
-    fn requires_become_plan_entries() {
-        let plan = BuildPlan::parse("[[provides]]\nname = \"procfile\"\n[[requires]]\nname = \"procfile\"\n")
-            .unwrap();
-        let bp = plan.buildpack_plan();
-        assert_eq!(bp.entries[0].name, "procfile");
-        assert_eq!(bp.to_toml(), "[[entries]]\nname = \"procfile\"\n");
+    fn a_plan_with_alternatives_lists_them_in_order() {
+        let plan = BuildPlan::parse(
+            "[[provides]]\nname = \"a\"\n[[requires]]\nname = \"a\"\n[requires.metadata]\nv = 1\n\
+             [[or]]\n[[or.provides]]\nname = \"b\"\n[[or.requires]]\nname = \"b\"\n",
+        )
+        .unwrap();
+        let options = plan.options();
+        assert_eq!(options.len(), 2);
+        assert_eq!(options[0].requires[0].metadata["v"].as_integer(), Some(1));
+        assert_eq!(options[1].provides[0].name, "b");
         assert_eq!(BuildPlan::parse("").unwrap(), BuildPlan::default());
+        let bp = BuildpackPlan { entries: options[1].requires.clone() };
+        assert_eq!(bp.to_toml(), "[[entries]]\nname = \"b\"\n");
     }
 }

@@ -141,6 +141,46 @@ pub fn open_nofollow(path: &Path) -> io::Result<std::fs::File> {
         .open(path)
 }
 
+/// Appends the listed `entries` of the buildpack at `dir` to `tar` under `prefix/`: links as
+/// links, files by their contents (a sparse file's holes are written as the zeros they read
+/// as, so every tar reader, Docker's included, takes it), opened without following a link
+/// swapped in since the listing. Modes keep only the execute and read bits.
+pub fn append_to_tar<W: io::Write>(
+    tar: &mut tar::Builder<W>,
+    prefix: &str,
+    dir: &Path,
+    entries: &[TreeEntry],
+) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    for entry in entries {
+        let mut header = tar::Header::new_gnu();
+        header.set_mtime(0);
+        match entry {
+            TreeEntry::Dir(rel) => {
+                header.set_entry_type(tar::EntryType::Directory);
+                header.set_mode(0o755);
+                header.set_size(0);
+                tar.append_data(&mut header, format!("{prefix}/{}/", rel.display()), io::empty())?;
+            }
+            TreeEntry::File(rel) => {
+                let mut file = open_nofollow(&dir.join(rel))?;
+                let meta = file.metadata()?;
+                header.set_entry_type(tar::EntryType::Regular);
+                header.set_mode(meta.permissions().mode() & 0o755);
+                header.set_size(meta.len());
+                tar.append_data(&mut header, format!("{prefix}/{}", rel.display()), &mut file)?;
+            }
+            TreeEntry::Link { path, target } => {
+                header.set_entry_type(tar::EntryType::Symlink);
+                header.set_mode(0o777);
+                header.set_size(0);
+                tar.append_link(&mut header, format!("{prefix}/{}", path.display()), target)?;
+            }
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -178,6 +218,60 @@ mod tests {
         let err = collect(&root, &["buildpack.toml", "bin", "lib"]).unwrap_err();
         assert!(matches!(&err, TreeError::LinkLeadsOut { path, .. } if path == Path::new("lib")), "{err}");
         assert!(err.to_string().contains("outside the buildpack"), "{err}");
+    }
+
+    #[test]
+    fn a_sparse_file_is_written_as_a_plain_file_with_its_holes_as_zeros() {
+        use std::io::{Read, Seek, SeekFrom, Write};
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("bp");
+        std::fs::create_dir_all(root.join("bin")).unwrap();
+        let mut f = std::fs::File::create(root.join("bin/build")).unwrap();
+        f.write_all(b"head").unwrap();
+        f.seek(SeekFrom::Start(4 << 20)).unwrap();
+        f.write_all(b"tail").unwrap();
+        drop(f);
+        let blocks =
+            std::os::unix::fs::MetadataExt::blocks(&std::fs::metadata(root.join("bin/build")).unwrap());
+        assert!(blocks < 1024, "the test file should be sparse ({blocks} blocks)");
+        let entries = collect(&root, &["bin"]).unwrap();
+        let mut tar = tar::Builder::new(Vec::new());
+        append_to_tar(&mut tar, "x_y", &root, &entries).unwrap();
+        let bytes = tar.into_inner().unwrap();
+        let mut archive = tar::Archive::new(bytes.as_slice());
+        let mut seen = Vec::new();
+        for e in archive.entries().unwrap() {
+            let mut e = e.unwrap();
+            let kind = e.header().entry_type();
+            assert!(matches!(kind, tar::EntryType::Regular | tar::EntryType::Directory), "{kind:?}");
+            seen.push(e.path().unwrap().display().to_string());
+            if kind == tar::EntryType::Regular {
+                let mut data = Vec::new();
+                e.read_to_end(&mut data).unwrap();
+                assert_eq!(data.len(), (4 << 20) + 4);
+                assert_eq!(&data[..4], b"head");
+                assert_eq!(&data[data.len() - 4..], b"tail");
+                assert!(data[4..data.len() - 4].iter().all(|&b| b == 0));
+            }
+        }
+        assert_eq!(seen, ["x_y/bin/", "x_y/bin/build"]);
+    }
+
+    #[test]
+    fn a_fifo_in_a_buildpack_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("bp");
+        std::fs::create_dir_all(root.join("bin")).unwrap();
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            root.join("bin/pipe"),
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o644),
+            0,
+        )
+        .unwrap();
+        let err = collect(&root, &["bin"]).unwrap_err();
+        assert!(matches!(&err, TreeError::Special { path, .. } if path == Path::new("bin/pipe")), "{err}");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! (with main.rs) that uses anyhow; it turns module errors into messages and exit codes.
 
 pub mod apps;
+pub mod buildpack_cmd;
 pub mod config_cmd;
 pub mod deploy;
 pub mod doctor_cmd;
@@ -84,6 +85,9 @@ pub enum Command {
     /// Kubernetes apps: print the manifests a deploy applies
     #[command(subcommand)]
     K8s(k8s::K8sCommand),
+    /// slipway's built-in buildpacks, for `pack build`: `buildpack package OUT`
+    #[command(subcommand)]
+    Buildpack(buildpack_cmd::BuildpackCommand),
     /// Internal: the supervisor of one release (started by deploy; not for people)
     #[command(hide = true, name = "__supervise")]
     Supervise(supervise_cmd::SuperviseArgs),
@@ -130,7 +134,11 @@ fn dispatch(home: &Home, command: Command) -> anyhow::Result<Exit> {
     // reconciles its own app under the app's lock, so that one is skipped here.
     match &command {
         // doctor reports on a machine as it is, even one whose state is broken.
-        Command::Supervise(_) | Command::Route(_) | Command::Local(_) | Command::Doctor(_) => {}
+        Command::Supervise(_)
+        | Command::Route(_)
+        | Command::Local(_)
+        | Command::Doctor(_)
+        | Command::Buildpack(_) => {}
         Command::Deploy(a) => crate::runtime::reconcile_all(home, Some(&a.app)),
         Command::Receive(a) => crate::runtime::reconcile_all(home, Some(&a.app)),
         Command::Rollback(a) => crate::runtime::reconcile_all(home, Some(&a.app)),
@@ -153,6 +161,7 @@ fn dispatch(home: &Home, command: Command) -> anyhow::Result<Exit> {
         Command::Stack(a) => stack::run(a),
         Command::Doctor(a) => doctor_cmd::run(home, &a),
         Command::K8s(c) => k8s::run(home, c),
+        Command::Buildpack(c) => buildpack_cmd::run(&c),
         Command::Supervise(a) => supervise_cmd::run(home, &a),
         Command::Receive(a) => receive::run(home, &a),
         Command::Route(a) => route_cmd::run(home, &a),

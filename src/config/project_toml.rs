@@ -1,4 +1,5 @@
-//! project.toml: Dash Enterprise's top-level keys and the CNB project descriptor v0.2, in one file.
+//! project.toml: Dash Enterprise's top-level keys and the CNB project descriptor (v0.2's
+//! `[_]` and `[io.buildpacks]`, and v0.1's `[project]` and `[build]`), in one file.
 //!
 //! Other tools extend this file too (<https://github.com/buildpacks/spec/blob/main/extensions/project-descriptor.md>),
 //! so an unknown key is a warning, not an error. We walk a `toml::Table` by hand rather than
@@ -27,9 +28,10 @@ pub struct ProjectToml {
     pub include: Vec<String>,
     /// Globs of files to leave out of the build.
     pub exclude: Vec<String>,
-    /// The buildpacks of `[[io.buildpacks.group]]`, in order.
+    /// The buildpacks of `[[io.buildpacks.group]]` (or v0.1 `[[build.buildpacks]]`), in order.
     pub buildpacks: Vec<BuildpackRef>,
-    /// Build-time environment from `[[io.buildpacks.build.env]]`, as (name, value), in order.
+    /// Build-time environment from `[[io.buildpacks.build.env]]` (or v0.1 `[[build.env]]`), as
+    /// (name, value), in order.
     pub build_env: Vec<(String, String)>,
     /// How long the predeploy script may run (`[io.slipway] predeploy-timeout`).
     pub predeploy_timeout: Option<Duration>,
@@ -85,6 +87,11 @@ pub enum ProjectTomlError {
         "project.toml: io.buildpacks: set \"include\" or \"exclude\", not both (the CNB project descriptor allows only one)"
     )]
     IncludeAndExclude,
+    /// Buildpacks in both `[[io.buildpacks.group]]` and v0.1's `[[build.buildpacks]]`.
+    #[error(
+        "project.toml: buildpacks are listed in both [[io.buildpacks.group]] and [[build.buildpacks]]: keep one list"
+    )]
+    TwoGroups,
     /// A buildpack with neither `id` nor `uri`.
     #[error("project.toml: {path}: set \"id\" or \"uri\" to say which buildpack to use")]
     UnnamedBuildpack { path: String },
@@ -123,6 +130,16 @@ pub fn parse(text: &str) -> Result<Parsed> {
     if let Some(descriptor) = root.table("_")? {
         project.schema_version = read_descriptor(descriptor, &mut warnings)?;
     }
+    // Project descriptor v0.1: `[project]` describes, `[build]` is v0.2's `[io.buildpacks]`.
+    if let Some(v01) = root.table("project")? {
+        read_descriptor(v01, &mut warnings)?;
+    }
+    if let Some(mut build) = root.table("build")? {
+        read_build_inputs(&mut build, "buildpacks", &mut project, &mut warnings)?;
+        read_env(&mut build, "env", &mut project, &mut warnings)?;
+        build.finish(&mut warnings);
+    }
+    root.table("metadata")?;
     if let Some(mut io) = root.table("io")? {
         if let Some(buildpacks) = io.table("buildpacks")? {
             read_buildpacks(buildpacks, &mut project, &mut warnings)?;
@@ -165,29 +182,16 @@ fn read_buildpacks(
     warnings: &mut Vec<String>,
 ) -> Result<()> {
     project.builder = section.string("builder")?;
-    project.include = section.strings("include")?;
-    project.exclude = section.strings("exclude")?;
-    if !project.include.is_empty() && !project.exclude.is_empty() {
-        return Err(ProjectTomlError::IncludeAndExclude);
-    }
-    project.buildpacks = read_group(&mut section, warnings)?;
+    read_build_inputs(&mut section, "group", project, warnings)?;
     if let Some(mut build) = section.table("build")? {
-        for mut var in build.tables("env")? {
-            let name = var.required_string("name")?;
-            if name.is_empty() || name.contains(['=', '\0']) {
-                return Err(ProjectTomlError::EnvName { path: var.key_path("name"), name });
-            }
-            let value = var.required_string("value")?;
-            var.finish(warnings);
-            project.build_env.push((name, value));
-        }
+        read_env(&mut build, "env", project, warnings)?;
         build.finish(warnings);
     }
     // Pre- and post-buildpacks wrap the detected group; we check them so that typos still fail,
     // but the build does not run them yet, and saying so beats a silent difference.
     for phase in ["pre", "post"] {
         if let Some(mut wrap) = section.table(phase)? {
-            if !read_group(&mut wrap, warnings)?.is_empty() {
+            if !read_group(&mut wrap, "group", warnings)?.is_empty() {
                 warnings.push(format!(
                     "project.toml: io.buildpacks.{phase}.group is not supported yet and is ignored"
                 ));
@@ -199,10 +203,50 @@ fn read_buildpacks(
     Ok(())
 }
 
-/// Reads the `group` array of tables of `section`.
-fn read_group(section: &mut Section, warnings: &mut Vec<String>) -> Result<Vec<BuildpackRef>> {
+/// Reads `include`, `exclude` and the buildpacks (`group_key`) of `[io.buildpacks]` or v0.1's
+/// `[build]`, adding to what the other one set.
+fn read_build_inputs(
+    section: &mut Section,
+    group_key: &str,
+    project: &mut ProjectToml,
+    warnings: &mut Vec<String>,
+) -> Result<()> {
+    project.include.extend(section.strings("include")?);
+    project.exclude.extend(section.strings("exclude")?);
+    if !project.include.is_empty() && !project.exclude.is_empty() {
+        return Err(ProjectTomlError::IncludeAndExclude);
+    }
+    let group = read_group(section, group_key, warnings)?;
+    if !group.is_empty() && !project.buildpacks.is_empty() {
+        return Err(ProjectTomlError::TwoGroups);
+    }
+    project.buildpacks.extend(group);
+    Ok(())
+}
+
+/// Reads an array of `{ name, value }` tables into the build environment.
+fn read_env(
+    section: &mut Section,
+    key: &str,
+    project: &mut ProjectToml,
+    warnings: &mut Vec<String>,
+) -> Result<()> {
+    for mut var in section.tables(key)? {
+        let name = var.required_string("name")?;
+        if name.is_empty() || name.contains(['=', '\0', '/']) || name == "." || name == ".." {
+            return Err(ProjectTomlError::EnvName { path: var.key_path("name"), name });
+        }
+        let value = var.required_string("value")?;
+        var.finish(warnings);
+        project.build_env.push((name, value));
+    }
+    Ok(())
+}
+
+/// Reads the `key` array of tables of `section` as buildpack references.
+fn read_group(section: &mut Section, key: &str, warnings: &mut Vec<String>) -> Result<Vec<BuildpackRef>> {
     let mut refs = Vec::new();
-    for mut entry in section.tables("group")? {
+    for mut entry in section.tables(key)? {
         let buildpack = BuildpackRef {
             id: entry.string("id")?,
             version: entry.string("version")?,
@@ -380,6 +424,46 @@ mod tests {
     }
 
     #[test]
+    fn a_v0_1_descriptor_sets_the_build_too() {
+        let parsed = ok(r#"
+[project]
+id = "io.example.app"
+name = "Example"
+version = "1"
+
+[build]
+exclude = ["*.log"]
+
+[[build.buildpacks]]
+id = "example/a"
+version = "1.0"
+
+[[build.buildpacks]]
+uri = "bp/b"
+
+[[build.env]]
+name = "GREETING"
+value = "hi"
+
+[metadata]
+anything = 1
+"#);
+        assert!(parsed.warnings.is_empty(), "{:?}", parsed.warnings);
+        assert_eq!(parsed.project.exclude, ["*.log"]);
+        assert_eq!(
+            parsed.project.buildpacks,
+            [bp(Some("example/a"), Some("1.0"), None), bp(None, None, Some("bp/b"))]
+        );
+        assert_eq!(parsed.project.build_env, [("GREETING".to_owned(), "hi".to_owned())]);
+        let both = "[[build.buildpacks]]\nid = \"a\"\n[[io.buildpacks.group]]\nid = \"b\"\n";
+        assert_eq!(parse(both).unwrap_err(), ProjectTomlError::TwoGroups);
+        let mixed = "[build]\ninclude = [\"a\"]\n[io.buildpacks]\nexclude = [\"b\"]\n";
+        assert_eq!(parse(mixed).unwrap_err(), ProjectTomlError::IncludeAndExclude);
+        let bad = "[[build.env]]\nname = \"a/b\"\nvalue = \"x\"\n";
+        assert!(matches!(parse(bad).unwrap_err(), ProjectTomlError::EnvName { .. }));
+    }
+
+    #[test]
     fn an_empty_file_is_all_defaults() {
         assert_eq!(ok(""), Parsed::default());
         assert_eq!(ok("# nothing here\n"), Parsed::default());
@@ -506,7 +590,7 @@ builder = "v0.1 style"
         let expected = [
             "_.licenses[0].url",
             "_.nmae",
-            "build",
+            "build.builder",
             "colour",
             "io.buildpacks.build.env[0].secret",
             "io.buildpacks.bulid",

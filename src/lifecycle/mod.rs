@@ -168,6 +168,27 @@ pub enum LifecycleError<E: std::error::Error + 'static> {
         /// The last output lines.
         tail: Box<Tail>,
     },
+    /// No order group passed detection and plan resolution; a required buildpack that failed
+    /// detect is named with its output.
+    #[error(
+        "building {} {}: no buildpack group passed detection:\n{reasons}{}",
+        build.app, build.release,
+        tail.as_ref().map(|t| format!("its last output:\n{t}")).unwrap_or_default()
+    )]
+    NoGroup {
+        /// The build.
+        build: BuildFor,
+        /// Why each group failed, one line each.
+        reasons: String,
+        /// The detect output of the first required buildpack that failed, if one did.
+        tail: Option<Box<Tail>>,
+    },
+    /// The buildpack order cannot be expanded (a composite names itself).
+    #[error(transparent)]
+    Order(#[from] crate::buildpack::order::OrderError),
+    /// A build.toml was refused.
+    #[error(transparent)]
+    BuildToml(Box<crate::buildpack::resolve::BuildTomlError>),
     /// A build plan was refused.
     #[error("buildpack {buildpack}")]
     Plan {
@@ -231,8 +252,9 @@ impl Buildpack {
             .map_err(|source| LifecycleError::ReadDescriptor { path, source })?;
         let descriptor = BuildpackDescriptor::parse(&text)
             .map_err(|source| LifecycleError::Descriptor { dir: dir.to_owned(), source })?;
-        // Without bin/ the phases would fail as a raw exec error.
-        if descriptor.is_composite() || !dir.join("bin").is_dir() {
+        // A composite only names others; anything else needs bin/, without which the phases
+        // would fail as a raw exec error.
+        if descriptor.is_composite() == dir.join("bin").is_dir() {
             let id = descriptor.buildpack.id.clone();
             return Err(LifecycleError::Descriptor {
                 dir: dir.to_owned(),

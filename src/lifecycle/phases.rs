@@ -3,16 +3,36 @@
 //! buildpack contract they follow is [`crate::buildpack`].
 
 use super::{Buildpack, LifecycleDirs, PhaseCommand};
-use crate::buildpack::detect::{BuildPlan, BuildpackPlan};
-use crate::buildpack::env::{BuildTarget, LAYER_ENV_SH};
+use crate::buildpack::env::{BuildTarget, LAYER_ENV_SH, PhaseBuildpack};
+use crate::buildpack::order::{self, Group, GroupMember, OrderError};
 
-/// The order groups detection tries, first to last; the first group that passes is used.
-/// slipway has one group today: every buildpack, each optional, in order.
-pub fn groups(buildpacks: &[Buildpack]) -> Vec<Vec<&Buildpack>> {
-    vec![buildpacks.iter().collect()]
+/// The order groups detection tries, first to last, composites replaced by their groups
+/// ([`order::flatten`]). The top-level group is every buildpack that no composite names, in
+/// order: those the user or the operator named are required, as `pack build --buildpack`
+/// makes them, and the built-in ones optional (they apply when they detect).
+pub fn groups(buildpacks: &[Buildpack]) -> Result<Vec<Group>, OrderError> {
+    let named_by_composite = |id: &str| {
+        buildpacks.iter().any(|b| b.descriptor.order.iter().any(|o| o.group.iter().any(|e| e.id == id)))
+    };
+    let top: Group = buildpacks
+        .iter()
+        .filter(|b| !named_by_composite(&b.descriptor.buildpack.id))
+        .map(|b| GroupMember {
+            id: b.descriptor.buildpack.id.clone(),
+            version: Some(b.descriptor.buildpack.version.clone()),
+            optional: crate::buildpacks::builtins().iter().any(|e| e.id == b.descriptor.buildpack.id),
+        })
+        .collect();
+    let composite = |id: &str| {
+        let b = buildpacks.iter().find(|b| b.descriptor.buildpack.id == id)?;
+        b.descriptor.is_composite().then(|| {
+            b.descriptor.order.iter().map(|o| o.group.iter().map(GroupMember::from).collect()).collect()
+        })
+    };
+    order::flatten(&[top], &composite)
 }
 
-/// `bin/detect` of `bp`, writing its build plan to `plan_path`.
+/// `bin/detect PLATFORM_DIR PLAN_PATH` of `bp`, with the `CNB_*` variables of its API.
 pub fn detect_command(
     dirs: &LifecycleDirs,
     bp: &Buildpack,
@@ -20,11 +40,9 @@ pub fn detect_command(
     target: &BuildTarget,
 ) -> PhaseCommand {
     let id = bp.descriptor.escaped_id();
-    PhaseCommand {
-        argv: vec![format!("{}/bin/detect", dirs.build.buildpack_dir(&id))],
-        env: dirs.build.detect_env(&id, plan_path, target),
-        cwd: dirs.build.app.clone(),
-    }
+    let phase_bp = PhaseBuildpack { escaped_id: &id, api: bp.descriptor.api };
+    let cmd = dirs.build.detect_command(&phase_bp, plan_path, target);
+    PhaseCommand { argv: cmd.argv, env: cmd.env, cwd: dirs.build.app.clone() }
 }
 
 /// Where detect of `bp` writes its build plan.
@@ -37,13 +55,8 @@ pub fn bp_plan_path(dirs: &LifecycleDirs, bp: &Buildpack) -> String {
     format!("{}/{}/bp-plan.toml", dirs.scratch, bp.descriptor.escaped_id())
 }
 
-/// The buildpack plans of a group that passed detection, one per buildpack, in order.
-pub fn resolve_plans(group: &[(&Buildpack, BuildPlan)]) -> Vec<BuildpackPlan> {
-    group.iter().map(|(_, plan)| plan.buildpack_plan()).collect()
-}
-
-/// `bin/build` of `bp`, with the `build_layers` (absolute directories of earlier buildpacks'
-/// `build = true` layers) set up in its environment first.
+/// `bin/build LAYERS_DIR PLATFORM_DIR PLAN_PATH` of `bp`, with the `build_layers` (absolute
+/// directories of earlier buildpacks' `build = true` layers) set up in its environment first.
 pub fn build_command(
     dirs: &LifecycleDirs,
     bp: &Buildpack,
@@ -51,21 +64,20 @@ pub fn build_command(
     target: &BuildTarget,
 ) -> PhaseCommand {
     let id = bp.descriptor.escaped_id();
+    let phase_bp = PhaseBuildpack { escaped_id: &id, api: bp.descriptor.api };
+    let cmd = dirs.build.build_command(&phase_bp, &bp_plan_path(dirs, bp), target);
     let mut argv = vec![
         "bash".to_owned(),
         "-c".to_owned(),
         format!(
-            "{LAYER_ENV_SH}build=$1; shift; for l in \"$@\"; do slipway_layer_env \"$l\" build; done; exec \"$build\""
+            "{LAYER_ENV_SH}n=$1; shift; for l in \"${{@:1:n}}\"; do slipway_layer_env \"$l\" build; done; shift \"$n\"; exec \"$@\""
         ),
         "slipway-lifecycle".to_owned(),
-        format!("{}/bin/build", dirs.build.buildpack_dir(&id)),
+        build_layers.len().to_string(),
     ];
     argv.extend(build_layers.iter().cloned());
-    PhaseCommand {
-        argv,
-        env: dirs.build.build_env(&id, &bp_plan_path(dirs, bp), target),
-        cwd: dirs.build.app.clone(),
-    }
+    argv.extend(cmd.argv);
+    PhaseCommand { argv, env: cmd.env, cwd: dirs.build.app.clone() }
 }
 
 #[cfg(test)]
@@ -82,21 +94,60 @@ mod tests {
         let bp = procfile_bp();
         let t = BuildTarget::host_debian12();
         let d = detect_command(&dirs, &bp, &plan_path(&dirs, &bp), &t);
-        assert_eq!(d.argv, ["/cnb/buildpacks/slipway_procfile/bin/detect"]);
+        assert_eq!(
+            d.argv,
+            [
+                "/cnb/buildpacks/slipway_procfile/bin/detect",
+                "/platform",
+                "/tmp/cnb/slipway_procfile/plan.toml"
+            ]
+        );
         assert_eq!(d.cwd, "/workspace");
         assert!(d.env.contains(&"CNB_BUILD_PLAN_PATH=/tmp/cnb/slipway_procfile/plan.toml".to_owned()));
         let b = build_command(&dirs, &bp, &["/layers/x/tools".into()], &t);
-        assert_eq!(b.argv[4], "/cnb/buildpacks/slipway_procfile/bin/build");
+        assert_eq!(b.argv[4], "1");
         assert_eq!(b.argv[5], "/layers/x/tools");
+        assert_eq!(
+            b.argv[6..],
+            [
+                "/cnb/buildpacks/slipway_procfile/bin/build",
+                "/layers/slipway_procfile",
+                "/platform",
+                "/tmp/cnb/slipway_procfile/bp-plan.toml"
+            ]
+        );
+        // The wrapper sets up the layer, then runs build with exactly its positional arguments.
+        let out = std::process::Command::new("bash")
+            .args(&b.argv[1..5])
+            .args([std::env::temp_dir().to_str().unwrap(), "printf", "%s|", "a b", "c"])
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "a b|c|");
         assert!(b.env.contains(&"CNB_BP_PLAN_PATH=/tmp/cnb/slipway_procfile/bp-plan.toml".to_owned()));
         assert!(b.env.contains(&"CNB_LAYERS_DIR=/layers/slipway_procfile".to_owned()));
     }
 
+    fn bp(text: &str) -> Buildpack {
+        let descriptor = crate::buildpack::descriptor::BuildpackDescriptor::parse(text).unwrap();
+        Buildpack { dir: "/nowhere".into(), descriptor }
+    }
+
     #[test]
-    fn one_group_of_every_buildpack_in_order() {
-        let bps = [procfile_bp(), procfile_bp()];
-        let g = groups(&bps);
-        assert_eq!(g.len(), 1);
-        assert_eq!(g[0].len(), 2);
+    fn named_buildpacks_are_required_builtins_optional_and_composites_expand() {
+        let meta = bp("api = \"0.11\"\n[buildpack]\nid = \"x/meta\"\nversion = \"1\"\n\
+                       [[order]]\n[[order.group]]\nid = \"x/a\"\n[[order.group]]\nid = \"x/b\"\noptional = true\n\
+                       [[order]]\n[[order.group]]\nid = \"x/b\"\n");
+        let a = bp("api = \"0.7\"\n[buildpack]\nid = \"x/a\"\nversion = \"1\"\n");
+        let b = bp("api = \"0.12\"\n[buildpack]\nid = \"x/b\"\nversion = \"1\"\n");
+        let g = groups(&[meta, a, b, procfile_bp()]).unwrap();
+        let shown: Vec<Vec<(&str, bool)>> =
+            g.iter().map(|g| g.iter().map(|m| (m.id.as_str(), m.optional)).collect()).collect();
+        assert_eq!(
+            shown,
+            [
+                vec![("x/a", false), ("x/b", true), ("slipway/procfile", true)],
+                vec![("x/b", false), ("slipway/procfile", true)]
+            ]
+        );
     }
 }

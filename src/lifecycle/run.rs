@@ -1,14 +1,17 @@
 //! The lifecycle's sequence, written once for every runtime: detect, restore, build, export.
 
+use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::time::Instant;
 
 use super::phases::{self, bp_plan_path, build_command, detect_command, plan_path};
 use super::steps::{BuiltLayer, export_script, restore_script};
-use super::{BuildFor, Buildpack, Executor, LifecycleError, LineSink, PhaseResult};
+use super::{BuildFor, Buildpack, Executor, LifecycleError, LineSink, PhaseResult, Tail};
 use crate::buildpack::detect::{BuildPlan, DetectOutcome};
 use crate::buildpack::env::BuildTarget;
 use crate::buildpack::launch::LaunchToml;
 use crate::buildpack::layer::LayerToml;
+use crate::buildpack::resolve::{self, BuildToml, Detected, GroupFailure, Resolved};
 
 /// What a build left: its layers and processes, for the runtime to launch from.
 #[derive(Debug, Clone, Default)]
@@ -50,21 +53,21 @@ pub async fn run<E: Executor>(
     ));
 
     let t = Instant::now();
-    let group = cx.detect(buildpacks, output).await?;
-    let ids: Vec<&str> = group.iter().map(|(bp, _)| bp.descriptor.buildpack.id.as_str()).collect();
+    let (group, mut resolved) = cx.detect(buildpacks, output).await?;
+    let ids: Vec<&str> = group.iter().map(|bp| bp.descriptor.buildpack.id.as_str()).collect();
     output(&format!("[lifecycle] detect: {} ({:.1}s)", ids.join(", "), t.elapsed().as_secs_f64()));
 
     let t = Instant::now();
-    let escaped: Vec<String> = group.iter().map(|(bp, _)| bp.descriptor.escaped_id()).collect();
+    let escaped: Vec<String> = group.iter().map(|bp| bp.descriptor.escaped_id()).collect();
     cx.step("restore", &restore_script(dirs, &escaped)).await?;
     output(&format!("[lifecycle] restore: cached layers back ({:.1}s)", t.elapsed().as_secs_f64()));
 
     let t = Instant::now();
-    let plans = phases::resolve_plans(&group);
     let mut layers: Vec<BuiltLayer> = Vec::new();
     let mut launches = Vec::new();
-    for ((bp, _), plan) in group.iter().zip(plans) {
+    for bp in &group {
         let id = bp.descriptor.escaped_id();
+        let plan = resolved.buildpack_plan(&bp.descriptor.buildpack.id);
         let build_layers: Vec<String> =
             layers.iter().filter(|l| l.types.build).map(|l| layer_dir(exec, l)).collect();
         cx.write_file(&bp_plan_path(dirs, bp), &plan.to_toml()).await?;
@@ -74,9 +77,22 @@ pub async fn run<E: Executor>(
             return Err(cx.phase("build", &bp.descriptor.buildpack.id, r));
         }
         layers.extend(cx.read_layers(&bp.descriptor.buildpack.id, &id).await?);
+        // What this buildpack left unmet ([[unmet]]) goes on to the next provider of it.
+        let build_path = format!("{}/build.toml", dirs.build.layers_dir(&id));
+        let unmet = match cx.read_file(&build_path).await? {
+            Some(text) => BuildToml::parse(&bp.descriptor.buildpack.id, &text, &plan)
+                .map_err(|e| LifecycleError::BuildToml(Box::new(e)))?
+                .unmet_names(),
+            None => Vec::new(),
+        };
+        resolved.after_build(&bp.descriptor.buildpack.id, &unmet);
         let launch_path = format!("{}/launch.toml", dirs.build.layers_dir(&id));
         if let Some(text) = cx.read_file(&launch_path).await? {
-            launches.push(LaunchToml::parse(&bp.descriptor.buildpack.id, &text)?);
+            let launch = LaunchToml::parse(&bp.descriptor.buildpack.id, bp.descriptor.api, &text)?;
+            for note in &launch.notes {
+                output(&format!("[lifecycle] note: {note}"));
+            }
+            launches.push(launch);
         }
     }
     output(&format!("[lifecycle] build: {} layer(s) ({:.1}s)", layers.len(), t.elapsed().as_secs_f64()));
@@ -92,6 +108,10 @@ pub async fn run<E: Executor>(
         t.elapsed().as_secs_f64()
     ));
     Ok(Built { group: escaped, layers, launch, launch_layers })
+}
+
+fn group_ids(group: &[crate::buildpack::order::GroupMember]) -> String {
+    group.iter().map(|m| m.id.as_str()).collect::<Vec<_>>().join(", ")
 }
 
 fn layer_dir<E: Executor>(exec: &E, l: &BuiltLayer) -> String {
@@ -113,56 +133,101 @@ impl<E: Executor> Ctx<'_, E> {
         }
     }
 
-    /// Tries the groups in order; the first in which a buildpack passes is used.
+    /// Tries the order groups in order ([`phases::groups`]); the first that passes detection
+    /// and plan resolution ([`resolve::resolve`]) is used. Each buildpack's detect runs once.
     async fn detect<'b>(
         &self,
         buildpacks: &'b [Buildpack],
         output: LineSink<'_>,
-    ) -> Result<Vec<(&'b Buildpack, BuildPlan)>, E> {
-        for group in phases::groups(buildpacks) {
-            let passed = self.detect_group(&group, output).await?;
-            if !passed.is_empty() {
-                return Ok(passed);
+    ) -> Result<(Vec<&'b Buildpack>, Resolved), E> {
+        let groups = phases::groups(buildpacks)?;
+        let mut runs: HashMap<String, (Detected, Tail)> = HashMap::new();
+        let mut reasons = String::new();
+        let mut failed_tail: Option<Box<Tail>> = None;
+        let mut all_empty = true;
+        'groups: for group in &groups {
+            let mut detected = Vec::new();
+            for member in group {
+                let Some(bp) = buildpacks.iter().find(|b| b.descriptor.buildpack.id == member.id) else {
+                    all_empty = false;
+                    let _ = writeln!(
+                        reasons,
+                        "  - {}: a composite names buildpack {}, which is not given: add it with --buildpack",
+                        group_ids(group),
+                        member.id
+                    );
+                    continue 'groups;
+                };
+                if !runs.contains_key(&member.id) {
+                    let run = self.detect_one(bp, output).await?;
+                    runs.insert(member.id.clone(), run);
+                }
+                let (d, _) = &runs[&member.id];
+                detected.push(Detected { optional: member.optional, ..d.clone() });
+            }
+            match resolve::resolve(&detected) {
+                Ok(resolved) => {
+                    let chosen = resolved
+                        .group
+                        .iter()
+                        .filter_map(|id| buildpacks.iter().find(|b| &b.descriptor.buildpack.id == id))
+                        .collect();
+                    return Ok((chosen, resolved));
+                }
+                Err(failure) => {
+                    all_empty &= failure == GroupFailure::Empty;
+                    if let GroupFailure::Failed { id } | GroupFailure::Errored { id, .. } = &failure
+                        && failed_tail.is_none()
+                    {
+                        failed_tail = runs.get(id).map(|(_, tail)| Box::new(tail.clone()));
+                    }
+                    let _ = writeln!(reasons, "  - {}: {failure}", group_ids(group));
+                }
             }
         }
-        let tried = buildpacks.iter().map(|b| b.descriptor.buildpack.id.clone()).collect::<Vec<_>>();
-        Err(LifecycleError::NothingDetected { build: self.build.clone(), tried: tried.join(", ") })
+        if all_empty {
+            let tried = buildpacks.iter().map(|b| b.descriptor.buildpack.id.clone()).collect::<Vec<_>>();
+            return Err(LifecycleError::NothingDetected {
+                build: self.build.clone(),
+                tried: tried.join(", "),
+            });
+        }
+        Err(LifecycleError::NoGroup { build: self.build.clone(), reasons, tail: failed_tail })
     }
 
-    /// Detect of one group, every member optional: those that pass, with their plans.
-    async fn detect_group<'b>(
-        &self,
-        group: &[&'b Buildpack],
-        output: LineSink<'_>,
-    ) -> Result<Vec<(&'b Buildpack, BuildPlan)>, E> {
+    /// Runs detect of one buildpack: its outcome, plan and last output.
+    async fn detect_one(&self, bp: &Buildpack, output: LineSink<'_>) -> Result<(Detected, Tail), E> {
+        let id = bp.descriptor.buildpack.id.clone();
+        let mut d = Detected {
+            id: id.clone(),
+            optional: true,
+            outcome: DetectOutcome::Fail,
+            plan: BuildPlan::default(),
+        };
+        if !bp.descriptor.supports(&self.target.os, &self.target.arch) {
+            output(&format!("[lifecycle] detect: {id} skipped: no matching [[targets]]"));
+            return Ok((d, Tail::default()));
+        }
+        if bp.descriptor.is_composite() {
+            return Ok((d, Tail::default()));
+        }
         let dirs = self.exec.dirs();
-        let mut passed = Vec::new();
-        for &bp in group {
-            if !bp.descriptor.supports(&self.target.os, &self.target.arch) {
-                output(&format!(
-                    "[lifecycle] detect: {} skipped: no matching [[targets]]",
-                    bp.descriptor.buildpack.id
-                ));
-                continue;
+        let plan_path = plan_path(dirs, bp);
+        let cmd = detect_command(dirs, bp, &plan_path, self.target);
+        let r = self.exec.run_phase(&cmd, &mut *output).await.map_err(|e| self.exec_err("run detect", e))?;
+        d.outcome = DetectOutcome::from_exit_code(r.code);
+        match d.outcome {
+            DetectOutcome::Pass => {
+                let text = self.read_file(&plan_path).await?.unwrap_or_default();
+                d.plan = BuildPlan::parse(&text)
+                    .map_err(|source| LifecycleError::Plan { buildpack: id.clone(), source })?;
             }
-            let plan_path = plan_path(dirs, bp);
-            let cmd = detect_command(dirs, bp, &plan_path, self.target);
-            let r =
-                self.exec.run_phase(&cmd, &mut *output).await.map_err(|e| self.exec_err("run detect", e))?;
-            match DetectOutcome::from_exit_code(r.code) {
-                DetectOutcome::Pass => {
-                    let text = self.read_file(&plan_path).await?.unwrap_or_default();
-                    let plan = BuildPlan::parse(&text).map_err(|source| LifecycleError::Plan {
-                        buildpack: bp.descriptor.buildpack.id.clone(),
-                        source,
-                    })?;
-                    passed.push((bp, plan));
-                }
-                DetectOutcome::Fail => {}
-                DetectOutcome::Error(_) => return Err(self.phase("detect", &bp.descriptor.buildpack.id, r)),
+            DetectOutcome::Fail => {}
+            DetectOutcome::Error(code) => {
+                output(&format!("[lifecycle] detect: {id} failed with exit code {code}"));
             }
         }
-        Ok(passed)
+        Ok((d, r.tail))
     }
 
     async fn step(&self, phase: &'static str, script: &str) -> Result<(), E> {

@@ -27,10 +27,13 @@ pub struct BuiltLayer {
 pub fn export_script(dirs: &LifecycleDirs, built: &[String], layers: &[BuiltLayer]) -> String {
     let mut s = String::from("set -eu\n");
     for bp in built {
+        // store.toml is the buildpack's own memory between builds (Buildpack API 0.10):
+        // saved with its cache, brought back by restore.
         s.push_str(&format!(
-            "rm -rf {c}\ninstall -d{o} {c}\n",
+            "rm -rf {c}\ninstall -d{o} {c}\nif [ -f {st} ]; then cp -a {st} {c}/; fi\n",
             c = q(&format!("{}/{bp}", dirs.cache)),
-            o = owner_flags(dirs)
+            o = owner_flags(dirs),
+            st = q(&format!("{}/store.toml", dirs.build.layers_dir(bp)))
         ));
     }
     for l in layers {

@@ -279,7 +279,7 @@ impl Executor for ContainerExecutor<'_> {
         }
         exec::upload(self.docker, &self.name, &self.dirs.build.buildpacks, move |tar| {
             for (id, dir, entries) in &trees {
-                append_tree(tar, id, dir, entries)?;
+                crate::buildpack::tree::append_to_tar(tar, id, dir, entries)?;
             }
             Ok(())
         })
@@ -316,44 +316,4 @@ impl Executor for ContainerExecutor<'_> {
         let spec = ExecSpec { cmd: argv, env: vec![], user: CONTAINER_USER.into(), workdir: "/".into() };
         self.exec(&spec, ExecOutput::Capture, "read build results").await
     }
-}
-
-/// Appends a buildpack's listed entries under `id/`: links as links, files opened without
-/// following a link swapped in since the listing.
-fn append_tree<W: std::io::Write>(
-    tar: &mut tar::Builder<W>,
-    id: &str,
-    dir: &std::path::Path,
-    entries: &[crate::buildpack::tree::TreeEntry],
-) -> std::io::Result<()> {
-    use crate::buildpack::tree::{TreeEntry, open_nofollow};
-    use std::os::unix::fs::PermissionsExt;
-    for entry in entries {
-        match entry {
-            TreeEntry::Dir(rel) => {
-                let mut header = tar::Header::new_gnu();
-                header.set_entry_type(tar::EntryType::Directory);
-                header.set_mode(0o755);
-                header.set_size(0);
-                tar.append_data(&mut header, format!("{id}/{}/", rel.display()), std::io::empty())?;
-            }
-            TreeEntry::File(rel) => {
-                let mut file = open_nofollow(&dir.join(rel))?;
-                let meta = file.metadata()?;
-                let mut header = tar::Header::new_gnu();
-                header.set_entry_type(tar::EntryType::Regular);
-                header.set_mode(meta.permissions().mode() & 0o755);
-                header.set_size(meta.len());
-                tar.append_data(&mut header, format!("{id}/{}", rel.display()), &mut file)?;
-            }
-            TreeEntry::Link { path, target } => {
-                let mut header = tar::Header::new_gnu();
-                header.set_entry_type(tar::EntryType::Symlink);
-                header.set_mode(0o777);
-                header.set_size(0);
-                tar.append_link(&mut header, format!("{id}/{}", path.display()), target)?;
-            }
-        }
-    }
-    Ok(())
 }

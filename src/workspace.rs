@@ -122,13 +122,17 @@ pub fn create(home: &Home, app: &AppName) -> Result<Created, WorkspaceError> {
                 user.chown_tree(&clone_dir).map_err(io(&clone_dir))?;
             }
         }
-        RuntimeKind::Docker => docker::workspace::give_to_container_user(&staging).map_err(io(&staging))?,
+        RuntimeKind::Docker | RuntimeKind::Swarm => {
+            docker::workspace::give_to_container_user(&staging).map_err(io(&staging))?;
+        }
     }
     let app_fd = tree::open(home.root(), paths.dir())?;
     tree::rename(&staging_fd, name, &app_fd, name, &ws)?;
     let mount_attached = match record.runtime {
         RuntimeKind::Local => attach(home, &paths)?,
         RuntimeKind::Docker => container(home)?.workspace_up(&record, &ws.join("app"))?,
+        // The mount lives on the swarm's shared filesystem, not on this machine.
+        RuntimeKind::Swarm => false,
     };
     Ok(Created::New(WorkspaceInfo { path: ws.join("app"), commit: release.commit, mount_attached }))
 }

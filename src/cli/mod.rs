@@ -2,6 +2,7 @@
 //! (with main.rs) that uses anyhow; it turns module errors into messages and exit codes.
 
 pub mod apps;
+pub mod cluster;
 pub mod config_cmd;
 pub mod deploy;
 pub mod doctor_cmd;
@@ -78,6 +79,8 @@ pub enum Command {
     Local(local::LocalArgs),
     /// The Docker runtime's base image: `stack import` makes it offline
     Stack(stack::StackArgs),
+    /// The registry and swarm manager of `--runtime swarm` apps
+    Cluster(cluster::ClusterArgs),
     /// Check what this machine lets slipway do, and say how to fix the rest
     Doctor(doctor_cmd::DoctorArgs),
     /// Internal: the supervisor of one release (started by deploy; not for people)
@@ -147,6 +150,7 @@ fn dispatch(home: &Home, command: Command) -> anyhow::Result<Exit> {
         Command::Workspace(c) => workspace::run(home, c),
         Command::Local(a) => local::run(&a),
         Command::Stack(a) => stack::run(a),
+        Command::Cluster(a) => cluster::run(home, a),
         Command::Doctor(a) => doctor_cmd::run(home, &a),
         Command::Supervise(a) => supervise_cmd::run(home, &a),
         Command::Receive(a) => receive::run(home, &a),

@@ -110,6 +110,8 @@ impl Target {
                 let found = match view.runtime {
                     RuntimeKind::Local => self.local_ports(release),
                     RuntimeKind::Docker => self.docker_ports(release),
+                    // Web is published on the swarm's nodes, not on this machine.
+                    RuntimeKind::Swarm => None,
                 };
                 // Until the instances are known (a status not yet written, the engine not yet
                 // asked), the record's web port: web.1, which the switch checked.

@@ -3,6 +3,7 @@
 
 pub mod docker;
 pub mod local;
+pub mod swarm;
 mod reconcile;
 
 use std::time::Duration;
@@ -23,6 +24,8 @@ pub enum RuntimeError {
     Local(#[from] local::LocalError),
     #[error(transparent)]
     Docker(Box<docker::DockerError>),
+    #[error(transparent)]
+    Swarm(Box<swarm::SwarmError>),
 }
 
 impl From<docker::DockerError> for RuntimeError {
@@ -114,6 +117,7 @@ pub struct ProcessReport {
 pub enum AnyRuntime {
     Local(local::LocalRuntime),
     Docker(Box<docker::DockerRuntime>),
+    Swarm(Box<swarm::SwarmRuntime>),
 }
 
 impl AnyRuntime {
@@ -122,6 +126,7 @@ impl AnyRuntime {
         match kind {
             RuntimeKind::Local => Ok(Self::Local(local::LocalRuntime::new(home.clone()))),
             RuntimeKind::Docker => Ok(Self::Docker(Box::new(docker::DockerRuntime::new(home.clone())?))),
+            RuntimeKind::Swarm => Ok(Self::Swarm(Box::new(swarm::SwarmRuntime::new(home.clone())?))),
         }
     }
 }
@@ -132,6 +137,7 @@ impl std::ops::Deref for AnyRuntime {
         match self {
             Self::Local(r) => r,
             Self::Docker(r) => &**r,
+            Self::Swarm(r) => &**r,
         }
     }
 }

@@ -16,6 +16,8 @@ pub enum RuntimeKind {
     Local,
     /// Containers on the Docker engine.
     Docker,
+    /// Services on a Docker Swarm (`slipway cluster set`), images pushed to its registry.
+    Swarm,
 }
 
 /// The system user an app's processes run as, when slipway runs as root.

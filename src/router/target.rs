@@ -195,6 +195,7 @@ mod tests {
             restarts: 0,
             started_at_ms: None,
             last_exit: None,
+            node: None,
         }
     }
 

@@ -335,11 +335,7 @@ impl SwarmRuntime {
         if let Some(digest) = registry::manifest_digest(&settings.registry, &repo, &release.to_string()).await? {
             registry::delete_manifest(&settings.registry, &repo, &digest).await?;
         }
-        self.clean_nodes(docker, &settings, app, release, grace).await?;
-        self.build.remove(app, release, grace).map_err(|e| SwarmError::Push {
-            image: docker_labels::image_tag(app, release),
-            detail: e.to_string(),
-        })
+        self.clean_nodes(docker, &settings, app, release, grace).await
     }
 
     /// Remove a release's image from every node: a global job of the stack image (never the
@@ -373,8 +369,12 @@ impl SwarmRuntime {
             shared: None,
             stop_grace: grace,
         };
-        for (id, host) in nodes {
-            let mut job = spec::job_service(spec::job_name(app, release, &format!("clean-{}", &id[..id.len().min(12)])), &input, Some(&id));
+        let runs = nodes.into_iter().map(|(id, host)| {
+            let mut job = spec::job_service(
+                spec::job_name(app, release, &format!("clean-{}", &id[..id.len().min(12)])),
+                &input,
+                Some(&id),
+            );
             if let Some(c) = job.task_template.as_mut().and_then(|t| t.container_spec.as_mut()) {
                 c.user = Some("0:0".to_owned());
                 c.mounts = Some(vec![bollard::models::Mount {
@@ -384,8 +384,10 @@ impl SwarmRuntime {
                     ..Default::default()
                 }]);
             }
-            let out = jobs::run(docker, job, 1, Duration::from_secs(120), &mut |_| {}).await?;
-            if !out.iter().all(jobs::Outcome::succeeded) {
+            async move { (host, jobs::run(docker, job, 1, Duration::from_secs(120), &mut |_| {}).await) }
+        });
+        for (host, out) in futures_util::future::join_all(runs).await {
+            if !out?.iter().all(jobs::Outcome::succeeded) {
                 tracing::warn!(node = %host, image = %image, "cannot remove the old image from the node");
             }
         }
@@ -430,7 +432,8 @@ impl SwarmRuntime {
                     port: if ptype.is_web() { port } else { None },
                     restarts: 0,
                     started_at_ms: None,
-                    last_exit: node.map(|n| format!("on node {n}")),
+                    last_exit: None,
+                    node,
                 });
             }
         }
@@ -661,7 +664,9 @@ impl Runtime for SwarmRuntime {
     }
 
     fn remove(&self, app: &AppName, release: ReleaseId, grace: Duration) -> Result<(), RuntimeError> {
-        self.block(async || self.remove_in(app, release, grace).await)
+        self.block(async || self.remove_in(app, release, grace).await)?;
+        // The local build's image, ledger and plan (its own engine connection and runtime).
+        self.build.remove(app, release, grace)
     }
 
     fn processes(&self, app: &AppRecord, _release: ReleaseId) -> Result<ProcessReport, RuntimeError> {

@@ -170,11 +170,19 @@ pub async fn prove(
         let spec = spec::job_service(spec::job_name(app, release, &format!("mountcheck-{}", &id[..id.len().min(12)])), &input(read.clone()), Some(id));
         readers.push(spec);
     }
+    // Every node reads at once: one round trip, not one per node.
+    let runs = readers.into_iter().map(|spec| async move {
+        let mut lines = Vec::new();
+        let mut sink = |l: &str| lines.push(l.to_owned());
+        let out = jobs::run(docker, spec, 1, timeout, &mut sink).await;
+        out.map(|o| (o, lines))
+    });
     let mut seen = Vec::new();
     let mut lines = Vec::new();
-    for spec in readers {
-        let mut sink = |l: &str| lines.push(l.to_owned());
-        seen.extend(jobs::run(docker, spec, 1, timeout, &mut sink).await?);
+    for r in futures_util::future::join_all(runs).await {
+        let (o, l) = r?;
+        seen.extend(o);
+        lines.extend(l);
     }
     let cleanup = spec::job_service(spec::job_name(app, release, "mountcheck-clean"), &input(format!("rm -f {marker}")), Some(&writer));
     let _ = jobs::run(docker, cleanup, 1, timeout, &mut |_| {}).await;

@@ -230,7 +230,9 @@ pub fn process_service(
             ports: Some(vec![EndpointPortConfig {
                 target_port: Some(i64::from(WEB_PORT)),
                 published_port: Some(i64::from(port)),
-                publish_mode: Some(EndpointPortConfigPublishModeEnum::INGRESS),
+                // Each node running a replica publishes it: the routing mesh (ingress) needs
+                // IPVS, which not every kernel has; an operator's load balancer spreads load.
+                publish_mode: Some(EndpointPortConfigPublishModeEnum::HOST),
                 ..Default::default()
             }]),
             ..Default::default()

@@ -109,7 +109,8 @@ fn node_docker(node: &str, args: &[&str]) -> String {
 fn seed_repo() -> Repo {
     let repo = Repo::from_fixture("seed-demo");
     let app_py = repo.dir.path().join("app.py");
-    let text = std::fs::read_to_string(&app_py).unwrap().replace("(\"127.0.0.1\", port)", "(\"0.0.0.0\", port)");
+    let text =
+        std::fs::read_to_string(&app_py).unwrap().replace("(\"127.0.0.1\", port)", "(\"0.0.0.0\", port)");
     std::fs::write(&app_py, text).unwrap();
     repo.commit("web on 0.0.0.0");
     repo
@@ -135,7 +136,8 @@ fn node_ip<'a>(c: &'a Cluster, hostname: &str) -> &'a str {
 }
 
 fn get(ip: &str, port: u16) -> Option<String> {
-    let out = Command::new("curl").args(["-fsS", "-m", "5", &format!("http://{ip}:{port}/")]).output().ok()?;
+    let out =
+        Command::new("curl").args(["-fsS", "-m", "5", &format!("http://{ip}:{port}/")]).output().ok()?;
     out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
@@ -176,8 +178,10 @@ fn a_swarm_app_shares_one_mount_across_nodes_redeploys_and_node_loss() {
     // A web replica on another node than the worker serves the rows the worker appends there.
     let other = web_nodes.iter().find(|n| **n != worker_node).expect("every web runs beside the worker");
     let ip = node_ip(c, other);
-    let first = wait_for(Duration::from_secs(30), || get(ip, port).filter(|b| rows(b) > 2)).expect("web never served rows");
-    let later = wait_for(Duration::from_secs(30), || get(ip, port).filter(|b| rows(b) > rows(&first))).expect("rows stopped growing");
+    let first = wait_for(Duration::from_secs(30), || get(ip, port).filter(|b| rows(b) > 2))
+        .expect("web never served rows");
+    let later = wait_for(Duration::from_secs(30), || get(ip, port).filter(|b| rows(b) > rows(&first)))
+        .expect("rows stopped growing");
     assert!(later.starts_with(&first[..first.len().min(20)]), "the data changed under web");
 
     // Three redeploys keep the data; each leaves only its own image in the registry.
@@ -202,7 +206,8 @@ fn a_swarm_app_shares_one_mount_across_nodes_redeploys_and_node_loss() {
     }
 
     // A failing predeploy stops the deploy; the running services stay on v4 and serve.
-    std::fs::write(repo.dir.path().join("predeploy.sh"), "#!/usr/bin/env bash\necho about to fail\nexit 7\n").unwrap();
+    std::fs::write(repo.dir.path().join("predeploy.sh"), "#!/usr/bin/env bash\necho about to fail\nexit 7\n")
+        .unwrap();
     repo.commit("predeploy fails");
     let out = sw.run(&["deploy", &app, "--repo", repo.path()]);
     assert!(!out.status.success(), "a failing predeploy deployed");
@@ -210,14 +215,16 @@ fn a_swarm_app_shares_one_mount_across_nodes_redeploys_and_node_loss() {
     assert!(err.contains("about to fail") && err.contains("exit code 7"), "{err}");
     let ps = sw.ps(&app);
     assert_eq!(ps["release"], "v4", "{ps}");
-    let after = web_nodes_of(&sw, &app).iter().find_map(|n| get(node_ip(c, n), port)).expect("web stopped serving");
+    let after =
+        web_nodes_of(&sw, &app).iter().find_map(|n| get(node_ip(c, n), port)).expect("web stopped serving");
     assert!(rows(&after) >= seen);
     repo.git(&["revert", "--no-edit", "HEAD"]);
 
     // Kill a worker node that runs something: swarm reschedules its tasks on the others and
     // the rows go on from where they were.
     let inst = instances(&sw, &app);
-    let victim = inst.iter().map(|i| i.1.clone()).find(|n| n.starts_with("worker")).expect("nothing on a worker node");
+    let victim =
+        inst.iter().map(|i| i.1.clone()).find(|n| n.starts_with("worker")).expect("nothing on a worker node");
     let before = rows(&after);
     let victim_container = format!("{}-{victim}", c.name);
     let out = Command::new("docker").args(["kill", &victim_container]).output().unwrap();
@@ -227,10 +234,12 @@ fn a_swarm_app_shares_one_mount_across_nodes_redeploys_and_node_loss() {
         let ok = inst.len() == 3 && inst.iter().all(|i| i.1 != victim && i.2 == "up");
         ok.then_some(inst)
     });
-    let moved = moved.unwrap_or_else(|| panic!("tasks were not rescheduled off {victim}: {:?}", instances(&sw, &app)));
+    let moved = moved
+        .unwrap_or_else(|| panic!("tasks were not rescheduled off {victim}: {:?}", instances(&sw, &app)));
     let web = moved.iter().find(|i| i.0 == "web").unwrap();
-    let grown = wait_for(Duration::from_secs(30), || get(node_ip(c, &web.1), port).filter(|b| rows(b) > before))
-        .expect("after the node loss, rows were lost or stopped growing");
+    let grown =
+        wait_for(Duration::from_secs(30), || get(node_ip(c, &web.1), port).filter(|b| rows(b) > before))
+            .expect("after the node loss, rows were lost or stopped growing");
     assert!(rows(&grown) > before);
 }
 
@@ -244,7 +253,10 @@ fn registry_tags(c: &Cluster, app: &str) -> Vec<String> {
         .output()
         .unwrap();
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    v["tags"].as_array().map(|a| a.iter().map(|t| t.as_str().unwrap().to_owned()).collect()).unwrap_or_default()
+    v["tags"]
+        .as_array()
+        .map(|a| a.iter().map(|t| t.as_str().unwrap().to_owned()).collect())
+        .unwrap_or_default()
 }
 
 #[test]
@@ -268,6 +280,7 @@ fn a_mount_that_is_not_shared_is_refused_before_anything_runs() {
     assert!(err.contains("is not shared across the swarm") && err.contains("no marker"), "{err}");
     // Nothing of the app runs.
     let manager = format!("{}-manager", c.name);
-    let services = node_docker(&manager, &["service", "ls", "--filter", &format!("label=slipway.app={app}"), "-q"]);
+    let services =
+        node_docker(&manager, &["service", "ls", "--filter", &format!("label=slipway.app={app}"), "-q"]);
     assert!(services.trim().is_empty(), "services were left: {services}");
 }

@@ -24,7 +24,7 @@ enum ClusterCommand {
         /// The registry, HOST:PORT; it must allow deletes (old release images are removed)
         #[arg(long, value_name = "HOST:PORT")]
         registry: String,
-        /// The manager's engine, tcp://HOST:PORT or unix:///path [default: the local engine]
+        /// The manager's engine, `tcp://HOST:PORT` or `unix:///path` [default: the local engine]
         #[arg(long, value_name = "URL")]
         docker_host: Option<String>,
     },
@@ -39,7 +39,7 @@ enum ClusterCommand {
 /// `mount enable` flags for swarm apps: where every node finds the app's mount.
 #[derive(Debug, Args)]
 pub struct SharedMountArgs {
-    /// Swarm apps: an NFS export every node mounts, ADDR:/exported/path
+    /// Swarm apps: an NFS export every node mounts, `ADDR:/exported/path`
     #[arg(long, value_name = "ADDR:PATH", conflicts_with = "mount_path")]
     nfs: Option<String>,
     /// Swarm apps: a directory every node has at this same path (a shared filesystem)
@@ -116,9 +116,15 @@ pub(crate) fn enable_shared(
     settings.shared = Some(shared.clone());
     shared::save(home, app, &settings)?;
     let limit = size.unwrap_or(crate::mount::DEFAULT_LIMIT);
-    let record = crate::mount::MountSettings { enabled: true, limit_bytes: limit, mode: crate::mount::QuotaMode::Soft };
+    let record = crate::mount::MountSettings {
+        enabled: true,
+        limit_bytes: limit,
+        mode: crate::mount::QuotaMode::Soft,
+    };
     crate::mount::save_settings(&home.app(app), &record)?;
-    eprintln!("enabled the persistent filesystem of swarm app {app}: {shared}, at /mount and ../mount in every task");
+    eprintln!(
+        "enabled the persistent filesystem of swarm app {app}: {shared}, at /mount and ../mount in every task"
+    );
     eprintln!("       each deploy first proves that every node sees the same files");
     Ok(Exit::Ok)
 }

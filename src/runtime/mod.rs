@@ -3,8 +3,8 @@
 
 pub mod docker;
 pub mod local;
-pub mod swarm;
 mod reconcile;
+pub mod swarm;
 
 use std::time::Duration;
 

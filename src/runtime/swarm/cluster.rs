@@ -62,7 +62,11 @@ pub fn load(home: &Home) -> Result<ClusterSettings, ClusterError> {
 pub fn save(home: &Home, settings: &ClusterSettings) -> Result<(), ClusterError> {
     validate(settings)?;
     let dir = home.state_dir();
-    std::fs::create_dir_all(&dir).map_err(|source| ClusterError::Io { action: "create", path: dir, source })?;
+    std::fs::create_dir_all(&dir).map_err(|source| ClusterError::Io {
+        action: "create",
+        path: dir,
+        source,
+    })?;
     let path = path(home);
     atomic::write_json(&path, settings).map_err(|source| ClusterError::Io { action: "write", path, source })
 }

@@ -42,7 +42,8 @@ struct Answer {
 async fn request(registry: &str, method: Method, path: &str) -> Result<Answer, RegistryError> {
     let unreachable = |detail: String| RegistryError::Unreachable { registry: registry.to_owned(), detail };
     let go = async {
-        let stream = tokio::net::TcpStream::connect(registry).await.map_err(|e| unreachable(e.to_string()))?;
+        let stream =
+            tokio::net::TcpStream::connect(registry).await.map_err(|e| unreachable(e.to_string()))?;
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| unreachable(e.to_string()))?;
@@ -56,15 +57,14 @@ async fn request(registry: &str, method: Method, path: &str) -> Result<Answer, R
             .map_err(|e| unreachable(e.to_string()))?;
         let resp = sender.send_request(req).await.map_err(|e| unreachable(e.to_string()))?;
         let status = resp.status();
-        let digest = resp
-            .headers()
-            .get("docker-content-digest")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
+        let digest =
+            resp.headers().get("docker-content-digest").and_then(|v| v.to_str().ok()).map(str::to_owned);
         let body = resp.into_body().collect().await.map_err(|e| unreachable(e.to_string()))?.to_bytes();
         Ok(Answer { status, digest, body })
     };
-    tokio::time::timeout(TIMEOUT, go).await.map_err(|_| unreachable(format!("no answer within {TIMEOUT:?}")))?
+    tokio::time::timeout(TIMEOUT, go)
+        .await
+        .map_err(|_| unreachable(format!("no answer within {TIMEOUT:?}")))?
 }
 
 /// The digest of `repo:tag`, or None if the registry has no such tag.
@@ -74,7 +74,12 @@ pub async fn manifest_digest(registry: &str, repo: &str, tag: &str) -> Result<Op
     match a.status {
         StatusCode::NOT_FOUND => Ok(None),
         s if s.is_success() => Ok(a.digest),
-        s => Err(RegistryError::Status { registry: registry.to_owned(), method: "HEAD", path, status: s.as_u16() }),
+        s => Err(RegistryError::Status {
+            registry: registry.to_owned(),
+            method: "HEAD",
+            path,
+            status: s.as_u16(),
+        }),
     }
 }
 
@@ -106,7 +111,12 @@ pub async fn tags(registry: &str, repo: &str) -> Result<Vec<String>, RegistryErr
         return Ok(Vec::new());
     }
     if !a.status.is_success() {
-        return Err(RegistryError::Status { registry: registry.to_owned(), method: "GET", path, status: a.status.as_u16() });
+        return Err(RegistryError::Status {
+            registry: registry.to_owned(),
+            method: "GET",
+            path,
+            status: a.status.as_u16(),
+        });
     }
     let list: List = serde_json::from_slice(&a.body).map_err(|e| RegistryError::Unreachable {
         registry: registry.to_owned(),

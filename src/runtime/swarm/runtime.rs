@@ -38,7 +38,9 @@ pub enum SwarmError {
     AsyncRuntime(#[source] std::io::Error),
     #[error(transparent)]
     Cluster(#[from] ClusterError),
-    #[error("cannot reach the swarm manager at {host}: check `slipway cluster set --docker-host` and that it is a manager")]
+    #[error(
+        "cannot reach the swarm manager at {host}: check `slipway cluster set --docker-host` and that it is a manager"
+    )]
     Connect {
         host: String,
         #[source]
@@ -51,7 +53,9 @@ pub enum SwarmError {
         #[source]
         source: bollard::errors::Error,
     },
-    #[error("cannot push {image} to the registry: {detail}; check that the local engine can reach it (HOST:PORT on loopback, or listed in insecure-registries)")]
+    #[error(
+        "cannot push {image} to the registry: {detail}; check that the local engine can reach it (HOST:PORT on loopback, or listed in insecure-registries)"
+    )]
     Push { image: String, detail: String },
     #[error(transparent)]
     Registry(#[from] RegistryError),
@@ -90,6 +94,28 @@ fn stack_ref(registry: &str) -> String {
 /// How long a deploy waits for a service to converge beyond the app's web timeout: nodes pull
 /// the image first.
 const PULL_ALLOWANCE: Duration = Duration::from_secs(300);
+
+/// What a task of `plan`'s release runs.
+fn task_input<'a>(
+    plan: &'a DeployPlan,
+    image: &ReleaseImage,
+    registry: &str,
+    shared: Option<&'a spec::SharedMount>,
+    args: Vec<String>,
+    dyno: String,
+) -> TaskInput<'a> {
+    TaskInput {
+        app: &plan.app,
+        release: plan.release,
+        image: spec::image_ref(registry, &plan.app, plan.release),
+        workdir: image.workdir.clone(),
+        args,
+        env: plan.env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+        dyno,
+        shared,
+        stop_grace: plan.stop_grace,
+    }
+}
 
 /// Runs releases as swarm services.
 #[derive(Debug)]
@@ -155,11 +181,18 @@ impl SwarmRuntime {
         let docker = self.local().await?;
         let (repo, tag) = remote.rsplit_once(':').unwrap_or((remote, "latest"));
         docker
-            .tag_image(local_tag, Some(TagImageOptions { repo: Some(repo.to_owned()), tag: Some(tag.to_owned()) }))
+            .tag_image(
+                local_tag,
+                Some(TagImageOptions { repo: Some(repo.to_owned()), tag: Some(tag.to_owned()) }),
+            )
             .await
             .map_err(engine("tag", local_tag))?;
         let t = Instant::now();
-        let mut stream = docker.push_image(repo, Some(PushImageOptions { tag: Some(tag.to_owned()), ..Default::default() }), None);
+        let mut stream = docker.push_image(
+            repo,
+            Some(PushImageOptions { tag: Some(tag.to_owned()), ..Default::default() }),
+            None,
+        );
         let mut result = Ok(());
         while let Some(item) = stream.next().await {
             match item {
@@ -172,7 +205,9 @@ impl SwarmRuntime {
             }
         }
         // The registry's name was only needed for the push.
-        let _ = docker.remove_image(remote, Some(RemoveImageOptions { noprune: true, ..Default::default() }), None).await;
+        let _ = docker
+            .remove_image(remote, Some(RemoveImageOptions { noprune: true, ..Default::default() }), None)
+            .await;
         result?;
         progress.detail(&format!("pushed {remote} ({:.1}s)", t.elapsed().as_secs_f64()));
         Ok(())
@@ -186,29 +221,6 @@ impl SwarmRuntime {
         })
     }
 
-    fn input<'a>(
-        &self,
-        plan: &DeployPlan,
-        image: &ReleaseImage,
-        registry: &str,
-        shared: Option<&'a spec::SharedMount>,
-        app: &'a AppName,
-        args: Vec<String>,
-        dyno: String,
-    ) -> TaskInput<'a> {
-        TaskInput {
-            app,
-            release: plan.release,
-            image: spec::image_ref(registry, app, plan.release),
-            workdir: image.workdir.clone(),
-            args,
-            env: plan.env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
-            dyno,
-            shared,
-            stop_grace: plan.stop_grace,
-        }
-    }
-
     fn shared_of(&self, plan: &DeployPlan) -> Result<Option<spec::SharedMount>, SwarmError> {
         if !plan.mount {
             return Ok(None);
@@ -217,13 +229,23 @@ impl SwarmRuntime {
         Ok(Some(s.shared.ok_or_else(|| SharedError::NotConfigured { app: plan.app.clone() })?))
     }
 
-    async fn run_script_in(&self, plan: &DeployPlan, script: &ScriptSpec, progress: &Progress) -> Result<(), SwarmError> {
+    async fn run_script_in(
+        &self,
+        plan: &DeployPlan,
+        script: &ScriptSpec,
+        progress: &Progress,
+    ) -> Result<(), SwarmError> {
         let settings = self.settings()?;
         let image = self.image_of(&plan.app, plan.release).await?;
         let shared = self.shared_of(plan)?;
-        let what = if plan.predeploy.as_ref().is_some_and(|p| std::ptr::eq(p, script)) { "predeploy" } else { "postdeploy" };
+        let what = if plan.predeploy.as_ref().is_some_and(|p| std::ptr::eq(p, script)) {
+            "predeploy"
+        } else {
+            "postdeploy"
+        };
         let args = vec!["bash".to_owned(), script.path.clone()];
-        let input = self.input(plan, &image, &settings.registry, shared.as_ref(), &plan.app, args, "release.1".to_owned());
+        let input =
+            task_input(plan, &image, &settings.registry, shared.as_ref(), args, "release.1".to_owned());
         let job = spec::job_service(spec::job_name(&plan.app, plan.release, what), &input, None);
         let docker = self.manager().await?;
         let mut tail = Vec::new();
@@ -253,18 +275,20 @@ impl SwarmRuntime {
         }
         // A port no other service of the swarm publishes, from the range swarm itself uses.
         let docker = self.manager().await?;
-        let services = docker.list_services(None::<ListServicesOptions>).await.map_err(engine("list", "services"))?;
+        let services =
+            docker.list_services(None::<ListServicesOptions>).await.map_err(engine("list", "services"))?;
         let taken: Vec<i64> = services
             .iter()
             .filter_map(|s| s.endpoint.as_ref()?.ports.clone())
             .flatten()
             .filter_map(|p| p.published_port)
             .collect();
-        let start = 30000 + (u16::from_le_bytes([app.as_str().len() as u8, app.as_str().bytes().fold(0u8, u8::wrapping_add)]) % 2700);
+        let hash = app.as_str().bytes().fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
+        let start = u16::try_from(hash % 2700).unwrap_or(0);
         let port = (0..2700u16)
-            .map(|i| 30000 + (start - 30000 + i) % 2700)
+            .map(|i| 30000 + (start + i) % 2700)
             .find(|p| !taken.contains(&i64::from(*p)))
-            .unwrap_or(start);
+            .unwrap_or(30000 + start);
         s.web_port = Some(port);
         shared::save(&self.home, app, &s)?;
         Ok(port)
@@ -274,20 +298,46 @@ impl SwarmRuntime {
         let settings = self.settings()?;
         let image = self.image_of(&plan.app, plan.release).await?;
         let shared = self.shared_of(plan)?;
-        let port = if plan.processes.iter().any(|p| p.ptype.is_web()) { Some(self.web_port(&plan.app).await?) } else { None };
+        let port = if plan.processes.iter().any(|p| p.ptype.is_web()) {
+            Some(self.web_port(&plan.app).await?)
+        } else {
+            None
+        };
         let docker = self.manager().await?;
         let mut updated = Vec::new();
         for p in &plan.processes {
-            let args = if image.launcher { vec![p.ptype.to_string()] } else { vec!["bash".to_owned(), "-c".to_owned(), p.command.clone()] };
-            let input = self.input(plan, &image, &settings.registry, shared.as_ref(), &plan.app, args, format!("{}.{{{{.Task.Slot}}}}", p.ptype));
-            let web = p.ptype.is_web().then(|| (port.unwrap_or_default(), plan.healthcheck.as_ref(), plan.web_timeout));
+            let args = if image.launcher {
+                vec![p.ptype.to_string()]
+            } else {
+                vec!["bash".to_owned(), "-c".to_owned(), p.command.clone()]
+            };
+            let input = task_input(
+                plan,
+                &image,
+                &settings.registry,
+                shared.as_ref(),
+                args,
+                format!("{}.{{{{.Task.Slot}}}}", p.ptype),
+            );
+            let web = p
+                .ptype
+                .is_web()
+                .then(|| (port.unwrap_or_default(), plan.healthcheck.as_ref(), plan.web_timeout));
             let spec = spec::process_service(&input, &p.ptype, p.instances, web);
             let name = spec::service_name(&plan.app, &p.ptype);
             match inspect(docker, &name).await? {
                 Some(existing) => {
                     let version = existing.version.and_then(|v| v.index).unwrap_or_default();
                     docker
-                        .update_service(&name, spec, UpdateServiceOptions { version: i32::try_from(version).unwrap_or(i32::MAX), ..Default::default() }, None)
+                        .update_service(
+                            &name,
+                            spec,
+                            UpdateServiceOptions {
+                                version: i32::try_from(version).unwrap_or(i32::MAX),
+                                ..Default::default()
+                            },
+                            None,
+                        )
                         .await
                         .map_err(engine("update", &name))?;
                     updated.push(name);
@@ -332,7 +382,9 @@ impl SwarmRuntime {
         }
         // Nothing runs the image any more: out of the registry, then off every node.
         let repo = spec::image_repo(app);
-        if let Some(digest) = registry::manifest_digest(&settings.registry, &repo, &release.to_string()).await? {
+        if let Some(digest) =
+            registry::manifest_digest(&settings.registry, &repo, &release.to_string()).await?
+        {
             registry::delete_manifest(&settings.registry, &repo, &digest).await?;
         }
         self.clean_nodes(docker, &settings, app, release, grace).await
@@ -423,7 +475,11 @@ impl SwarmRuntime {
                     Some(TaskState::FAILED | TaskState::REJECTED) => ProcessState::Crashed,
                     _ => ProcessState::Starting,
                 };
-                let node = t.node_id.as_deref().and_then(|id| nodes.iter().find(|(n, _)| n == id)).map(|(_, h)| h.clone());
+                let node = t
+                    .node_id
+                    .as_deref()
+                    .and_then(|id| nodes.iter().find(|(n, _)| n == id))
+                    .map(|(_, h)| h.clone());
                 instances.push(InstanceStatus {
                     ptype: ptype.clone(),
                     index: t.slot.and_then(|s| u32::try_from(s).ok()).unwrap_or(0),
@@ -441,7 +497,13 @@ impl SwarmRuntime {
         Ok(ProcessReport { running: !app.stopped && !instances.is_empty(), instances })
     }
 
-    async fn logs_in(&self, app: &AppRecord, process: Option<&str>, lines: usize, follow: bool) -> Result<(), SwarmError> {
+    async fn logs_in(
+        &self,
+        app: &AppRecord,
+        process: Option<&str>,
+        lines: usize,
+        follow: bool,
+    ) -> Result<(), SwarmError> {
         use std::io::Write;
         let docker = self.manager().await?;
         let wanted = process.map(|p| p.split_once('.').map_or(p, |(t, _)| t).to_owned());
@@ -451,11 +513,20 @@ impl SwarmRuntime {
             .filter(|s| process_type(s).is_some_and(|t| wanted.as_deref().is_none_or(|w| w == t.as_str())))
             .collect();
         if chosen.is_empty() {
-            return Err(SwarmError::NoProcesses { app: app.name.clone(), what: process.unwrap_or("any type").to_owned() });
+            return Err(SwarmError::NoProcesses {
+                app: app.name.clone(),
+                what: process.unwrap_or("any type").to_owned(),
+            });
         }
         let streams = chosen.iter().map(|s| {
             let id = s.id.clone().unwrap_or_default();
-            let opts = LogsOptions { follow, stdout: true, stderr: true, tail: lines.to_string(), ..Default::default() };
+            let opts = LogsOptions {
+                follow,
+                stdout: true,
+                stderr: true,
+                tail: lines.to_string(),
+                ..Default::default()
+            };
             docker.service_logs(&id, Some(opts)).boxed()
         });
         let mut all = futures_util::stream::select_all(streams);
@@ -468,18 +539,26 @@ impl SwarmRuntime {
         Ok(())
     }
 
-    async fn run_oneoff_in(&self, app: &AppRecord, release: ReleaseId, command: &crate::oneoff::OneOff) -> Result<i32, SwarmError> {
-        let plan = crate::runtime::docker::runtime::load_plan(&self.home, &app.name, release).map_err(|e| SwarmError::Push {
-            image: docker_labels::image_tag(&app.name, release),
-            detail: e.to_string(),
-        })?;
+    async fn run_oneoff_in(
+        &self,
+        app: &AppRecord,
+        release: ReleaseId,
+        command: &crate::oneoff::OneOff,
+    ) -> Result<i32, SwarmError> {
+        let plan =
+            crate::runtime::docker::runtime::load_plan(&self.home, &app.name, release).map_err(|e| {
+                SwarmError::Push {
+                    image: docker_labels::image_tag(&app.name, release),
+                    detail: e.to_string(),
+                }
+            })?;
         let settings = self.settings()?;
         let image = self.image_of(&app.name, release).await?;
         let shared = self.shared_of(&plan)?;
         let mut plan = plan;
         plan.env.clone_from(&app.env);
         let args = vec!["bash".to_owned(), "-c".to_owned(), command.script()];
-        let input = self.input(&plan, &image, &settings.registry, shared.as_ref(), &app.name, args, "run.1".to_owned());
+        let input = task_input(&plan, &image, &settings.registry, shared.as_ref(), args, "run.1".to_owned());
         let name = spec::job_name(&app.name, release, &format!("run-{}", std::process::id()));
         let job = spec::job_service(name, &input, None);
         let docker = self.manager().await?;
@@ -553,7 +632,8 @@ async fn inspect(docker: &Docker, name: &str) -> Result<Option<Service>, SwarmEr
 async fn update(docker: &Docker, s: &Service, spec: ServiceSpec) -> Result<(), SwarmError> {
     let id = s.id.clone().unwrap_or_default();
     let version = s.version.as_ref().and_then(|v| v.index).unwrap_or_default();
-    let opts = UpdateServiceOptions { version: i32::try_from(version).unwrap_or(i32::MAX), ..Default::default() };
+    let opts =
+        UpdateServiceOptions { version: i32::try_from(version).unwrap_or(i32::MAX), ..Default::default() };
     docker.update_service(&id, spec, opts, None).await.map_err(engine("update", &id))?;
     Ok(())
 }
@@ -564,7 +644,10 @@ async fn rollback_if(docker: &Docker, name: &str, release: ReleaseId) -> bool {
     let Ok(Some(s)) = inspect(docker, name).await else { return false };
     let labels = s.spec.as_ref().and_then(|s| s.labels.clone()).unwrap_or_default();
     let rolling = s.update_status.as_ref().and_then(|u| u.state).is_some_and(|st| {
-        matches!(st, ServiceUpdateStatusStateEnum::ROLLBACK_STARTED | ServiceUpdateStatusStateEnum::ROLLBACK_COMPLETED)
+        matches!(
+            st,
+            ServiceUpdateStatusStateEnum::ROLLBACK_STARTED | ServiceUpdateStatusStateEnum::ROLLBACK_COMPLETED
+        )
     });
     if rolling || labels.get(RELEASE) != Some(&release.to_string()) {
         return rolling;
@@ -586,27 +669,50 @@ async fn rollback_if(docker: &Docker, name: &str, release: ReleaseId) -> bool {
 
 /// Wait until `name` runs `replicas` healthy tasks of `release` and its update (if any) is
 /// complete; a rollback by swarm is a failure.
-async fn converge(docker: &Docker, name: &str, release: ReleaseId, replicas: u32, timeout: Duration) -> Result<(), SwarmError> {
+async fn converge(
+    docker: &Docker,
+    name: &str,
+    release: ReleaseId,
+    replicas: u32,
+    timeout: Duration,
+) -> Result<(), SwarmError> {
     let started = Instant::now();
     let want = release.to_string();
     loop {
         let s = inspect(docker, name).await?.unwrap_or_default();
         let status = s.update_status.clone().unwrap_or_default();
-        match status.state {
-            Some(ServiceUpdateStatusStateEnum::ROLLBACK_STARTED | ServiceUpdateStatusStateEnum::ROLLBACK_COMPLETED | ServiceUpdateStatusStateEnum::ROLLBACK_PAUSED | ServiceUpdateStatusStateEnum::PAUSED) => {
-                return Err(SwarmError::RolledBack { service: name.to_owned(), message: status.message.unwrap_or_default() });
-            }
-            _ => {}
+        if let Some(
+            ServiceUpdateStatusStateEnum::ROLLBACK_STARTED
+            | ServiceUpdateStatusStateEnum::ROLLBACK_COMPLETED
+            | ServiceUpdateStatusStateEnum::ROLLBACK_PAUSED
+            | ServiceUpdateStatusStateEnum::PAUSED,
+        ) = status.state
+        {
+            return Err(SwarmError::RolledBack {
+                service: name.to_owned(),
+                message: status.message.unwrap_or_default(),
+            });
         }
         let updating = status.state == Some(ServiceUpdateStatusStateEnum::UPDATING);
         let tasks = jobs::tasks(docker, name).await.map_err(engine("list the tasks of", name))?;
-        let image = s.spec.as_ref().and_then(|s| s.task_template.as_ref()).and_then(|t| t.container_spec.as_ref()).and_then(|c| c.image.clone()).unwrap_or_default();
+        let image = s
+            .spec
+            .as_ref()
+            .and_then(|s| s.task_template.as_ref())
+            .and_then(|t| t.container_spec.as_ref())
+            .and_then(|c| c.image.clone())
+            .unwrap_or_default();
         let running = tasks
             .iter()
             .filter(|t| t.desired_state == Some(TaskState::RUNNING))
             .filter(|t| t.status.as_ref().and_then(|s| s.state) == Some(TaskState::RUNNING))
             .filter(|t| {
-                let img = t.spec.as_ref().and_then(|s| s.container_spec.as_ref()).and_then(|c| c.image.clone()).unwrap_or_default();
+                let img = t
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.container_spec.as_ref())
+                    .and_then(|c| c.image.clone())
+                    .unwrap_or_default();
                 img.split('@').next() == image.split('@').next()
             })
             .count();
@@ -637,7 +743,12 @@ impl Runtime for SwarmRuntime {
         self.build.build(plan, repo, progress)?;
         self.block(async || {
             let settings = self.settings()?;
-            let stack = crate::runtime::docker::runtime::stack_image(&self.home.load_app(&plan.app).map_err(|e| SwarmError::Push { image: "stack".into(), detail: e.to_string() })?);
+            let stack = crate::runtime::docker::runtime::stack_image(
+                &self
+                    .home
+                    .load_app(&plan.app)
+                    .map_err(|e| SwarmError::Push { image: "stack".into(), detail: e.to_string() })?,
+            );
             self.push(&stack, &stack_ref(&settings.registry), progress).await?;
             let local = docker_labels::image_tag(&plan.app, plan.release);
             self.push(&local, &spec::image_ref(&settings.registry, &plan.app, plan.release), progress).await
@@ -650,12 +761,25 @@ impl Runtime for SwarmRuntime {
             let settings = self.settings()?;
             let docker = self.manager().await?;
             let mut note = |l: &str| eprintln!("       {l}");
-            shared::prove(docker, &plan.app, plan.release, &shared, &stack_ref(&settings.registry), &mut note).await?;
+            shared::prove(
+                docker,
+                &plan.app,
+                plan.release,
+                &shared,
+                &stack_ref(&settings.registry),
+                &mut note,
+            )
+            .await?;
             Ok(())
         })
     }
 
-    fn run_script(&self, plan: &DeployPlan, script: &ScriptSpec, progress: &Progress) -> Result<(), RuntimeError> {
+    fn run_script(
+        &self,
+        plan: &DeployPlan,
+        script: &ScriptSpec,
+        progress: &Progress,
+    ) -> Result<(), RuntimeError> {
         self.block(async || self.run_script_in(plan, script, progress).await)
     }
 
@@ -677,7 +801,12 @@ impl Runtime for SwarmRuntime {
         self.block(async || self.set_replicas(&app.name, |t| app.instances(t)).await)
     }
 
-    fn restart(&self, app: &AppRecord, _release: ReleaseId, only: Option<&ProcessType>) -> Result<(), RuntimeError> {
+    fn restart(
+        &self,
+        app: &AppRecord,
+        _release: ReleaseId,
+        only: Option<&ProcessType>,
+    ) -> Result<(), RuntimeError> {
         self.block(async || {
             let docker = self.manager().await?;
             for s in services(docker, &app.name).await? {
@@ -703,11 +832,22 @@ impl Runtime for SwarmRuntime {
         self.block(async || self.set_replicas(&app.name, |t| app.instances(t)).await)
     }
 
-    fn logs(&self, app: &AppRecord, process: Option<&str>, lines: usize, follow: bool) -> Result<(), RuntimeError> {
+    fn logs(
+        &self,
+        app: &AppRecord,
+        process: Option<&str>,
+        lines: usize,
+        follow: bool,
+    ) -> Result<(), RuntimeError> {
         self.block(async || self.logs_in(app, process, lines, follow).await)
     }
 
-    fn run_oneoff(&self, app: &AppRecord, release: ReleaseId, command: &crate::oneoff::OneOff) -> Result<i32, RuntimeError> {
+    fn run_oneoff(
+        &self,
+        app: &AppRecord,
+        release: ReleaseId,
+        command: &crate::oneoff::OneOff,
+    ) -> Result<i32, RuntimeError> {
         self.block(async || self.run_oneoff_in(app, release, command).await)
     }
 

@@ -62,8 +62,11 @@ fn path(home: &Home, app: &AppName) -> PathBuf {
 pub fn load(home: &Home, app: &AppName) -> Result<SwarmApp, SharedError> {
     let path = path(home, app);
     match std::fs::read(&path) {
-        Ok(b) => serde_json::from_slice(&b)
-            .map_err(|e| SharedError::Io { action: "parse", path, source: std::io::Error::other(e) }),
+        Ok(b) => serde_json::from_slice(&b).map_err(|e| SharedError::Io {
+            action: "parse",
+            path,
+            source: std::io::Error::other(e),
+        }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(SwarmApp::default()),
         Err(source) => Err(SharedError::Io { action: "read", path, source }),
     }
@@ -102,7 +105,10 @@ pub fn parse_path(given: &str) -> Result<SharedMount, SharedError> {
 
 /// The ids and hostnames of the nodes that can run tasks now.
 pub async fn ready_nodes(docker: &Docker) -> Result<Vec<(String, String)>, SharedError> {
-    let nodes = docker.list_nodes(None::<bollard::query_parameters::ListNodesOptions>).await.map_err(SharedError::Nodes)?;
+    let nodes = docker
+        .list_nodes(None::<bollard::query_parameters::ListNodesOptions>)
+        .await
+        .map_err(SharedError::Nodes)?;
     Ok(nodes
         .into_iter()
         .filter(|n| n.status.as_ref().and_then(|s| s.state) == Some(NodeState::READY))
@@ -128,7 +134,11 @@ pub async fn prove(
     let nodes = ready_nodes(docker).await?;
     let name_of = |id: &str| nodes.iter().find(|(n, _)| n == id).map_or(id.to_owned(), |(_, h)| h.clone());
     let Some((writer, writer_host)) = nodes.first().cloned() else {
-        return Err(SharedError::NotShared { app: app.clone(), shared: shared.clone(), found: "no node is ready".into() });
+        return Err(SharedError::NotShared {
+            app: app.clone(),
+            shared: shared.clone(),
+            found: "no node is ready".into(),
+        });
     };
     let token = format!("{:016x}", rand_u64());
     let marker = format!("/mount/.slipway-shared-check-{token}");
@@ -152,8 +162,8 @@ pub async fn prove(
     if let Some(c) = write.task_template.as_mut().and_then(|t| t.container_spec.as_mut()) {
         c.user = Some("0:0".to_owned());
     }
-    let wrote = jobs::run(docker, write, 1, timeout, progress).await?;
-    if let Some(o) = wrote.iter().find(|o| !o.succeeded()) {
+    let written = jobs::run(docker, write, 1, timeout, progress).await?;
+    if let Some(o) = written.iter().find(|o| !o.succeeded()) {
         return Err(SharedError::NotShared {
             app: app.clone(),
             shared: shared.clone(),
@@ -167,7 +177,11 @@ pub async fn prove(
     );
     let mut readers = Vec::new();
     for (id, _) in &nodes {
-        let spec = spec::job_service(spec::job_name(app, release, &format!("mountcheck-{}", &id[..id.len().min(12)])), &input(read.clone()), Some(id));
+        let spec = spec::job_service(
+            spec::job_name(app, release, &format!("mountcheck-{}", &id[..id.len().min(12)])),
+            &input(read.clone()),
+            Some(id),
+        );
         readers.push(spec);
     }
     // Every node reads at once: one round trip, not one per node.
@@ -184,7 +198,11 @@ pub async fn prove(
         seen.extend(o);
         lines.extend(l);
     }
-    let cleanup = spec::job_service(spec::job_name(app, release, "mountcheck-clean"), &input(format!("rm -f {marker}")), Some(&writer));
+    let cleanup = spec::job_service(
+        spec::job_name(app, release, "mountcheck-clean"),
+        &input(format!("rm -f {marker}")),
+        Some(&writer),
+    );
     let _ = jobs::run(docker, cleanup, 1, timeout, &mut |_| {}).await;
     let missing: Vec<String> = seen
         .iter()
@@ -202,7 +220,10 @@ pub async fn prove(
             ),
         });
     }
-    progress(&format!("{shared} is shared: a marker written on {writer_host} was read on all {} nodes", nodes.len()));
+    progress(&format!(
+        "{shared} is shared: a marker written on {writer_host} was read on all {} nodes",
+        nodes.len()
+    ));
     Ok(())
 }
 
@@ -219,7 +240,9 @@ fn rand_u64() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     // Randomly keyed per process: enough to keep two checks' markers apart.
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos());
+    h.write_u128(
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos(),
+    );
     h.finish()
 }
 
@@ -236,7 +259,10 @@ mod tests {
         for bad in ["10.0.0.9", "10.0.0.9:exports", ":/x", "a b:/x", "h:/x,soft"] {
             assert!(parse_nfs(bad).is_err(), "{bad}");
         }
-        assert_eq!(parse_path("/srv/shared/shop/").unwrap(), SharedMount::Path { dir: "/srv/shared/shop".into() });
+        assert_eq!(
+            parse_path("/srv/shared/shop/").unwrap(),
+            SharedMount::Path { dir: "/srv/shared/shop".into() }
+        );
         for bad in ["srv/x", "/", "/srv/../etc", "/a,b"] {
             assert!(parse_path(bad).is_err(), "{bad}");
         }

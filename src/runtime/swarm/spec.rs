@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use bollard::models::{
-    EndpointPortConfig, EndpointPortConfigPublishModeEnum, EndpointSpec, HealthConfig, Mount,
-    MountType, MountVolumeOptions, MountVolumeOptionsDriverConfig, ServiceSpec, ServiceSpecMode,
+    EndpointPortConfig, EndpointPortConfigPublishModeEnum, EndpointSpec, HealthConfig, Mount, MountType,
+    MountVolumeOptions, MountVolumeOptionsDriverConfig, ServiceSpec, ServiceSpecMode,
     ServiceSpecModeReplicated, ServiceSpecModeReplicatedJob, ServiceSpecRollbackConfig,
     ServiceSpecRollbackConfigFailureActionEnum, ServiceSpecRollbackConfigOrderEnum, ServiceSpecUpdateConfig,
     ServiceSpecUpdateConfigFailureActionEnum, ServiceSpecUpdateConfigOrderEnum, TaskSpec,
@@ -70,7 +70,12 @@ pub fn nfs_volume_name(app: &AppName) -> String {
 }
 
 /// Labels of every service of an app.
-pub fn labels(app: &AppName, release: ReleaseId, kind: &str, ptype: Option<&ProcessType>) -> HashMap<String, String> {
+pub fn labels(
+    app: &AppName,
+    release: ReleaseId,
+    kind: &str,
+    ptype: Option<&ProcessType>,
+) -> HashMap<String, String> {
     let mut l = HashMap::from([
         (APP.to_owned(), app.to_string()),
         (RELEASE.to_owned(), release.to_string()),
@@ -245,8 +250,10 @@ pub fn process_service(
 pub fn job_service(name: String, input: &TaskInput<'_>, node: Option<&str>) -> ServiceSpec {
     let mut task = task_spec(input, false, TaskSpecRestartPolicyConditionEnum::NONE);
     if let Some(id) = node {
-        task.placement =
-            Some(TaskSpecPlacement { constraints: Some(vec![format!("node.id=={id}")]), ..Default::default() });
+        task.placement = Some(TaskSpecPlacement {
+            constraints: Some(vec![format!("node.id=={id}")]),
+            ..Default::default()
+        });
     }
     ServiceSpec {
         name: Some(name),
@@ -282,12 +289,18 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::many_single_char_names)]
     fn web_service_updates_start_first_behind_its_health_check() {
         let app: AppName = "shop".parse().unwrap();
         let shared = SharedMount::Path { dir: "/srv/shared/shop".to_owned() };
         let web: ProcessType = "web".parse().unwrap();
         let health = HealthPath::parse("/up").unwrap();
-        let s = process_service(&input(&app, Some(&shared)), &web, 2, Some((30080, Some(&health), Duration::from_secs(30))));
+        let s = process_service(
+            &input(&app, Some(&shared)),
+            &web,
+            2,
+            Some((30080, Some(&health), Duration::from_secs(30))),
+        );
         assert_eq!(s.name.as_deref(), Some("slipway-shop-web"));
         let l = s.labels.unwrap();
         assert_eq!(l[RELEASE], "v3");
@@ -301,10 +314,17 @@ mod tests {
         let env = c.env.unwrap();
         assert!(env.contains(&"PORT=5000".to_owned()) && env.contains(&"DYNO=web.{{.Task.Slot}}".to_owned()));
         let probe = c.health_check.unwrap().test.unwrap().join(" ");
-        assert!(probe.contains("GET /up HTTP/1.0"), "{probe}");
+        assert!(probe.contains("GET %s HTTP/1.0") && probe.contains("'/up'"), "{probe}");
         let m = c.mounts.unwrap();
-        assert_eq!(m.len(), 2);
-        assert!(m.iter().all(|m| m.source.as_deref() == Some("/srv/shared/shop") && m.typ == Some(MountType::BIND)));
+        // The app folder's sibling is /mount itself here; elsewhere it is a second target.
+        assert_eq!(m.len(), 1);
+        let nested = mounts(&app, &shared, "/home/slipway/app");
+        let targets: Vec<_> = nested.iter().filter_map(|m| m.target.as_deref()).collect();
+        assert_eq!(targets, ["/mount", "/home/slipway/mount"]);
+        assert!(
+            m.iter()
+                .all(|m| m.source.as_deref() == Some("/srv/shared/shop") && m.typ == Some(MountType::BIND))
+        );
         let port = &s.endpoint_spec.unwrap().ports.unwrap()[0];
         assert_eq!((port.target_port, port.published_port), (Some(5000), Some(30080)));
     }
@@ -329,7 +349,8 @@ mod tests {
     #[test]
     fn jobs_run_once_and_can_be_pinned() {
         let app: AppName = "shop".parse().unwrap();
-        let s = job_service(job_name(&app, "v3".parse().unwrap(), "predeploy"), &input(&app, None), Some("n1"));
+        let s =
+            job_service(job_name(&app, "v3".parse().unwrap(), "predeploy"), &input(&app, None), Some("n1"));
         assert_eq!(s.name.as_deref(), Some("slipway-shop-v3-predeploy"));
         let mode = s.mode.unwrap().replicated_job.unwrap();
         assert_eq!(mode.total_completions, Some(1));

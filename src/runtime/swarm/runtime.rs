@@ -117,6 +117,9 @@ fn task_input<'a>(
     }
 }
 
+/// How long the manager gets to answer the first request of a command.
+const MANAGER_ANSWER: Duration = Duration::from_secs(10);
+
 /// Runs releases as swarm services.
 #[derive(Debug)]
 pub struct SwarmRuntime {
@@ -156,7 +159,12 @@ impl SwarmRuntime {
                 } else {
                     Docker::connect_with_http(&host, 600, bollard::API_DEFAULT_VERSION).map_err(connect)?
                 };
-                docker.negotiate_version().await.map_err(connect)
+                match tokio::time::timeout(MANAGER_ANSWER, docker.negotiate_version()).await {
+                    Ok(negotiated) => negotiated.map_err(connect),
+                    Err(_) => Err(connect(bollard::errors::Error::IOError {
+                        err: std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer within 10s"),
+                    })),
+                }
             })
             .await
     }
@@ -385,7 +393,19 @@ impl SwarmRuntime {
         if let Some(digest) =
             registry::manifest_digest(&settings.registry, &repo, &release.to_string()).await?
         {
-            registry::delete_manifest(&settings.registry, &repo, &digest).await?;
+            // A delete by digest takes every tag naming it: never one another release still uses.
+            let mut shared_digest = false;
+            for tag in registry::tags(&settings.registry, &repo).await? {
+                if tag != release.to_string()
+                    && registry::manifest_digest(&settings.registry, &repo, &tag).await?.as_deref()
+                        == Some(digest.as_str())
+                {
+                    shared_digest = true;
+                }
+            }
+            if !shared_digest {
+                registry::delete_manifest(&settings.registry, &repo, &digest).await?;
+            }
         }
         self.clean_nodes(docker, &settings, app, release, grace).await
     }

@@ -89,8 +89,12 @@ impl BuildKind {
     /// local runtime cannot build a Dockerfile, so it runs the buildpacks there too).
     pub fn of(runtime: RuntimeKind, has_dockerfile: bool) -> Self {
         match runtime {
-            RuntimeKind::Docker | RuntimeKind::Kubernetes if has_dockerfile => Self::Dockerfile,
-            RuntimeKind::Docker | RuntimeKind::Kubernetes | RuntimeKind::Local => Self::Buildpacks,
+            RuntimeKind::Docker | RuntimeKind::Swarm | RuntimeKind::Kubernetes if has_dockerfile => {
+                Self::Dockerfile
+            }
+            RuntimeKind::Docker | RuntimeKind::Swarm | RuntimeKind::Kubernetes | RuntimeKind::Local => {
+                Self::Buildpacks
+            }
         }
     }
 }

@@ -130,8 +130,10 @@ pub fn create(home: &Home, app: &AppName) -> Result<Created, WorkspaceError> {
                 user.chown_tree(&clone_dir).map_err(io(&clone_dir))?;
             }
         }
-        RuntimeKind::Docker => docker::workspace::give_to_container_user(&staging).map_err(io(&staging))?,
         RuntimeKind::Kubernetes => return Err(WorkspaceError::OnCluster(app.clone())),
+        RuntimeKind::Docker | RuntimeKind::Swarm => {
+            docker::workspace::give_to_container_user(&staging).map_err(io(&staging))?;
+        }
     }
     let app_fd = tree::open(home.root(), paths.dir())?;
     tree::rename(&staging_fd, name, &app_fd, name, &ws)?;
@@ -139,6 +141,8 @@ pub fn create(home: &Home, app: &AppName) -> Result<Created, WorkspaceError> {
         RuntimeKind::Local => attach(home, &paths)?,
         RuntimeKind::Docker => container(home)?.workspace_up(&record, &ws.join("app"))?,
         RuntimeKind::Kubernetes => return Err(WorkspaceError::OnCluster(app.clone())),
+        // The mount lives on the swarm's shared filesystem, not on this machine.
+        RuntimeKind::Swarm => false,
     };
     Ok(Created::New(WorkspaceInfo { path: ws.join("app"), commit: release.commit, mount_attached }))
 }

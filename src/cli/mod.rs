@@ -3,6 +3,7 @@
 
 pub mod apps;
 pub mod buildpack_cmd;
+pub mod cluster;
 pub mod config_cmd;
 pub mod deploy;
 pub mod doctor_cmd;
@@ -80,6 +81,8 @@ pub enum Command {
     Local(local::LocalArgs),
     /// The Docker runtime's base image: `stack import` makes it offline
     Stack(stack::StackArgs),
+    /// The registry and swarm manager of `--runtime swarm` apps
+    Cluster(cluster::ClusterArgs),
     /// Check what this machine lets slipway do, and say how to fix the rest
     Doctor(doctor_cmd::DoctorArgs),
     /// Kubernetes apps: print the manifests a deploy applies
@@ -159,6 +162,7 @@ fn dispatch(home: &Home, command: Command) -> anyhow::Result<Exit> {
         Command::Workspace(c) => workspace::run(home, c),
         Command::Local(a) => local::run(&a),
         Command::Stack(a) => stack::run(a),
+        Command::Cluster(a) => cluster::run(home, a),
         Command::Doctor(a) => doctor_cmd::run(home, &a),
         Command::K8s(c) => k8s::run(home, c),
         Command::Buildpack(c) => buildpack_cmd::run(&c),

@@ -27,6 +27,8 @@ pub enum MountCommand {
         /// Restart the app's processes now, so that they see the mount
         #[arg(long)]
         restart: bool,
+        #[command(flatten)]
+        swarm: super::cluster::SharedMountArgs,
     },
     /// Delete every file irrecoverably and disable the persistent filesystem
     Disable {
@@ -93,7 +95,13 @@ pub enum MountCommand {
 /// Run one `mount` subcommand.
 pub fn run(home: &Home, cmd: MountCommand) -> anyhow::Result<Exit> {
     match cmd {
-        MountCommand::Enable { app, size, restart } => enable(home, &app, size, restart),
+        MountCommand::Enable { app, size, restart, swarm } => {
+            if home.load_app(&app)?.runtime == crate::state::RuntimeKind::Swarm {
+                return super::cluster::enable_shared(home, &app, size, &swarm);
+            }
+            swarm.refuse_outside_swarm(&app)?;
+            enable(home, &app, size, restart)
+        }
         MountCommand::Disable { app, confirm } => disable(home, &app, confirm.as_deref()),
         MountCommand::Status { app, json } => status(home, &app, json),
         MountCommand::Ls { app, path, json } => ls(home, &app, path.as_deref().unwrap_or("."), json),
@@ -134,7 +142,13 @@ pub(super) fn refusal(e: MountError) -> anyhow::Error {
 }
 
 fn open(home: &Home, app: &AppName) -> anyhow::Result<MountFs> {
-    home.load_app(app)?;
+    if home.load_app(app)?.runtime == crate::state::RuntimeKind::Swarm {
+        return Err(Refusal::Usage(format!(
+            "the mount of swarm app {app} is on the cluster's shared filesystem, not on this machine: \
+             reach it with `slipway run {app} -- ls /mount` (or on the shared filesystem itself)"
+        ))
+        .into());
+    }
     Ok(MountFs::open(&home.app(app))?)
 }
 

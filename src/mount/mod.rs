@@ -29,6 +29,7 @@ pub use lifecycle::{
     set_limit,
 };
 pub use quota::{DEFAULT_LIMIT, HostSupport, MIN_LIMIT};
+pub(crate) use record::save as save_settings;
 pub use record::{MountSettings, QuotaMode, settings};
 pub use safe_ops::{ArchiveReport, Entry, EntryKind, MountFs, PutReport, validate_rel_path};
 pub use size::{SizeError, format_size, parse_size, percent, size_arg_up};

@@ -112,6 +112,8 @@ impl Target {
                     RuntimeKind::Docker => self.docker_ports(release),
                     // Served by its Service on the cluster, not on this machine.
                     RuntimeKind::Kubernetes => None,
+                    // Web is published on the swarm's nodes, not on this machine.
+                    RuntimeKind::Swarm => None,
                 };
                 // Until the instances are known (a status not yet written, the engine not yet
                 // asked), the record's web port: web.1, which the switch checked.
@@ -195,6 +197,7 @@ mod tests {
             restarts: 0,
             started_at_ms: None,
             last_exit: None,
+            node: None,
         }
     }
 

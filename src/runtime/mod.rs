@@ -5,6 +5,7 @@ pub mod docker;
 pub mod kubernetes;
 pub mod local;
 mod reconcile;
+pub mod swarm;
 
 use std::time::Duration;
 
@@ -26,6 +27,8 @@ pub enum RuntimeError {
     Docker(Box<docker::DockerError>),
     #[error(transparent)]
     Kubernetes(Box<kubernetes::KubeError>),
+    #[error(transparent)]
+    Swarm(Box<swarm::SwarmError>),
 }
 
 impl From<docker::DockerError> for RuntimeError {
@@ -119,6 +122,7 @@ pub enum AnyRuntime {
     Local(local::LocalRuntime),
     Docker(Box<docker::DockerRuntime>),
     Kubernetes(Box<kubernetes::KubernetesRuntime>),
+    Swarm(Box<swarm::SwarmRuntime>),
 }
 
 impl AnyRuntime {
@@ -130,6 +134,7 @@ impl AnyRuntime {
             RuntimeKind::Kubernetes => {
                 Ok(Self::Kubernetes(Box::new(kubernetes::KubernetesRuntime::new(home.clone())?)))
             }
+            RuntimeKind::Swarm => Ok(Self::Swarm(Box::new(swarm::SwarmRuntime::new(home.clone())?))),
         }
     }
 }
@@ -141,6 +146,7 @@ impl std::ops::Deref for AnyRuntime {
             Self::Local(r) => r,
             Self::Docker(r) => &**r,
             Self::Kubernetes(r) => &**r,
+            Self::Swarm(r) => &**r,
         }
     }
 }

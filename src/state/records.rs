@@ -18,6 +18,8 @@ pub enum RuntimeKind {
     Docker,
     /// Pods on a Kubernetes cluster (a kubeconfig's current context).
     Kubernetes,
+    /// Services on a Docker Swarm (`slipway cluster set`), images pushed to its registry.
+    Swarm,
 }
 
 /// The system user an app's processes run as, when slipway runs as root.

@@ -257,6 +257,7 @@ fn start_instance(ctx: &Arc<Ctx>, ptype: &ProcessType, index: u32, command: &str
         restarts: 0,
         started_at_ms: None,
         last_exit: None,
+        node: None,
     });
     st.instances.sort_by(|a, b| (&a.ptype, a.index).cmp(&(&b.ptype, b.index)));
     drop(st);

@@ -34,6 +34,9 @@ pub struct InstanceStatus {
     /// Unix milliseconds when the current run started.
     pub started_at_ms: Option<u64>,
     pub last_exit: Option<String>,
+    /// The swarm node it runs on (swarm runtime only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 /// How `last_exit` begins when the process could not be started at all (exec or `chdir`

@@ -459,6 +459,7 @@ pub(super) async fn processes(
             restarts: u32::try_from(info.restart_count.unwrap_or(0)).unwrap_or(0),
             started_at_ms,
             last_exit: (state.status == Some(S::EXITED) || exit != 0).then(|| format!("exit {exit}")),
+            node: None,
         });
     }
     instances.sort_by(|a, b| (a.ptype.as_str(), a.index).cmp(&(b.ptype.as_str(), b.index)));

@@ -129,12 +129,12 @@ pub struct DockerRuntime {
 
 /// How a release image runs its processes.
 #[derive(Debug, Clone)]
-pub(super) struct ReleaseImage {
-    pub(super) tag: String,
+pub(crate) struct ReleaseImage {
+    pub(crate) tag: String,
     /// The app folder: the image's working directory.
-    pub(super) workdir: String,
+    pub(crate) workdir: String,
     /// Built by buildpacks: `/cnb/launcher` runs process types by name.
-    pub(super) launcher: bool,
+    pub(crate) launcher: bool,
 }
 
 impl DockerRuntime {
@@ -468,14 +468,14 @@ pub fn default_stack() -> String {
 }
 
 /// `NAME=value` entries for a container: the config vars and `DYNO`.
-pub(super) fn env_list(env: &std::collections::BTreeMap<String, String>, dyno: &str) -> Vec<String> {
+pub(crate) fn env_list(env: &std::collections::BTreeMap<String, String>, dyno: &str) -> Vec<String> {
     let mut list: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
     list.push(format!("DYNO={dyno}"));
     list
 }
 
 /// The release image and how it runs processes.
-pub(super) async fn release_image(
+pub(crate) async fn release_image(
     docker: &Docker,
     app: &AppName,
     release: ReleaseId,
@@ -533,7 +533,7 @@ pub(super) fn save_plan(home: &Home, plan: &DeployPlan) -> Result<(), DockerErro
 }
 
 /// The plan a release was deployed with (with later scale changes).
-pub(super) fn load_plan(home: &Home, app: &AppName, release: ReleaseId) -> Result<DeployPlan, DockerError> {
+pub(crate) fn load_plan(home: &Home, app: &AppName, release: ReleaseId) -> Result<DeployPlan, DockerError> {
     let path = plan_path(home, app, release);
     let no_plan = |source| DockerError::NoPlan { app: app.clone(), release, path: path.clone(), source };
     let bytes = std::fs::read(&path).map_err(no_plan)?;

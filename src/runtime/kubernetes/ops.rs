@@ -131,6 +131,7 @@ fn status(ptype: &ProcessType, index: u32, pod: &Pod) -> InstanceStatus {
         restarts,
         started_at_ms: None,
         last_exit,
+        node: None,
     }
 }
 

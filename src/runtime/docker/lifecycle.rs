@@ -222,12 +222,7 @@ pub async fn build(
         user: Some("0:0".into()),
         labels: Some(labels::release_labels(&req.app, req.release, Kind::Build)),
         host_config: Some(HostConfig {
-            mounts: Some(vec![Mount {
-                target: Some(CACHE_DIR.into()),
-                source: Some(cache),
-                typ: Some(MountType::VOLUME),
-                ..Default::default()
-            }]),
+            mounts: Some(build_mounts(cache, &req.host_env)),
             ..Default::default()
         }),
         ..Default::default()
@@ -422,7 +417,9 @@ impl Builder<'_> {
             format!("{}/bin/build", self.dirs.buildpack_dir(&id)),
         ];
         cmd.extend(build_layers.iter().cloned());
-        let spec = self.user_spec(cmd, self.dirs.build_env(&id, &bp_plan, &self.target));
+        let mut env = self.dirs.build_env(&id, &bp_plan, &self.target);
+        env.extend(self.req.host_env.env_list());
+        let spec = self.user_spec(cmd, env);
         let r = exec::exec(self.docker, &self.name, &spec, ExecOutput::Stream(&mut *output))
             .await
             .map_err(|e| self.engine("run build", e))?;
@@ -563,6 +560,26 @@ impl Builder<'_> {
             tail: Box::new(tail),
         }
     }
+}
+
+/// The build container's mounts: the app's cache volume, and the host files the build trusts
+/// (CA bundle, pip.conf) read-only. Bind mounts are not part of a commit: the release image
+/// never holds them.
+fn build_mounts(cache: String, host: &crate::build_env::BuildEnv) -> Vec<Mount> {
+    let mut mounts = vec![Mount {
+        target: Some(CACHE_DIR.into()),
+        source: Some(cache),
+        typ: Some(MountType::VOLUME),
+        ..Default::default()
+    }];
+    mounts.extend(host.mounts.iter().map(|m| Mount {
+        target: Some(m.target.clone()),
+        source: Some(m.source.display().to_string()),
+        typ: Some(MountType::BIND),
+        read_only: Some(true),
+        ..Default::default()
+    }));
+    mounts
 }
 
 /// Appends a buildpack's listed entries under `id/`: links as links, files opened without

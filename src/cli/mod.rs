@@ -2,6 +2,7 @@
 //! (with main.rs) that uses anyhow; it turns module errors into messages and exit codes.
 
 pub mod apps;
+pub mod ca_certs;
 pub mod config_cmd;
 pub mod deploy;
 pub mod doctor_cmd;

@@ -97,7 +97,8 @@ pub fn deploy(
     let running_web = record.current.filter(|id| {
         home.load_release(app, *id).is_ok_and(|r| r.process_types.iter().any(crate::ids::ProcessType::is_web))
     });
-    let plan = plan::plan(&PlanInput {
+    let has_dockerfile = repo.has_file(&commit, "Dockerfile").map_err(|e| fail("config", e.into()))?;
+    let mut plan = plan::plan(&PlanInput {
         app: &record,
         release,
         commit: commit.clone(),
@@ -106,6 +107,7 @@ pub fn deploy(
         mount_enabled,
         overrides: &req.overrides,
         running_web,
+        has_dockerfile,
     })
     .map_err(|e| fail("config", e.into()))?;
     let mut rec = ReleaseRecord {
@@ -120,8 +122,11 @@ pub fn deploy(
     };
     home.save_release(app, &rec)?;
     tracing::debug!(?plan, "planned");
-    match build_and_start(&runtime, &plan, &repo, progress) {
+    match build_and_start(&runtime, &mut plan, &repo, progress) {
         Ok(started) => {
+            // A buildpack build may have added process types (launch.toml) beside the
+            // Procfile's; the switch saves the record.
+            rec.process_types = plan.processes.iter().map(|p| p.ptype.clone()).collect();
             let previous = switch(home, &runtime, &plan, started.web_port, &mut rec, progress)?;
             let postdeploy_error = plan.postdeploy.as_ref().and_then(|script| {
                 let r = progress.phase(&format!("Running postdeploy {}", script.path), |p| {
@@ -161,7 +166,7 @@ pub fn deploy(
 
 fn build_and_start(
     runtime: &AnyRuntime,
-    plan: &DeployPlan,
+    plan: &mut DeployPlan,
     repo: &Repo,
     progress: &mut Progress,
 ) -> Result<crate::runtime::Started, (&'static str, RuntimeError)> {
@@ -170,6 +175,7 @@ fn build_and_start(
             runtime.build(plan, repo, p)
         })
         .map_err(|e| ("build", e))?;
+    let plan = &*plan;
     progress
         .phase(
             if plan.mount {

@@ -12,6 +12,7 @@ pub mod doctor;
 pub mod git_remote;
 pub mod health;
 pub mod ids;
+pub mod lifecycle;
 pub mod local_dev;
 pub mod mount;
 pub mod oneoff;

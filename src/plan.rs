@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::{Procfile, ProjectToml};
 use crate::health::HealthPath;
 use crate::ids::{AppName, CommitSha, ProcessType, ReleaseId};
-use crate::state::{AppRecord, RunAs};
+use crate::state::{AppRecord, RunAs, RuntimeKind};
 
 /// Default time a predeploy script may run, as in the issue: 10 minutes.
 pub const DEFAULT_PREDEPLOY_TIMEOUT: Duration = Duration::from_secs(600);
@@ -45,6 +45,31 @@ pub enum BuildpackSource {
     Dir(PathBuf),
     /// A directory of the deployed commit, relative to the app root (a relative `uri`).
     Commit(String),
+}
+
+/// Which build turns the commit into a release.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BuildKind {
+    /// The commit's tree as it is, processes run with `bash -c` (plans saved before the
+    /// local runtime ran buildpacks).
+    #[default]
+    Tree,
+    /// The commit's Dockerfile (docker runtime).
+    Dockerfile,
+    /// The CNB lifecycle: detect, build, export, and processes started by its launcher.
+    Buildpacks,
+}
+
+impl BuildKind {
+    /// The build of a commit: its Dockerfile on the docker runtime, otherwise buildpacks (the
+    /// local runtime cannot build a Dockerfile, so it runs the buildpacks there too).
+    pub fn of(runtime: RuntimeKind, has_dockerfile: bool) -> Self {
+        match runtime {
+            RuntimeKind::Docker if has_dockerfile => Self::Dockerfile,
+            RuntimeKind::Docker | RuntimeKind::Local => Self::Buildpacks,
+        }
+    }
 }
 
 /// Why a deploy cannot be planned.
@@ -119,6 +144,9 @@ pub struct DeployPlan {
     /// Procfile buildpack.
     #[serde(default)]
     pub buildpacks: Vec<BuildpackSource>,
+    /// Which build it is.
+    #[serde(default)]
+    pub build: BuildKind,
 }
 
 /// Settings given on the command line; they win over project.toml.
@@ -147,6 +175,8 @@ pub struct PlanInput<'a> {
     pub overrides: &'a Overrides,
     /// The running release, if it has a web process.
     pub running_web: Option<ReleaseId>,
+    /// Whether the commit has a Dockerfile.
+    pub has_dockerfile: bool,
 }
 
 /// Compute the plan. Pure: no I/O.
@@ -198,6 +228,7 @@ pub fn plan(input: &PlanInput<'_>) -> Result<DeployPlan, PlanError> {
             .clone()
             .or_else(|| project.and_then(|p| p.healthcheck.clone())),
         buildpacks: buildpacks(input.overrides, project)?,
+        build: BuildKind::of(input.app.runtime, input.has_dockerfile),
     })
 }
 
@@ -250,6 +281,35 @@ impl DeployPlan {
     pub fn web(&self) -> Option<&ProcessSpec> {
         self.processes.iter().find(|p| p.ptype.is_web())
     }
+
+    /// Whether the release's processes run through its launcher (a buildpack build).
+    pub fn runs_launcher(&self) -> bool {
+        self.build == BuildKind::Buildpacks
+    }
+
+    /// Adds the process types a buildpack build declared (launch.toml) that the Procfile
+    /// does not: the Procfile's command wins over a buildpack's of the same type. A type that
+    /// is not a valid process type name is skipped (launch.toml parsing already refuses it).
+    pub fn add_buildpack_processes(&mut self, app: &AppRecord, launch: &[crate::buildpack::launch::Process]) {
+        for p in launch {
+            let Ok(ptype) = p.kind.parse::<ProcessType>() else { continue };
+            if self.processes.iter().any(|q| q.ptype == ptype) {
+                continue;
+            }
+            let mut words: Vec<String> = p.command.iter().chain(&p.args).map(|w| shell_quote(w)).collect();
+            words.insert(0, "exec".to_owned());
+            let mut command = words.join(" ");
+            if let Some(dir) = &p.working_dir {
+                command = format!("cd {} && {command}", shell_quote(dir));
+            }
+            let instances = app.instances(&ptype);
+            self.processes.push(ProcessSpec { ptype, command, instances });
+        }
+    }
+}
+
+fn shell_quote(s: &str) -> String {
+    crate::buildpack::launch::shell_quote(s)
 }
 
 mod secs {
@@ -269,7 +329,6 @@ mod secs {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::RuntimeKind;
 
     fn app() -> AppRecord {
         let mut a = AppRecord::new("demo".parse().unwrap(), RuntimeKind::Local);
@@ -293,6 +352,7 @@ mod tests {
             mount_enabled: true,
             overrides,
             running_web: None,
+            has_dockerfile: false,
         }
     }
 
@@ -445,5 +505,37 @@ mod tests {
         json.as_object_mut().unwrap().remove("buildpacks");
         json.as_object_mut().unwrap().remove("healthcheck");
         assert_eq!(serde_json::from_value::<DeployPlan>(json).unwrap(), p);
+    }
+
+    #[test]
+    fn the_build_kind_follows_runtime_and_dockerfile() {
+        assert_eq!(BuildKind::of(RuntimeKind::Docker, true), BuildKind::Dockerfile);
+        assert_eq!(BuildKind::of(RuntimeKind::Docker, false), BuildKind::Buildpacks);
+        assert_eq!(BuildKind::of(RuntimeKind::Local, true), BuildKind::Buildpacks);
+        let a = app();
+        let procfile = Procfile::parse("web: x\n").unwrap();
+        let o = Overrides::default();
+        assert_eq!(plan(&input(&a, &procfile, None, &o)).unwrap().build, BuildKind::Buildpacks);
+    }
+
+    #[test]
+    fn buildpack_types_join_the_procfile_types_which_win() {
+        use crate::buildpack::launch::LaunchToml;
+        let a = app();
+        let procfile = Procfile::parse("web: ./serve\n").unwrap();
+        let o = Overrides::default();
+        let mut p = plan(&input(&a, &procfile, None, &o)).unwrap();
+        let launch = LaunchToml::parse(
+            "acme/tools",
+            "[[processes]]\ntype = \"web\"\ncommand = [\"other\"]\n\
+             [[processes]]\ntype = \"worker\"\ncommand = [\"run it\"]\nargs = [\"--x\"]\nworking-dir = \"sub\"\n",
+        )
+        .unwrap();
+        p.add_buildpack_processes(&a, &launch.processes);
+        assert_eq!(p.processes.len(), 2);
+        assert_eq!(p.processes[0].command, "./serve");
+        assert_eq!(p.processes[1].ptype.as_str(), "worker");
+        assert_eq!(p.processes[1].command, "cd 'sub' && exec 'run it' '--x'");
+        assert_eq!(p.processes[1].instances, 3);
     }
 }

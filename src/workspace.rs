@@ -162,7 +162,20 @@ pub fn env(home: &Home, app: &AppName) -> Result<ProcessEnv, WorkspaceError> {
         return Err(WorkspaceError::Missing(app.clone()));
     }
     attach(home, &paths)?;
-    Ok(ProcessEnv { cwd: ws.join("app"), home: ws.join("home"), env: record.env, run_as: record.run_as })
+    // The current release's launch environment (its layers' env, profile.d, bin/ on PATH),
+    // set up by its launcher as the app's user.
+    let launcher = record
+        .current
+        .and_then(|id| crate::runtime::local::load_plan(home, app, id).ok())
+        .filter(crate::plan::DeployPlan::runs_launcher)
+        .map(|plan| paths.release(plan.release).launcher());
+    Ok(ProcessEnv {
+        cwd: ws.join("app"),
+        home: ws.join("home"),
+        env: record.env,
+        run_as: record.run_as,
+        launcher,
+    })
 }
 
 /// Run `script` with bash in the workspace, interactively when on a terminal; returns its exit

@@ -54,7 +54,7 @@ pub fn run(args: &LocalArgs) -> anyhow::Result<Exit> {
         env.insert(k.to_owned(), v.to_owned());
     }
     let home = std::env::var_os("HOME").map_or_else(|| layout.app_dir.clone(), PathBuf::from);
-    let penv = ProcessEnv { cwd: layout.app_dir.clone(), home, env, run_as: None };
+    let penv = ProcessEnv { cwd: layout.app_dir.clone(), home, env, run_as: None, launcher: None };
     eprintln!("-----> {} with ../mount = {}", layout.app_dir.display(), layout.mount_dir.display());
     if args.predeploy {
         if let Some(script) = project.as_ref().and_then(|p| p.project.predeploy.clone()) {

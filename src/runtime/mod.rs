@@ -50,8 +50,9 @@ pub struct Started {
 
 /// A way of running releases.
 pub trait Runtime {
-    /// Step 1: a fresh release folder or image from exactly the plan's commit.
-    fn build(&self, plan: &DeployPlan, repo: &Repo, progress: &Progress) -> Result<(), RuntimeError>;
+    /// Step 1: a fresh release folder or image from exactly the plan's commit. A buildpack
+    /// build adds the process types its buildpacks declared to `plan` (the Procfile's win).
+    fn build(&self, plan: &mut DeployPlan, repo: &Repo, progress: &Progress) -> Result<(), RuntimeError>;
     /// Step 2: make `../mount` and `~/mount` reach the app's persistent filesystem.
     fn attach_mount(&self, plan: &DeployPlan) -> Result<(), RuntimeError>;
     /// Step 3 (and postdeploy): run a Bash script in the new release, output to `progress`.

@@ -140,6 +140,11 @@ impl AppPaths {
     pub fn staging_dir(&self) -> PathBuf {
         self.state.join("staging")
     }
+    /// Root's directory holding the app's buildpack cache (`layers/`, the app's), kept
+    /// across releases.
+    pub fn build_cache_dir(&self) -> PathBuf {
+        self.dir.join("cache")
+    }
     /// The folder of one release.
     pub fn release(&self, id: ReleaseId) -> ReleasePaths {
         ReleasePaths {
@@ -168,6 +173,19 @@ impl ReleasePaths {
     /// The app folder: the committed tree, and every process's working directory.
     pub fn app(&self) -> PathBuf {
         self.dir.join("app")
+    }
+    /// The release's buildpack layers (the app's): launch layers stay with the release.
+    pub fn layers(&self) -> PathBuf {
+        self.dir.join("layers")
+    }
+    /// Root's directory of the release's installed buildpacks, platform dir and launcher.
+    pub fn cnb(&self) -> PathBuf {
+        self.dir.join("cnb")
+    }
+    /// The launcher every process, script and one-off of a buildpack-built release runs
+    /// through: it sets up the launch layers' environment as the app's user, then execs.
+    pub fn launcher(&self) -> PathBuf {
+        self.cnb().join("launcher")
     }
     /// `../mount` as seen from the app folder.
     pub fn mount_link(&self) -> PathBuf {

@@ -118,6 +118,7 @@ pub fn run(home: &Home, app: &AppName, release: ReleaseId) -> Result<(), Supervi
             env: record.env.clone(),
             // Who the processes run as comes from the app's record, the one source of truth.
             run_as: record.run_as.clone(),
+            launcher: plan.runs_launcher().then(|| paths.launcher()),
         },
         paths: paths.clone(),
         logs_dir: app_paths.logs_dir(),

@@ -20,6 +20,9 @@ pub struct ProcessEnv {
     pub home: PathBuf,
     pub env: BTreeMap<String, String>,
     pub run_as: Option<RunAs>,
+    /// The release's launcher (buildpack builds): commands run as `LAUNCHER bash -c ...`, so
+    /// the launch layers' environment is set up as the app's user, never parsed by root.
+    pub launcher: Option<PathBuf>,
 }
 
 /// The default `PATH` when slipway's own is unset.
@@ -29,7 +32,14 @@ impl ProcessEnv {
     /// `bash -c <script>` with this environment plus `extra`, sharing the caller's terminal:
     /// for one-off commands and shells.
     pub fn interactive(&self, script: &str, extra: &[(&str, String)]) -> std::process::Command {
-        let mut cmd = std::process::Command::new("bash");
+        let mut cmd = match &self.launcher {
+            Some(launcher) => {
+                let mut cmd = std::process::Command::new(launcher);
+                cmd.arg("bash");
+                cmd
+            }
+            None => std::process::Command::new("bash"),
+        };
         cmd.arg("-c").arg(script).current_dir(&self.cwd).env_clear();
         close_inherited_fds(&mut cmd);
         // The app's user cannot enter root's home, so root's PATH (e.g. ~/.cargo/bin) is no use
@@ -231,6 +241,7 @@ mod tests {
             home: "/tmp".into(),
             env: BTreeMap::new(),
             run_as: None,
+            launcher: None,
         };
         let big = env.explain_spawn_error("x", &std::io::Error::from_raw_os_error(libc::E2BIG));
         assert!(big.contains("too long") && big.contains("script"), "{big}");

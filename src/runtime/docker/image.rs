@@ -6,67 +6,21 @@
 //! `slipway/<app>:<release>` and labelled with app, release and commit.
 
 use std::collections::HashMap;
-use std::fmt;
-use std::path::PathBuf;
 
 use bollard::Docker;
 use bollard::query_parameters::{BuildImageOptions, ListImagesOptions, RemoveImageOptions};
 use futures_util::StreamExt;
 
+pub use super::build_request::{BuildRequest, ImageId};
 use super::context::{self, ContextError, GitContext};
 use super::labels;
 use super::ledger::{self, Ledger, LedgerError, Removal};
-use super::lifecycle::{self, LifecycleError};
+use super::lifecycle::{self, BuildpackBuildError};
 use super::output::{LineSink, Tail};
 use super::relabel::{self, RelabelError};
 use super::stack::StackError;
-use crate::ids::{AppName, CommitSha, ReleaseId};
-use crate::source::Repo;
-
-/// An engine image id (`sha256:...`).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct ImageId(String);
-
-impl ImageId {
-    /// Wraps an id the engine returned.
-    pub fn new(id: impl Into<String>) -> Self {
-        Self(id.into())
-    }
-    /// The id as text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for ImageId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// Everything a release image is built from.
-#[derive(Debug, Clone)]
-pub struct BuildRequest {
-    /// The app.
-    pub app: AppName,
-    /// The release being built.
-    pub release: ReleaseId,
-    /// The commit whose tree is built.
-    pub commit: CommitSha,
-    /// The git repository holding the commit (a subdirectory deploy's folder, resolved).
-    pub source: Repo,
-    /// The stack image that buildpack builds start from (`--stack`).
-    pub stack: String,
-    /// Buildpack directories (each with `buildpack.toml` and `bin/`), run in order; the
-    /// Procfile buildpack at the repo root of slipway is normally last.
-    pub buildpacks: Vec<PathBuf>,
-    /// Gzip the build context (smaller upload, more CPU).
-    pub gzip_context: bool,
-    /// Where the ids of the images the build makes are recorded as slipway's.
-    pub ledger: Ledger,
-    /// What the buildpack phases get from the host: CA bundle, proxies, pip settings.
-    pub host_env: crate::build_env::BuildEnv,
-}
+use crate::ids::{AppName, ReleaseId};
+use crate::plan::BuildKind;
 
 /// Why a release image could not be built. The running release is never touched by a build.
 #[derive(Debug, thiserror::Error)]
@@ -79,7 +33,7 @@ pub enum BuildError {
     Stack(#[from] StackError),
     /// A buildpack phase failed.
     #[error(transparent)]
-    Lifecycle(#[from] LifecycleError),
+    Lifecycle(#[from] BuildpackBuildError),
     /// The build-cache lock could not be taken.
     #[error(transparent)]
     StepCache(Box<super::step_cache::StepCacheError>),
@@ -172,10 +126,28 @@ pub async fn build_image(
     req: &BuildRequest,
     output: LineSink<'_>,
 ) -> Result<ImageId, BuildError> {
-    if context::commit_has_file(&req.source, &req.commit, DOCKERFILE)? {
-        build_dockerfile(docker, req, output).await
+    let kind = if context::commit_has_file(&req.source, &req.commit, DOCKERFILE)? {
+        BuildKind::Dockerfile
     } else {
-        Ok(lifecycle::build(docker, req, output).await?)
+        BuildKind::Buildpacks
+    };
+    Ok(build_kind(docker, req, kind, output).await?.0)
+}
+
+/// Builds the release image as the plan says, and returns the launch.toml processes of a
+/// buildpack build (none for a Dockerfile).
+pub async fn build_kind(
+    docker: &Docker,
+    req: &BuildRequest,
+    kind: BuildKind,
+    output: LineSink<'_>,
+) -> Result<(ImageId, Vec<crate::buildpack::launch::Process>), BuildError> {
+    match kind {
+        BuildKind::Dockerfile => Ok((build_dockerfile(docker, req, output).await?, Vec::new())),
+        BuildKind::Buildpacks | BuildKind::Tree => {
+            let built = lifecycle::build(docker, req, output).await?;
+            Ok((built.id, built.launch.processes))
+        }
     }
 }
 

@@ -6,7 +6,8 @@
 //! - [`context`]: a git commit's tree streamed as a tar build context.
 //! - [`image`]: Dockerfile builds, listing and removal of release images.
 //! - [`relabel`]: release labels put on a built image without a builder step.
-//! - [`lifecycle`]: the buildpack build for repos without a Dockerfile (detect, build, export).
+//! - [`lifecycle`]: the build container that runs [`crate::lifecycle`] for buildpack builds.
+//! - [`build_request`]: what a release image is built from, and its id.
 //! - [`volume`]: the app's persistent filesystem and build cache as labelled named volumes.
 //! - [`container`]: process containers: create, start, stop, list, logs.
 //! - [`limits`]: the hardening of every app container, its per-app relaxations, its network.
@@ -21,6 +22,7 @@
 //! `$HOME/mount` (HOME `/home/slipway`) points at it too.
 
 pub mod body;
+pub mod build_request;
 pub mod container;
 pub mod context;
 pub mod exec;
@@ -28,11 +30,11 @@ pub mod image;
 pub mod labels;
 pub mod ledger;
 pub mod lifecycle;
-pub mod lifecycle_scripts;
 pub mod limits;
 pub mod oneoff;
 mod ops;
-pub mod output;
+/// Streamed output lines and their tail, shared with the lifecycle.
+pub use crate::lifecycle::output;
 pub mod reconcile;
 pub mod relabel;
 pub mod routes;

@@ -13,8 +13,8 @@ use bollard::query_parameters::{
 };
 use futures_util::StreamExt;
 
+use super::build_request::ImageId;
 use super::container::{self, ContainerError, mount_points};
-use super::image::ImageId;
 use super::labels::{self, Kind};
 use super::output::{LineSink, Tail};
 use super::relabel;

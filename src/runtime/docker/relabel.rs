@@ -26,7 +26,7 @@ use futures_util::StreamExt;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use super::image::ImageId;
+use super::build_request::ImageId;
 use super::labels::Labels;
 
 /// Why an image could not be relabelled.

@@ -23,7 +23,7 @@ use super::stack::{self, StackError};
 use super::volume::{self, VolumeError};
 use super::{ConnectError, DEFAULT_STACK, connect, labels};
 use crate::ids::{AppName, ProcessType, ReleaseId};
-use crate::plan::{BuildpackSource, DeployPlan, ScriptSpec};
+use crate::plan::{BuildKind, BuildpackSource, DeployPlan, ScriptSpec};
 use crate::progress::Progress;
 use crate::runtime::{ProcessReport, Repairs, Runtime, RuntimeError, Started};
 use crate::source::Repo;
@@ -202,7 +202,7 @@ impl DockerRuntime {
     async fn build_release(
         &self,
         docker: &Docker,
-        plan: &DeployPlan,
+        plan: &mut DeployPlan,
         repo: &Repo,
         progress: &Progress,
     ) -> Result<(), DockerError> {
@@ -211,7 +211,15 @@ impl DockerRuntime {
         let stack = stack_image(&record);
         progress.detail(&format!("stack image {stack}"));
         stack::ensure_stack(docker, &stack).await?;
-        let has_dockerfile = super::context::commit_has_file(repo, &plan.commit, image::DOCKERFILE)?;
+        // Plans saved before the build kind was planned say Tree: decide by the commit then.
+        let kind = match plan.build {
+            BuildKind::Tree => {
+                let has = super::context::commit_has_file(repo, &plan.commit, image::DOCKERFILE)?;
+                BuildKind::of(crate::state::RuntimeKind::Docker, has)
+            }
+            kind => kind,
+        };
+        let has_dockerfile = kind == BuildKind::Dockerfile;
         // Buildpacks committed with the app, and slipway's own, are written out for the build
         // into a private directory (0700, random name) that no other user can plant files in.
         let scratch_dir = tempfile::Builder::new()
@@ -243,7 +251,7 @@ impl DockerRuntime {
                 progress.detail(&format!("extra buildpacks: {}", names.join(", ")));
             }
         }
-        let own = buildpack_dirs(&scratch_dir.path().join("own"));
+        let own = crate::lifecycle::buildpack_dirs(&scratch_dir.path().join("own"));
         if buildpacks.is_empty() && own.is_empty() && !has_dockerfile {
             return Err(DockerError::NoBuildpack { app: plan.app.clone() });
         }
@@ -265,13 +273,17 @@ impl DockerRuntime {
         }
         let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
         let mut sink = |line: &str| progress.detail(&super::output::for_output(line, terminal));
-        let built = image::build_image(docker, &req, &mut sink).await;
+        let built = image::build_kind(docker, &req, kind, &mut sink).await;
         drop(scratch_dir);
         if built.is_err() {
             // A failed build's step images are recorded as it streams them; none may stay.
             let _ = image::remove_recorded(docker, &req.ledger, plan.release, image::StepPrune::Wait).await;
         }
-        let id = built?;
+        let (id, launch) = built?;
+        if !launch.is_empty() {
+            plan.add_buildpack_processes(&record, &launch);
+            save_plan(&self.home, plan)?;
+        }
         progress.detail(&format!("image {} ({})", labels::image_tag(&plan.app, plan.release), short_id(&id)));
         Ok(())
     }
@@ -354,7 +366,7 @@ impl DockerRuntime {
 }
 
 impl Runtime for DockerRuntime {
-    fn build(&self, plan: &DeployPlan, repo: &Repo, progress: &Progress) -> Result<(), RuntimeError> {
+    fn build(&self, plan: &mut DeployPlan, repo: &Repo, progress: &Progress) -> Result<(), RuntimeError> {
         self.block(async |docker| self.build_release(docker, plan, repo, progress).await)
     }
 
@@ -450,27 +462,6 @@ pub fn stack_image(record: &AppRecord) -> String {
 /// The stack image of an app created without `--stack`: `$SLIPWAY_STACK`, else the default.
 pub fn default_stack() -> String {
     std::env::var("SLIPWAY_STACK").ok().filter(|s| !s.is_empty()).unwrap_or_else(|| DEFAULT_STACK.to_owned())
-}
-
-/// The buildpacks of a build without a Dockerfile, in order: the directories in
-/// `$SLIPWAY_BUILDPACKS` (colon-separated), then slipway's own Procfile buildpack at
-/// `$SLIPWAY_BUILDPACK` if set, else the built-in buildpacks (`crate::buildpacks`), written
-/// into `scratch` (a directory private to this build).
-pub fn buildpack_dirs(scratch: &Path) -> Vec<PathBuf> {
-    let mut dirs: Vec<PathBuf> = std::env::var_os("SLIPWAY_BUILDPACKS")
-        .map(|v| std::env::split_paths(&v).filter(|p| !p.as_os_str().is_empty()).collect())
-        .unwrap_or_default();
-    if let Some(own) = std::env::var_os("SLIPWAY_BUILDPACK").map(PathBuf::from) {
-        dirs.extend(Some(own).filter(|d| d.join("buildpack.toml").is_file()));
-        return dirs;
-    }
-    for bp in crate::buildpacks::builtins() {
-        match bp.write_to(&scratch.join(bp.id.replace('/', "_"))) {
-            Ok(dir) => dirs.push(dir),
-            Err(e) => tracing::warn!(error = %e, buildpack = bp.id, "cannot write a built-in buildpack"),
-        }
-    }
-    dirs
 }
 
 /// `NAME=value` entries for a container: the config vars and `DYNO`.

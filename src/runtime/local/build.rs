@@ -1,6 +1,7 @@
 //! Steps 1 and 2 on the local runtime: write the plan to the release's root-only state,
-//! extract the commit into a root-only staging folder, give its `app/` to the app's user, and
-//! move the folder into place; then link the mount.
+//! extract the commit into a root-only staging folder (with the buildpacks installed beside it
+//! in `cnb/`), give its `app/` and `layers/` to the app's user, move the folder into place and
+//! run the buildpacks there ([`super::lifecycle`]); then link the mount.
 
 use std::ffi::OsStr;
 use std::fs;
@@ -8,13 +9,18 @@ use std::path::Path;
 
 use super::{LocalError, io_err};
 use crate::ids::{AppName, ReleaseId};
-use crate::plan::DeployPlan;
+use crate::plan::{BuildKind, DeployPlan};
 use crate::source::Repo;
 use crate::state::tree::{self, Access};
 use crate::state::{Home, atomic};
 
 /// Extract the commit and write the plan the supervisor will run.
-pub(super) fn build(home: &Home, plan: &DeployPlan, repo: &Repo) -> Result<(), LocalError> {
+pub(super) fn build(
+    home: &Home,
+    plan: &mut DeployPlan,
+    repo: &Repo,
+    output: crate::lifecycle::LineSink<'_>,
+) -> Result<(), LocalError> {
     let app_paths = home.app(&plan.app);
     let paths = app_paths.release(plan.release);
     let user = plan.run_as.as_ref();
@@ -37,15 +43,34 @@ pub(super) fn build(home: &Home, plan: &DeployPlan, repo: &Repo) -> Result<(), L
     let app_dir = staging.join("app");
     fs::create_dir(&app_dir).map_err(io_err(&app_dir))?;
     repo.extract(&plan.commit, &app_dir)?;
+    let layers = staging.join("layers");
+    if plan.build == BuildKind::Buildpacks {
+        // Installed while the tree is root's alone: the commit's buildpacks are read before
+        // the app's user can change anything in it.
+        let builtins = staging_root.join(format!("{name}.builtins"));
+        let staged = super::lifecycle::stage(&release_fd, &staging, plan, &builtins);
+        tree::remove_tree(&staging_fd, OsStr::new(&format!("{name}.builtins")), &builtins)?;
+        staged.map_err(Box::new)?;
+        fs::create_dir(&layers).map_err(io_err(&layers))?;
+    }
     if let Some(user) = user {
         user.chown_tree(&app_dir).map_err(io_err(&app_dir))?;
+        if plan.build == BuildKind::Buildpacks {
+            user.chown_tree(&layers).map_err(io_err(&layers))?;
+        }
     }
     // HOME is root's and sticky: the app adds files (caches, dotfiles) but can never remove
     // or rename the `mount` link slipway keeps there.
     tree::make_dir(&release_fd, OsStr::new("home"), &staging.join("home"), Access::AppAdds, user)?;
     let releases = tree::open_or_create(home.root(), &app_paths.releases_dir(), Access::AppReads, user)?;
     tree::rename(&staging_fd, OsStr::new(&name), &releases, OsStr::new(&name), paths.dir())?;
-    rustix::fs::fsync(&releases).map_err(|e| io_err(app_paths.releases_dir())(e.into()))
+    rustix::fs::fsync(&releases).map_err(|e| io_err(app_paths.releases_dir())(e.into()))?;
+    if plan.build == BuildKind::Buildpacks {
+        super::lifecycle::build(home, plan, output).map_err(Box::new)?;
+        // The buildpacks' process types join the plan the supervisor will run.
+        atomic::write_json(&paths.plan(), plan).map_err(io_err(paths.plan()))?;
+    }
+    Ok(())
 }
 
 /// Link `../mount` and `~/mount` to the app's persistent filesystem, mounting it first if a

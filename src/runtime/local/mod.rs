@@ -8,10 +8,14 @@
 //! apps/<app>/releases/v3/mount  -> ../../mount
 //! apps/<app>/releases/v3/home/     HOME: root's, sticky, writable by the app's group
 //! apps/<app>/releases/v3/home/mount -> ../mount   (so ~/mount works; the app cannot swap it)
+//! apps/<app>/releases/v3/layers/   buildpack layers, the app's (see lifecycle.rs)
+//! apps/<app>/releases/v3/cnb/      root's: installed buildpacks, launcher
+//! apps/<app>/cache/layers/         cache layers, the app's, kept across releases
 //! state/<app>/releases/v3/         plan.json, status.json, supervisor.{pid,lock}, script.pgid
 //! ```
 
 mod build;
+pub mod lifecycle;
 mod ops;
 mod script;
 mod start;
@@ -59,6 +63,8 @@ pub enum LocalError {
     Tree(#[from] crate::state::tree::TreeError),
     #[error("cannot start the command in app {app}: {why}")]
     Spawn { app: AppName, why: String },
+    #[error(transparent)]
+    Build(#[from] Box<lifecycle::HostBuildError>),
     #[error("no logs for {what} of app {app}; see `slipway ps {app}` for its processes")]
     NoLogs { app: AppName, what: String },
 }
@@ -88,13 +94,16 @@ impl LocalRuntime {
             home: paths.home(),
             env: plan.env.clone(),
             run_as: plan.run_as.clone(),
+            launcher: plan.runs_launcher().then(|| paths.launcher()),
         }
     }
 }
 
 impl Runtime for LocalRuntime {
-    fn build(&self, plan: &DeployPlan, repo: &Repo, _progress: &Progress) -> Result<(), RuntimeError> {
-        Ok(build::build(&self.home, plan, repo)?)
+    fn build(&self, plan: &mut DeployPlan, repo: &Repo, progress: &Progress) -> Result<(), RuntimeError> {
+        let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+        let mut sink = |line: &str| progress.detail(&crate::lifecycle::output::for_output(line, terminal));
+        Ok(build::build(&self.home, plan, repo, &mut sink)?)
     }
 
     fn attach_mount(&self, plan: &DeployPlan) -> Result<(), RuntimeError> {

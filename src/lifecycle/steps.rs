@@ -1,0 +1,154 @@
+//! The lifecycle's own steps between phases (restore cached layers, export: save cache layers
+//! and drop the rest), as bash scripts that are pure functions of the build's directories and
+//! layers, so they are tested as text. A build container runs them as root and hands results
+//! to the build user (`owner`); the local runtime runs them as the app's user (no `owner`), so
+//! root never touches what the app's user wrote.
+
+// Scripts are assembled line by line with `push_str(&format!(..))`, which reads like the
+// script it builds; the extra allocations do not matter here.
+#![allow(clippy::format_push_string)]
+
+use super::LifecycleDirs;
+use crate::buildpack::launch::shell_quote as q;
+use crate::buildpack::layer::LayerTypes;
+
+/// A layer left by a build.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuiltLayer {
+    /// The escaped buildpack id.
+    pub buildpack: String,
+    /// The layer name.
+    pub name: String,
+    /// Its `[types]`.
+    pub types: LayerTypes,
+}
+
+/// The root script that saves `cache = true` layers and drops layers not for launch.
+pub fn export_script(dirs: &LifecycleDirs, built: &[String], layers: &[BuiltLayer]) -> String {
+    let mut s = String::from("set -eu\n");
+    for bp in built {
+        s.push_str(&format!(
+            "rm -rf {c}\ninstall -d{o} {c}\n",
+            c = q(&format!("{}/{bp}", dirs.cache)),
+            o = owner_flags(dirs)
+        ));
+    }
+    for l in layers {
+        let dir = format!("{}/{}", dirs.build.layers_dir(&l.buildpack), l.name);
+        let fate = l.types.fate();
+        if fate.cache {
+            s.push_str(&format!(
+                "for p in {d} {t}; do if [ -e \"$p\" ]; then cp -a \"$p\" {c}/; fi; done\n",
+                d = q(&dir),
+                t = q(&format!("{dir}.toml")),
+                c = q(&format!("{}/{}", dirs.cache, l.buildpack))
+            ));
+        }
+        if !fate.export {
+            s.push_str(&format!("rm -rf {} {}\n", q(&dir), q(&format!("{dir}.toml"))));
+        }
+    }
+    s.push_str(&format!("rm -rf {}\n", q(&dirs.scratch)));
+    s
+}
+
+fn owner_flags(dirs: &LifecycleDirs) -> String {
+    dirs.owner
+        .as_ref()
+        .map(|o| {
+            let (u, g) = o.split_once(':').unwrap_or((o, o));
+            format!(" -o {u} -g {g}")
+        })
+        .unwrap_or_default()
+}
+
+/// The script that makes each buildpack's layers and scratch directories (and, with an
+/// `owner`, hands the source to the build user and opens the buildpacks to it).
+pub fn prepare_script(dirs: &LifecycleDirs, buildpacks: &[String]) -> String {
+    let mut s = String::from("set -eu\n");
+    let o = owner_flags(dirs);
+    if let Some(owner) = &dirs.owner {
+        s.push_str(&format!("chown -R {owner} {}\n", q(&dirs.build.app)));
+        s.push_str(&format!("chmod -R a+rX {}\n", q(&dirs.build.buildpacks)));
+        s.push_str(&format!("install -d{o} {}/env\n", q(&dirs.build.platform)));
+    }
+    s.push_str(&format!("install -d{o} {}\n", q(&dirs.scratch)));
+    for bp in buildpacks {
+        s.push_str(&format!(
+            "install -d{o} {} {}\n",
+            q(&dirs.build.layers_dir(bp)),
+            q(&format!("{}/{bp}", dirs.scratch))
+        ));
+    }
+    s
+}
+
+/// The root script that brings back the cached layers of the buildpacks in the group.
+pub fn restore_script(dirs: &LifecycleDirs, group: &[String]) -> String {
+    let mut s = String::from("set -eu\n");
+    for bp in group {
+        s.push_str(&format!(
+            "if [ -d {c} ]; then cp -a {c}/. {l}/; fi\n",
+            c = q(&format!("{}/{bp}", dirs.cache)),
+            l = q(&dirs.build.layers_dir(bp))
+        ));
+        if let Some(owner) = &dirs.owner {
+            s.push_str(&format!("chown {owner} {}\n", q(&dirs.build.layers_dir(bp))));
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layer(name: &str, launch: bool, build: bool, cache: bool) -> BuiltLayer {
+        BuiltLayer {
+            buildpack: "acme_tools".into(),
+            name: name.into(),
+            types: LayerTypes { launch, build, cache },
+        }
+    }
+
+    #[test]
+    fn export_caches_cache_layers_and_drops_non_launch_layers() {
+        let s = export_script(
+            &LifecycleDirs::container(),
+            &["acme_tools".into()],
+            &[
+                layer("run", true, false, false),
+                layer("deps", true, false, true),
+                layer("tmp", false, true, true),
+            ],
+        );
+        assert!(s.contains("rm -rf '/cache/acme_tools'\ninstall -d -o 1000 -g 1000 '/cache/acme_tools'\n"));
+        assert!(s.contains("for p in '/layers/acme_tools/deps' '/layers/acme_tools/deps.toml'; do"));
+        assert!(s.contains("rm -rf '/layers/acme_tools/tmp' '/layers/acme_tools/tmp.toml'\n"));
+        assert!(!s.contains("rm -rf '/layers/acme_tools/run'"));
+        assert!(!s.contains("for p in '/layers/acme_tools/run'"));
+    }
+
+    #[test]
+    fn restore_copies_each_group_member_back() {
+        let s = restore_script(&LifecycleDirs::container(), &["slipway_procfile".into()]);
+        assert!(s.contains("cp -a '/cache/slipway_procfile'/. '/layers/slipway_procfile'/"));
+        assert!(s.contains("chown 1000:1000 '/layers/slipway_procfile'"));
+    }
+
+    #[test]
+    fn without_an_owner_nothing_is_chowned() {
+        let mut dirs = LifecycleDirs::container();
+        dirs.owner = None;
+        let all = [
+            restore_script(&dirs, &["a".into()]),
+            prepare_script(&dirs, &["a".into()]),
+            export_script(&dirs, &["a".into()], &[layer("run", true, false, true)]),
+        ];
+        for s in all {
+            assert!(!s.contains("chown") && !s.contains(" -o "), "{s}");
+            let status = std::process::Command::new("bash").args(["-n", "-c", &s]).status().unwrap();
+            assert!(status.success());
+        }
+    }
+}

@@ -120,21 +120,22 @@ impl HostSettings {
     /// Reads slipway's environment and checks which files exist.
     pub fn gather(app_ca: Option<&Path>) -> Self {
         let mut env = BTreeMap::new();
-        let wanted = FORWARDED.iter().chain(&["SLIPWAY_CA_CERTS", "SSL_CERT_FILE", "PIP_CONFIG_FILE", "HOME"]);
+        let wanted =
+            FORWARDED.iter().chain(&["SLIPWAY_CA_CERTS", "SSL_CERT_FILE", "PIP_CONFIG_FILE", "HOME"]);
         for name in wanted {
             if let Ok(v) = std::env::var(name) {
                 env.insert((*name).to_owned(), v);
             }
         }
         let home = env.get("HOME").map(PathBuf::from);
-        let user_pip_confs: Vec<PathBuf> = home
-            .iter()
-            .flat_map(|h| [h.join(".config/pip/pip.conf"), h.join(".pip/pip.conf")])
-            .collect();
+        let user_pip_confs: Vec<PathBuf> =
+            home.iter().flat_map(|h| [h.join(".config/pip/pip.conf"), h.join(".pip/pip.conf")]).collect();
         let mut candidates: Vec<PathBuf> = HOST_BUNDLES.iter().map(PathBuf::from).collect();
-        candidates.extend(["SLIPWAY_CA_CERTS", "SSL_CERT_FILE", "PIP_CONFIG_FILE"].iter().filter_map(|k| {
-            env.get(*k).filter(|v| !v.is_empty()).map(PathBuf::from)
-        }));
+        candidates.extend(
+            ["SLIPWAY_CA_CERTS", "SSL_CERT_FILE", "PIP_CONFIG_FILE"]
+                .iter()
+                .filter_map(|k| env.get(*k).filter(|v| !v.is_empty()).map(PathBuf::from)),
+        );
         candidates.extend(app_ca.map(Path::to_owned));
         candidates.extend(user_pip_confs.iter().cloned());
         candidates.extend(["/etc/pip.conf", "/etc/xdg/pip/pip.conf"].map(PathBuf::from));
@@ -252,10 +253,7 @@ mod tests {
         let b = s.plan(BuildSite::Container).unwrap();
         assert_eq!(
             b.mounts,
-            [BindMount {
-                source: "/etc/ssl/certs/ca-certificates.crt".into(),
-                target: CONTAINER_CA.into()
-            }]
+            [BindMount { source: "/etc/ssl/certs/ca-certificates.crt".into(), target: CONTAINER_CA.into() }]
         );
         for name in CA_VARS {
             assert_eq!(var(&b, name), Some(CONTAINER_CA), "{name}");

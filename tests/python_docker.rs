@@ -21,7 +21,8 @@ fn seed_dash_deploys_with_its_venv_reused_rebuilt_and_a_failed_install_refused()
     let venv_toml = || sw.ok(&["run", &app, "--", "cat /layers/slipway_python/venv.toml"]);
     python_support::seed_dash_scenario(&sw, &app, &venv_toml);
     // The CA bundle was lent to the build, never baked into the release image.
-    let probe = sw.ok(&["run", &app, "--", "test -e /etc/slipway/ca-certificates.crt && echo baked || echo clean"]);
+    let probe =
+        sw.ok(&["run", &app, "--", "test -e /etc/slipway/ca-certificates.crt && echo baked || echo clean"]);
     assert_eq!(probe, "clean\n");
 }
 
@@ -34,7 +35,8 @@ fn apps_set_ca_certs_refuses_what_is_not_a_pem_bundle_and_keeps_the_setting() {
     std::fs::write(&not_pem, "hello\n").unwrap();
     let pem = dir.path().join("corp.pem");
     std::fs::write(&pem, "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n").unwrap();
-    let info = || -> serde_json::Value { serde_json::from_str(&sw.ok(&["apps", "info", &app, "--json"])).unwrap() };
+    let info =
+        || -> serde_json::Value { serde_json::from_str(&sw.ok(&["apps", "info", &app, "--json"])).unwrap() };
 
     sw.ok(&["apps", "set", &app, "--ca-certs", pem.to_str().unwrap()]);
     assert_eq!(info()["ca_certs"], pem.to_str().unwrap());

@@ -12,7 +12,10 @@ pub fn set(home: &Home, app: &AppName, value: &str) -> anyhow::Result<()> {
     let path = parse(value).map_err(Refusal::Usage)?;
     if let Some(p) = &path {
         let text = std::fs::read(p).map_err(|e| {
-            Refusal::Usage(format!("--ca-certs {}: cannot read it ({e}); give a PEM file of CA certificates", p.display()))
+            Refusal::Usage(format!(
+                "--ca-certs {}: cannot read it ({e}); give a PEM file of CA certificates",
+                p.display()
+            ))
         })?;
         if !text.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") {
             return Err(Refusal::Usage(format!(

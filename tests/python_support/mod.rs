@@ -42,7 +42,8 @@ pub fn callback_rows(port: u16, min: u64) -> (u64, u64) {
         assert!(v["response"]["graph"]["figure"]["data"].is_array(), "the figure is a plotly figure: {body}");
         let text = v["response"]["rows"]["children"].as_str()?.to_owned();
         // "worker rows: N; predeploy rows: M"
-        let nums: Vec<u64> = text.split(|c: char| !c.is_ascii_digit()).filter_map(|n| n.parse().ok()).collect();
+        let nums: Vec<u64> =
+            text.split(|c: char| !c.is_ascii_digit()).filter_map(|n| n.parse().ok()).collect();
         (nums.len() == 2 && nums[0] >= min).then(|| (nums[0], nums[1]))
     });
     got.unwrap_or_else(|| panic!("the callback never showed {min} worker rows; last answer: {last}"))

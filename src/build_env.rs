@@ -36,6 +36,8 @@ pub const HOST_BUNDLES: &[&str] = &["/etc/ssl/certs/ca-certificates.crt", "/etc/
 pub const CONTAINER_CA: &str = "/etc/slipway/ca-certificates.crt";
 /// Where a build container finds the host's pip.conf (bind-mounted, read-only).
 pub const CONTAINER_PIP_CONF: &str = "/etc/slipway/pip.conf";
+/// Where a build container finds the host's `PIP_FIND_LINKS` directories (`<dir>/0`, `1`, ...).
+pub const CONTAINER_FIND_LINKS: &str = "/etc/slipway/find-links";
 
 /// Why the build's host settings were refused.
 #[derive(Debug, thiserror::Error)]
@@ -78,6 +80,8 @@ pub struct HostSettings {
     pub files: Vec<PathBuf>,
     /// The user's pip.conf candidates, in pip's order (`~/.config/pip/pip.conf`, `~/.pip/pip.conf`).
     pub user_pip_confs: Vec<PathBuf>,
+    /// Directories that exist, among the local paths in `PIP_FIND_LINKS`.
+    pub dirs: Vec<PathBuf>,
 }
 
 /// Where a build runs.
@@ -140,7 +144,13 @@ impl HostSettings {
         candidates.extend(user_pip_confs.iter().cloned());
         candidates.extend(["/etc/pip.conf", "/etc/xdg/pip/pip.conf"].map(PathBuf::from));
         let files = candidates.into_iter().filter(|p| p.is_file()).collect();
-        Self { env, app_ca: app_ca.map(Path::to_owned), files, user_pip_confs }
+        let dirs = env
+            .get("PIP_FIND_LINKS")
+            .map(|v| {
+                v.split_whitespace().map(PathBuf::from).filter(|p| p.is_absolute() && p.is_dir()).collect()
+            })
+            .unwrap_or_default();
+        Self { env, app_ca: app_ca.map(Path::to_owned), files, user_pip_confs, dirs }
     }
 
     fn exists(&self, path: &Path) -> bool {
@@ -190,12 +200,33 @@ impl HostSettings {
             .find(|p| self.exists(p))
     }
 
+    /// `PIP_FIND_LINKS` as a build container sees it: each local directory of the host is
+    /// lent read-only under [`CONTAINER_FIND_LINKS`]; URLs stay as they are.
+    fn lend_find_links(&self, value: &str, mounts: &mut Vec<BindMount>) -> String {
+        let mut out = Vec::new();
+        for entry in value.split_whitespace() {
+            let path = PathBuf::from(entry);
+            if self.dirs.contains(&path) {
+                let target = format!("{CONTAINER_FIND_LINKS}/{}", mounts.len());
+                mounts.push(BindMount { source: path, target: target.clone() });
+                out.push(target);
+            } else if !path.is_absolute() {
+                out.push(entry.to_owned());
+            }
+        }
+        out.join(" ")
+    }
+
     /// What a build at `site` gets.
     pub fn plan(&self, site: BuildSite) -> Result<BuildEnv, BuildEnvError> {
         let mut out = BuildEnv::default();
         for name in FORWARDED {
             if let Some(v) = self.env.get(*name) {
-                out.vars.push(((*name).to_owned(), v.clone()));
+                let v = match (*name, site) {
+                    ("PIP_FIND_LINKS", BuildSite::Container) => self.lend_find_links(v, &mut out.mounts),
+                    _ => v.clone(),
+                };
+                out.vars.push(((*name).to_owned(), v));
             }
         }
         let ca = match self.ca_source()? {
@@ -240,6 +271,7 @@ mod tests {
             app_ca: None,
             files: files.iter().map(PathBuf::from).collect(),
             user_pip_confs: vec![PathBuf::from("/root/.config/pip/pip.conf")],
+            dirs: vec![],
         }
     }
 
@@ -300,7 +332,7 @@ mod tests {
                 ("no_proxy", "localhost"),
                 ("PIP_INDEX_URL", "https://pypi.corp/simple"),
                 ("PIP_EXTRA_INDEX_URL", "https://extra/simple"),
-                ("PIP_FIND_LINKS", "/wheels"),
+                ("PIP_FIND_LINKS", "https://wheels.corp/"),
                 ("SECRET_TOKEN", "x"),
             ],
             &[],
@@ -310,7 +342,7 @@ mod tests {
         assert_eq!(var(&b, "no_proxy"), Some("localhost"));
         assert_eq!(var(&b, "PIP_INDEX_URL"), Some("https://pypi.corp/simple"));
         assert_eq!(var(&b, "PIP_EXTRA_INDEX_URL"), Some("https://extra/simple"));
-        assert_eq!(var(&b, "PIP_FIND_LINKS"), Some("/wheels"));
+        assert_eq!(var(&b, "PIP_FIND_LINKS"), Some("https://wheels.corp/"));
         assert_eq!(var(&b, "SECRET_TOKEN"), None, "only the listed variables cross");
     }
 
@@ -325,5 +357,19 @@ mod tests {
         s.env.insert("PIP_CONFIG_FILE".into(), "/srv/pip.conf".into());
         s.files.push("/srv/pip.conf".into());
         assert_eq!(var(&s.plan(BuildSite::Host).unwrap(), "PIP_CONFIG_FILE"), Some("/srv/pip.conf"));
+    }
+
+    #[test]
+    fn local_find_links_directories_are_lent_to_a_container_and_urls_pass() {
+        let mut s = settings(&[("PIP_FIND_LINKS", "/opt/wheels https://wheels.corp/ /gone")], &[]);
+        s.dirs = vec!["/opt/wheels".into()];
+        let b = s.plan(BuildSite::Container).unwrap();
+        assert_eq!(var(&b, "PIP_FIND_LINKS"), Some("/etc/slipway/find-links/0 https://wheels.corp/"));
+        assert_eq!(
+            b.mounts,
+            [BindMount { source: "/opt/wheels".into(), target: "/etc/slipway/find-links/0".into() }]
+        );
+        let host = s.plan(BuildSite::Host).unwrap();
+        assert_eq!(var(&host, "PIP_FIND_LINKS"), Some("/opt/wheels https://wheels.corp/ /gone"));
     }
 }

@@ -85,7 +85,8 @@ code_change() {
 deploy() {
     local app=$1 log=$WORK/deploy-$1-$(date +%s%N).log start pid hwm=0 h
     start=$(now)
-    sw deploy "$app" --repo "$REPO" >"$log" 2>&1 &
+    # Started directly (not through the sw function), so that $! is slipway itself.
+    "$BIN" --home "$HOME_DIR" deploy "$app" --repo "$REPO" >"$log" 2>&1 &
     pid=$!
     while kill -0 "$pid" 2>/dev/null; do
         h=$(awk '/^VmHWM:/ { print $2 }' "/proc/$pid/status" 2>/dev/null || true)

@@ -1,6 +1,7 @@
 //! slipway: turns each git commit of an app into a fresh, running release whose persistent
 //! filesystem survives every deploy. See ARCHITECTURE.md for the map.
 
+pub mod build_env;
 pub mod buildpack;
 pub mod buildpacks;
 pub mod cli;

@@ -25,10 +25,20 @@ pub const PROCFILE: EmbeddedBuildpack = EmbeddedBuildpack {
     ],
 };
 
+/// slipway's Python buildpack: dependencies into a venv layer reused while they are unchanged.
+pub const PYTHON: EmbeddedBuildpack = EmbeddedBuildpack {
+    id: "slipway/python",
+    files: &[
+        ("buildpack.toml", include_str!("python/buildpack.toml"), 0o644),
+        ("bin/detect", include_str!("python/bin/detect"), 0o755),
+        ("bin/build", include_str!("python/bin/build"), 0o755),
+    ],
+};
+
 /// The built-in buildpacks, in detection order. slipway/procfile comes last: it turns the
 /// Procfile into process types once the others have installed what those commands need.
 pub fn builtins() -> &'static [EmbeddedBuildpack] {
-    &[PROCFILE]
+    &[PYTHON, PROCFILE]
 }
 
 impl EmbeddedBuildpack {

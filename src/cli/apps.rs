@@ -41,6 +41,10 @@ pub enum AppsCommand {
         routing: crate::cli::route_cmd::RoutingArgs,
         #[command(flatten)]
         limits: super::limits::LimitArgs,
+        /// The CA bundle the app's builds trust (a PEM file), or `host` for the host's own
+        /// [default: host; `$SLIPWAY_CA_CERTS` overrides both]
+        #[arg(long, value_name = "FILE|host")]
+        ca_certs: Option<String>,
     },
     /// List apps
     List {
@@ -75,11 +79,11 @@ pub fn run(home: &Home, cmd: AppsCommand) -> anyhow::Result<Exit> {
             let kube = kube.settings(runtime)?;
             create(home, &app, runtime, stack, listen.as_deref(), kube.as_ref())
         }
-        AppsCommand::Set { app, listen, routing, limits } => {
-            if listen.is_none() && routing.is_empty() && !limits.any() {
+        AppsCommand::Set { app, listen, routing, limits, ca_certs } => {
+            if listen.is_none() && routing.is_empty() && !limits.any() && ca_certs.is_none() {
                 return Err(Refusal::Usage(
                     "nothing to set: give --listen, --deploy-branch, --body-timeout, --body-min-rate, \
-                     --memory, --pids, --allow-setuid or --cap-add"
+                     --memory, --pids, --allow-setuid, --cap-add or --ca-certs"
                         .into(),
                 )
                 .into());
@@ -89,6 +93,9 @@ pub fn run(home: &Home, cmd: AppsCommand) -> anyhow::Result<Exit> {
             }
             if limits.any() {
                 super::limits::set(home, &app, &limits)?;
+            }
+            if let Some(ca) = &ca_certs {
+                super::ca_certs::set(home, &app, ca)?;
             }
             listen.map_or(Ok(Exit::Ok), |l| set_listen(home, &app, &l))
         }

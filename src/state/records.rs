@@ -94,6 +94,9 @@ pub struct AppRecord {
     /// `--body-min-rate`); None: the defaults.
     #[serde(default, skip_serializing_if = "BodyLimits::is_default")]
     pub body_limits: BodyLimits,
+    /// The CA bundle builds trust (`apps set --ca-certs`); None: the host's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_certs: Option<PathBuf>,
 }
 
 /// How long the router waits for a request body, as Apache's `mod_reqtimeout` `body=20,
@@ -143,6 +146,7 @@ impl AppRecord {
             web_port: None,
             deploy_branch: None,
             body_limits: BodyLimits::DEFAULT,
+            ca_certs: None,
         }
     }
 

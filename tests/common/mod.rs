@@ -281,6 +281,8 @@ pub fn http_get(port: u16) -> std::io::Result<(u16, String)> {
 
 /// The stack image the docker tests build on.
 pub const STACK: &str = "slipway/stack:bookworm";
+/// The stack recipe the tests need (`slipway.stack.version`, src/runtime/docker/stack.rs).
+pub const STACK_VERSION: &str = "2";
 
 /// Whether the Docker engine is here, importing the stack image first if it is missing. The
 /// import takes a file lock shared with every other docker test (and the library's engine
@@ -291,8 +293,13 @@ pub fn docker_ready(sw: &Slipway) -> bool {
         require::skip(require::Need::Docker, &format!("no Docker engine ({SOCKET} missing)"));
         return false;
     }
-    let have =
-        || Command::new("docker").args(["image", "inspect", STACK]).output().map(|o| o.status.success());
+    // A stack made by an earlier recipe (without python3-venv) is imported again.
+    let have = || {
+        Command::new("docker")
+            .args(["image", "inspect", "-f", "{{index .Config.Labels \"slipway.stack.version\"}}", STACK])
+            .output()
+            .map(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).trim() == STACK_VERSION)
+    };
     match have() {
         Err(e) => {
             require::skip(require::Need::Docker, &format!("no docker CLI ({e})"));

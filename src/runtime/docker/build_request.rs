@@ -50,4 +50,6 @@ pub struct BuildRequest {
     pub gzip_context: bool,
     /// Where the ids of the images the build makes are recorded as slipway's.
     pub ledger: Ledger,
+    /// What the buildpack phases get from the host: CA bundle, proxies, pip settings.
+    pub host_env: crate::build_env::BuildEnv,
 }

@@ -125,12 +125,7 @@ pub async fn build(
         user: Some("0:0".into()),
         labels: Some(labels::release_labels(&req.app, req.release, Kind::Build)),
         host_config: Some(HostConfig {
-            mounts: Some(vec![Mount {
-                target: Some(b.dirs.cache.clone()),
-                source: Some(cache),
-                typ: Some(MountType::VOLUME),
-                ..Default::default()
-            }]),
+            mounts: Some(build_mounts(&b.dirs.cache, cache, &req.host_env)),
             ..Default::default()
         }),
         ..Default::default()
@@ -293,9 +288,11 @@ impl Executor for ContainerExecutor<'_> {
     }
 
     async fn run_phase(&self, cmd: &PhaseCommand, output: LineSink<'_>) -> Result<PhaseResult, ExecError> {
+        let mut env = cmd.env.clone();
+        env.extend(self.req.host_env.env_list());
         let spec = ExecSpec {
             cmd: cmd.argv.clone(),
-            env: cmd.env.clone(),
+            env,
             user: CONTAINER_USER.to_owned(),
             workdir: cmd.cwd.clone(),
         };
@@ -316,4 +313,24 @@ impl Executor for ContainerExecutor<'_> {
         let spec = ExecSpec { cmd: argv, env: vec![], user: CONTAINER_USER.into(), workdir: "/".into() };
         self.exec(&spec, ExecOutput::Capture, "read build results").await
     }
+}
+
+/// The build container's mounts: the app's cache volume, and the host files the build trusts
+/// (CA bundle, pip.conf) read-only. Bind mounts are not part of a commit: the release image
+/// never holds them.
+fn build_mounts(cache_dir: &str, cache: String, host: &crate::build_env::BuildEnv) -> Vec<Mount> {
+    let mut mounts = vec![Mount {
+        target: Some(cache_dir.to_owned()),
+        source: Some(cache),
+        typ: Some(MountType::VOLUME),
+        ..Default::default()
+    }];
+    mounts.extend(host.mounts.iter().map(|m| Mount {
+        target: Some(m.target.clone()),
+        source: Some(m.source.display().to_string()),
+        typ: Some(MountType::BIND),
+        read_only: Some(true),
+        ..Default::default()
+    }));
+    mounts
 }

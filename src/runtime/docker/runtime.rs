@@ -64,6 +64,8 @@ pub enum DockerError {
     Context(#[from] super::context::ContextError),
     #[error(transparent)]
     Limits(#[from] super::limits::LimitsError),
+    #[error(transparent)]
+    BuildEnv(#[from] crate::build_env::BuildEnvError),
     #[error("cannot {action} {}", path.display())]
     Io {
         action: &'static str,
@@ -268,7 +270,12 @@ impl DockerRuntime {
             buildpacks,
             gzip_context: false,
             ledger: Ledger::of(&self.home, &plan.app),
+            host_env: crate::build_env::HostSettings::gather(record.ca_certs.as_deref())
+                .plan(crate::build_env::BuildSite::Container)?,
         };
+        if let Some(ca) = &req.host_env.ca {
+            progress.detail(&format!("build trusts the CA bundle {}", ca.display()));
+        }
         let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
         let mut sink = |line: &str| progress.detail(&super::output::for_output(line, terminal));
         let built = image::build_kind(docker, &req, kind, &mut sink).await;

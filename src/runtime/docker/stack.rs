@@ -2,7 +2,8 @@
 //! offline by `slipway stack import` because no registry can be reached.
 //!
 //! It is a Debian root filesystem made by `debootstrap --variant=minbase` from a Debian mirror
-//! (the machine's own, by default deb.debian.org), with bash, python3 and a non-root user
+//! (the machine's own, by default deb.debian.org), with bash, python3 (with venv and pip, for
+//! the `slipway/python` buildpack) and a non-root user
 //! `slipway` (uid 1000, HOME /home/slipway, `~/mount` → `/mount`), streamed as a tar into the
 //! engine's image import (`POST /images/create?fromSrc=-`, what `docker import` does).
 
@@ -22,6 +23,11 @@ use super::{DEFAULT_STACK, is_not_found};
 
 /// Label on the stack image saying which Debian suite it holds.
 pub const STACK_LABEL: &str = "slipway.stack";
+/// Label on the stack image saying which slipway stack recipe made it.
+pub const STACK_VERSION_LABEL: &str = "slipway.stack.version";
+/// The current recipe: 2 added python3-venv and python3-pip. An image with an older (or no)
+/// version is imported again by `slipway stack import`, even without `--force`.
+pub const STACK_VERSION: &str = "2";
 
 /// What `slipway stack import` should make.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -152,6 +158,15 @@ pub async fn stack_image_id(docker: &Docker, tag: &str) -> Result<Option<String>
     }
 }
 
+/// The `slipway.stack.version` label of the image tagged `tag`, if it exists and has one.
+pub async fn stack_version(docker: &Docker, tag: &str) -> Result<Option<String>, StackError> {
+    match docker.inspect_image(tag).await {
+        Ok(img) => Ok(img.config.and_then(|c| c.labels).and_then(|l| l.get(STACK_VERSION_LABEL).cloned())),
+        Err(e) if is_not_found(&e) => Ok(None),
+        Err(source) => Err(StackError::Inspect { tag: tag.to_owned(), source }),
+    }
+}
+
 /// The stack image's id, or an error telling the user to run `slipway stack import`.
 pub async fn ensure_stack(docker: &Docker, tag: &str) -> Result<String, StackError> {
     stack_image_id(docker, tag).await?.ok_or_else(|| StackError::NotFound { tag: tag.to_owned() })
@@ -162,7 +177,7 @@ pub fn debootstrap_argv(opts: &StackImport, dir: &Path) -> Vec<String> {
     vec![
         "debootstrap".to_owned(),
         "--variant=minbase".to_owned(),
-        "--include=bash,python3,ca-certificates,git".to_owned(),
+        "--include=bash,python3,python3-venv,python3-pip,ca-certificates,git".to_owned(),
         opts.suite.clone(),
         dir.display().to_string(),
         opts.mirror.clone(),
@@ -187,6 +202,7 @@ pub fn import_changes(opts: &StackImport) -> Vec<String> {
         "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_owned(),
         "ENV LANG=C.UTF-8".to_owned(),
         format!("LABEL {STACK_LABEL}={}", opts.suite),
+        format!("LABEL {STACK_VERSION_LABEL}={STACK_VERSION}"),
         // The CNB platform spec reads the target distro from these labels.
         "LABEL io.buildpacks.base.distro.name=debian".to_owned(),
         "LABEL io.buildpacks.base.distro.version=12".to_owned(),
@@ -204,12 +220,21 @@ pub async fn import_stack(
     if !opts.force
         && let Some(id) = stack_image_id(docker, &opts.tag).await?
     {
+        let version = stack_version(docker, &opts.tag).await?;
+        if version.as_deref() == Some(STACK_VERSION) {
+            progress(&format!(
+                "stack image {} already exists ({}); use --force to rebuild it",
+                opts.tag,
+                short(&id)
+            ));
+            return Ok(StackOutcome::Present { id });
+        }
         progress(&format!(
-            "stack image {} already exists ({}); use --force to rebuild it",
+            "stack image {} ({}) is stack version {}, not {STACK_VERSION} (python3-venv, python3-pip): importing it again",
             opts.tag,
-            short(&id)
+            short(&id),
+            version.as_deref().unwrap_or("1")
         ));
-        return Ok(StackOutcome::Present { id });
     }
     if !rustix::process::geteuid().is_root() {
         return Err(StackError::NotRoot);
@@ -223,7 +248,7 @@ pub async fn import_stack(
 
     let t = Instant::now();
     progress(&format!(
-        "debootstrap {} (minbase + bash, python3, ca-certificates) from {}",
+        "debootstrap {} (minbase + bash, python3, python3-venv, python3-pip, ca-certificates, git) from {}",
         opts.suite, opts.mirror
     ));
     let argv = debootstrap_argv(opts, &root);
@@ -401,14 +426,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn debootstrap_is_minbase_with_bash_python_certificates_and_git() {
+    fn debootstrap_is_minbase_with_bash_python_venv_pip_certificates_and_git() {
         let opts = StackImport { mirror: "http://mirror.example/debian".into(), ..StackImport::default() };
         assert_eq!(
             debootstrap_argv(&opts, Path::new("/tmp/r")),
             [
                 "debootstrap",
                 "--variant=minbase",
-                "--include=bash,python3,ca-certificates,git",
+                "--include=bash,python3,python3-venv,python3-pip,ca-certificates,git",
                 "bookworm",
                 "/tmp/r",
                 "http://mirror.example/debian"
@@ -421,6 +446,7 @@ mod tests {
         let changes = import_changes(&StackImport::default());
         assert!(changes.iter().any(|c| c.starts_with("ENV PATH=/usr/local/sbin")));
         assert!(changes.contains(&"LABEL slipway.stack=bookworm".to_owned()));
+        assert!(changes.contains(&format!("LABEL slipway.stack.version={STACK_VERSION}")));
     }
 
     #[test]

@@ -133,6 +133,7 @@ impl TestApp {
             buildpacks: vec![PathBuf::from(env!("CARGO_MANIFEST_DIR"))],
             gzip_context: false,
             ledger: self.ledger(),
+            host_env: crate::build_env::BuildEnv::default(),
         }
     }
 

@@ -63,6 +63,9 @@ pub enum HostExecError {
     /// A directory of the app's tree was tampered with.
     #[error(transparent)]
     State(#[from] tree::TreeError),
+    /// The CA bundle the user named is missing.
+    #[error(transparent)]
+    BuildEnv(#[from] crate::build_env::BuildEnvError),
 }
 
 /// A local buildpack build failure.
@@ -173,6 +176,13 @@ pub fn build(home: &Home, plan: &DeployPlan, output: LineSink<'_>) -> Result<Bui
         cache_dir(home, &plan.app, plan.run_as.as_ref()).map_err(|e| fail("make the build cache", e))?;
     let bp_dir = paths.cnb().join("buildpacks");
     let buildpacks = installed(plan, &bp_dir)?;
+    let ca_certs = home.load_app(&plan.app).ok().and_then(|r| r.ca_certs);
+    let host_env = crate::build_env::HostSettings::gather(ca_certs.as_deref())
+        .plan(crate::build_env::BuildSite::Host)
+        .map_err(|e| fail("read the build's CA and proxy settings", e.into()))?;
+    if let Some(ca) = &host_env.ca {
+        output(&format!("[lifecycle] builds trust the CA bundle {}", ca.display()));
+    }
     let exec = HostExecutor {
         dirs: LifecycleDirs {
             build: BuildDirs {
@@ -187,6 +197,7 @@ pub fn build(home: &Home, plan: &DeployPlan, output: LineSink<'_>) -> Result<Bui
         },
         home: paths.home(),
         run_as: plan.run_as.clone(),
+        host_env,
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
@@ -256,6 +267,8 @@ struct HostExecutor {
     dirs: LifecycleDirs,
     home: PathBuf,
     run_as: Option<RunAs>,
+    /// CA bundle, proxies and pip settings from the host (`crate::build_env`).
+    host_env: crate::build_env::BuildEnv,
 }
 
 impl HostExecutor {
@@ -270,6 +283,7 @@ impl HostExecutor {
         if let Some(u) = &self.run_as {
             env.push(("USER".to_owned(), u.user.clone()));
         }
+        env.extend(self.host_env.vars.iter().cloned());
         env
     }
 

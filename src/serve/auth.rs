@@ -1,7 +1,7 @@
 //! Every API and git request is authenticated here, once, before any handler runs: a token in
 //! the `Authorization` header (Bearer, or Basic for git, whose password is the token), never a
 //! cookie, so another site cannot drive a signed-in browser. The app in the path must be one
-//! the token reaches. Failed attempts are rate-limited per client address.
+//! the token reaches. Wrong tokens are rate-limited per client address.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use super::errors::ApiError;
 use super::server::AppState;
 
-/// Failed attempts allowed per client address within [`WINDOW`] before it gets 429.
+/// Wrong tokens allowed per client address within [`WINDOW`] before it gets 429.
 pub const MAX_FAILURES: u32 = 10;
 /// The window failed attempts are counted in.
 pub const WINDOW: Duration = Duration::from_secs(60);
@@ -109,7 +109,11 @@ pub async fn require_token(
         }
     };
     let Some(principal) = principal else {
-        state.limiter.fail(peer.ip(), now);
+        // A wrong token is a guess; a missing one is not (the sign-in page and scripts that
+        // forgot the header must not lock an address out).
+        if token.is_some() {
+            state.limiter.fail(peer.ip(), now);
+        }
         let msg = if token.is_some() {
             "the token is not valid (revoked, or mistyped); `slipway tokens list` shows app tokens"
         } else {

@@ -81,6 +81,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/apps/{app}/mount/files/{*path}", files_route)
         .route("/api/apps/{app}/mount/export", get(archive::export))
         .route("/api/apps/{app}/mount/import", post(archive::import))
+        .layer(axum::middleware::map_response(super::errors::json_rejections))
         .route("/git/{repo}/{*rest}", get(super::git_http::serve).post(super::git_http::serve))
         .fallback(|| async {
             super::errors::ApiError::new(

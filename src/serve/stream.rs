@@ -192,6 +192,10 @@ pub async fn logs(
                 format!("{t:?} is not a process type (web) or instance (web.2)"),
             )
         };
+        // Never anything `slipway logs` could read as an option.
+        if !ty.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+            return Err(bad());
+        }
         ty.parse::<ProcessType>().map_err(|_| bad())?;
         if let Some(i) = index {
             i.parse::<u32>().map_err(|_| bad())?;

@@ -27,6 +27,7 @@ cargo build --release >&2
 BIN=$(cd "$CARGO_TARGET_DIR/release" && pwd)/slipway
 
 WORK=$(mktemp -d "$TMPBASE/slipway-bench-serve.XXXXXX")
+chmod 0711 "$WORK" # app users must pass through to their tree
 HOME_DIR=$WORK/home
 APP=benchserve$$
 SERVER_PID=
@@ -40,13 +41,13 @@ trap cleanup EXIT
 sw() { "$BIN" --home "$HOME_DIR" "$@"; }
 now_ms() { date +%s%3N; }
 
-sw apps create "$APP" >/dev/null 2>&1
+sw apps create "$APP" >/dev/null 2>"$WORK/create.log" || die "apps create: $(cat "$WORK/create.log")"
 sw mount enable "$APP" --size "$((UPLOAD_MB * 3 + 512))M" >/dev/null 2>&1
 MOUNT=$HOME_DIR/apps/$APP/mount
 MODE=$(sw mount status "$APP" --json | sed -n 's/.*"mode": "\([a-z]*\)".*/\1/p')
 
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-sw serve --listen "127.0.0.1:$PORT" 2>"$WORK/serve.log" &
+"$BIN" --home "$HOME_DIR" serve --listen "127.0.0.1:$PORT" 2>"$WORK/serve.log" &
 SERVER_PID=$!
 for _ in $(seq 100); do
   TOKEN=$(sw tokens show-admin 2>/dev/null || true)
@@ -69,7 +70,7 @@ rm -f "$MOUNT/baseline.bin"; sync
 say "==> PUT through the API"
 t0=$(now_ms)
 code=$(curl -sS -o "$WORK/put.out" -w '%{http_code}' -X PUT -H "Authorization: Bearer $TOKEN" \
-  -H 'Content-Type: application/octet-stream' --data-binary "@$SRC" \
+  -H "Content-Type: application/octet-stream" -T "$SRC" \
   "http://127.0.0.1:$PORT/api/apps/$APP/mount/files/upload.bin")
 sync; t1=$(now_ms)
 [ "$code" = 201 ] || die "upload answered $code: $(cat "$WORK/put.out")"

@@ -1,0 +1,151 @@
+// The Overview tab: processes (scale, restart), release history with phase durations, and a
+// Deploy form whose progress streams into a log panel.
+'use strict';
+
+const Overview = {
+  async render(panel, app) {
+    const procCard = h('section', { class: 'card', 'aria-labelledby': 'h-procs' });
+    const deployCard = h('section', { class: 'card', 'aria-labelledby': 'h-deploy' });
+    const relCard = h('section', { class: 'card', 'aria-labelledby': 'h-releases' });
+    panel.append(h('div', { class: 'grid-2' }, procCard, deployCard), relCard);
+    Overview.deployForm(deployCard, app, () => {
+      Overview.processes(procCard, app);
+      Overview.releases(relCard, app);
+    });
+    await Promise.all([Overview.processes(procCard, app), Overview.releases(relCard, app)]);
+  },
+
+  async processes(card, app) {
+    const err = h('p', { class: 'inline-error', role: 'alert', hidden: true });
+    const head = h('div', { class: 'card-head' }, h('h2', { id: 'h-procs' }, 'Processes'),
+      h('button', { type: 'button', id: 'restart-all', onclick: (e) => guarded(e.target, err, async () => {
+        await Api.json('POST', Api.appPath(app, '/ps/restart'), {});
+        await Overview.processes(card, app);
+      }) }, 'Restart all'));
+    card.replaceChildren(head, err, h('p', { class: 'muted' }, 'Loading…'));
+    let procs;
+    try {
+      procs = await Api.get(Api.appPath(app, '/ps'));
+    } catch (e) {
+      card.replaceChildren(head, h('p', { class: 'inline-error', role: 'alert' }, e.message));
+      return;
+    }
+    procs = Array.isArray(procs) ? procs : (procs.processes || []);
+    if (!procs.length) {
+      card.replaceChildren(head, err, h('p', { class: 'muted' }, 'No processes: deploy a release first.'));
+      return;
+    }
+    const counts = new Map();
+    for (const p of procs) counts.set(p.type, (counts.get(p.type) || 0) + 1);
+    const rows = procs.map((p) => h('tr', {},
+      h('td', {}, h('code', {}, p.name || (p.type + '.' + (p.index ?? '')))),
+      h('td', {}, h('span', { class: 'chip state-' + p.state }, p.state)),
+      h('td', {}, p.pid ?? '—'), h('td', {}, p.port ?? '—'),
+      h('td', {}, p.uptime_secs !== undefined ? formatDuration(p.uptime_secs * 1000) : (p.uptime ?? '—')),
+      h('td', {}, p.restarts ?? 0)));
+    const scaleRows = [...counts.entries()].map(([type, n]) => {
+      const input = h('input', { type: 'number', min: 0, max: 32, value: n, 'aria-label': 'Instances of ' + type, class: 'num' });
+      return h('form', { class: 'inline-form', onsubmit: (e) => {
+        e.preventDefault();
+        guarded(e.submitter, err, async () => {
+          await Api.json('POST', Api.appPath(app, '/ps/scale'), { [type]: Number(input.value) });
+          await Overview.processes(card, app);
+        });
+      } }, h('label', {}, h('code', {}, type)), input,
+      h('button', { type: 'submit' }, 'Scale'),
+      h('button', { type: 'button', onclick: (e) => guarded(e.target, err, async () => {
+        await Api.json('POST', Api.appPath(app, '/ps/restart'), { type });
+        await Overview.processes(card, app);
+      }) }, 'Restart'));
+    });
+    card.replaceChildren(head, err,
+      h('div', { class: 'table-wrap' }, h('table', {},
+        h('thead', {}, h('tr', {}, ['Process', 'State', 'PID', 'Port', 'Uptime', 'Restarts'].map((t) => h('th', {}, t)))),
+        h('tbody', {}, rows))),
+      h('div', { class: 'scale' }, scaleRows));
+  },
+
+  async releases(card, app) {
+    const head = h('div', { class: 'card-head' }, h('h2', { id: 'h-releases' }, 'Releases'));
+    card.replaceChildren(head, h('p', { class: 'muted' }, 'Loading…'));
+    let rels;
+    try {
+      rels = await Api.get(Api.appPath(app, '/releases'));
+    } catch (e) {
+      card.replaceChildren(head, h('p', { class: 'inline-error', role: 'alert' }, e.message));
+      return;
+    }
+    rels = Array.isArray(rels) ? rels : (rels.releases || []);
+    if (!rels.length) {
+      card.replaceChildren(head, h('p', { class: 'muted' }, 'No releases yet.'));
+      return;
+    }
+    const rows = rels.map((r) => h('tr', {},
+      h('td', {}, h('code', {}, r.id), r.current ? h('span', { class: 'tag ok' }, 'current') : null),
+      h('td', {}, h('code', {}, String(r.commit || '').slice(0, 8))),
+      h('td', {}, formatTime(r.created_at || r.time)),
+      h('td', {}, h('span', { class: 'chip state-' + (r.status || '') }, r.status || '—')),
+      h('td', { class: 'phases' }, Overview.phases(r))));
+    const last = rels[0];
+    const parts = [head, h('div', { class: 'table-wrap' }, h('table', {},
+      h('thead', {}, h('tr', {}, ['Release', 'Commit', 'Created', 'Status', 'Phases'].map((t) => h('th', {}, t)))),
+      h('tbody', {}, rows)))];
+    if (last && (last.log || last.deploy_log)) {
+      parts.push(h('h3', {}, 'Last deploy log (', h('code', {}, last.id), ')'),
+        h('pre', { class: 'log', id: 'last-deploy-log' }, last.log || last.deploy_log));
+    }
+    card.replaceChildren(...parts);
+  },
+
+  /** Phase durations, whatever shape the record gives them in (list or map). */
+  phases(r) {
+    let list = r.phases || r.durations || [];
+    if (!Array.isArray(list)) list = Object.entries(list).map(([name, ms]) => ({ name, ms }));
+    if (!list.length) return '—';
+    return h('span', { class: 'chips' }, list.map((p) => h('span', { class: 'phase' },
+      p.name || p.phase, ' ', h('b', {}, formatDuration(p.ms ?? p.duration_ms ?? (p.secs ?? 0) * 1000)))));
+  },
+
+  deployForm(card, app, onDone) {
+    const repo = h('input', { id: 'deploy-repo', name: 'repo', required: true, placeholder: '/srv/src/myapp', autocomplete: 'off' });
+    const rev = h('input', { id: 'deploy-rev', name: 'rev', placeholder: 'HEAD', autocomplete: 'off' });
+    const log = h('pre', { class: 'log', id: 'deploy-log', 'aria-live': 'polite', hidden: true });
+    const status = h('p', { id: 'deploy-status', class: 'status-line', role: 'status' });
+    const err = h('p', { class: 'inline-error', role: 'alert', hidden: true });
+    const button = h('button', { type: 'submit', class: 'primary', id: 'deploy-start' }, 'Deploy');
+    let controller = null;
+    App.onLeave(() => controller && controller.abort());
+    const form = h('form', { id: 'deploy-form', onsubmit: async (e) => {
+      e.preventDefault();
+      log.hidden = false;
+      log.textContent = '';
+      status.textContent = 'Deploying…';
+      status.className = 'status-line running';
+      controller = new AbortController();
+      const started = performance.now();
+      const ok = await guarded(button, err, async () => {
+        const body = { repo: repo.value.trim() };
+        if (rev.value.trim()) body.rev = rev.value.trim();
+        const res = await Api.raw('POST', Api.appPath(app, '/deploys'), {
+          body: JSON.stringify(body), headers: { 'Content-Type': 'application/json' }, signal: controller.signal });
+        let failed = null;
+        await Api.stream(res, (line, event) => {
+          if (event === 'error' || event === 'failed') failed = line;
+          log.append(line + '\n');
+          log.scrollTop = log.scrollHeight;
+        });
+        if (failed) throw new Error(failed);
+        return true;
+      });
+      const secs = ((performance.now() - started) / 1000).toFixed(1);
+      status.textContent = ok ? 'Deployed in ' + secs + ' s' : 'Deploy failed after ' + secs + ' s';
+      status.className = 'status-line ' + (ok ? 'done' : 'failed');
+      onDone();
+    } },
+    h('div', { class: 'field' }, h('label', { for: 'deploy-repo' }, 'Repository path'), repo),
+    h('div', { class: 'field' }, h('label', { for: 'deploy-rev' }, 'Revision'), rev),
+    h('div', { class: 'actions' }, button));
+    card.replaceChildren(h('div', { class: 'card-head' }, h('h2', { id: 'h-deploy' }, 'Deploy')),
+      form, err, status, log);
+  },
+};

@@ -34,19 +34,20 @@ document.getElementById('signin-form').addEventListener('submit', async (e) => {
   const token = input.value.trim();
   if (!token) return;
   Api.setToken(token);
-  const ok = await guarded(button, errEl, async () => {
-    // A token that reaches only one app cannot list them all: try the list, and on 403 ask
-    // which app it is for through the route that app tokens may use.
-    const res = await fetch('/api/apps', { headers: Api.headers(), credentials: 'omit' });
-    if (!res.ok && res.status !== 403) {
+  // The server says who the token is: an app token reaches one app, so it lands on that app.
+  const who = await guarded(button, errEl, async () => {
+    const res = await fetch('/api/session', { method: 'POST', headers: Api.headers(), credentials: 'omit' });
+    if (!res.ok) {
       Api.clearToken();
-      throw await Api.failure(res);
+      const err = await Api.failure(res);
+      throw err;
     }
-    return true;
+    return res.json();
   });
-  if (ok) {
+  if (who) {
     input.value = '';
-    if (!location.hash || location.hash === '#/' || location.hash === '#') location.hash = '#/apps';
+    const home = who.app ? appLink(who.app) : '#/apps';
+    if (!location.hash || location.hash === '#/' || location.hash === '#') location.hash = home;
     route();
   }
 });
@@ -94,12 +95,12 @@ async function renderApps() {
   }
   const rows = apps.map((a) => {
     const m = a.mount || {};
-    const procs = a.processes || a.ps || [];
     return h('tr', { dataset: { app: a.name } },
       h('td', {}, h('a', { href: appLink(a.name), class: 'app-name' }, a.name)),
       h('td', {}, h('span', { class: 'tag' }, a.runtime || '—')),
       h('td', {}, releaseCell(a)),
-      h('td', {}, processChips(procs)),
+      h('td', {}, a.processes && a.processes.error
+        ? h('span', { class: 'inline-error' }, a.processes.error) : processChips(instancesOf(a.processes))),
       h('td', {}, a.url ? h('a', { href: a.url, target: '_blank', rel: 'noopener' }, a.url) : '—'),
       h('td', { class: 'mount-cell' }, m.enabled
         ? usageBar(m.used_bytes, m.capacity_bytes || m.limit_bytes, 'Mount usage of ' + a.name)
@@ -112,19 +113,24 @@ async function renderApps() {
 }
 
 function releaseCell(a) {
-  const rel = a.release || a.current_release;
-  const id = rel && typeof rel === 'object' ? rel.id : rel;
-  const commit = (rel && typeof rel === 'object' ? rel.commit : null) || a.commit;
-  if (!id) return h('span', { class: 'muted' }, 'never deployed');
-  return h('span', {}, h('code', {}, String(id)),
-    commit ? h('span', { class: 'muted' }, ' @ ', h('code', {}, String(commit).slice(0, 8))) : null);
+  if (!a.current) return h('span', { class: 'muted' }, 'never deployed');
+  return h('span', {}, h('code', {}, a.current),
+    a.commit ? h('span', { class: 'muted' }, ' @ ', h('code', { title: a.commit }, a.commit.slice(0, 8))) : null,
+    a.stopped ? h('span', { class: 'tag' }, 'stopped') : null);
+}
+
+/** The instances of a processes report (`GET /api/apps/{app}/ps`). */
+function instancesOf(report) {
+  if (!report) return [];
+  if (report.error) throw new Error(report.error);
+  return report.instances || [];
 }
 
 /** One chip per process instance, coloured by state. */
 function processChips(procs) {
   if (!procs.length) return h('span', { class: 'muted' }, 'none');
   return h('span', { class: 'chips' }, procs.map((p) => {
-    const name = p.name || (p.type + (p.index !== undefined ? '.' + p.index : ''));
+    const name = p.name || p.ptype + '.' + p.index;
     return h('span', { class: 'chip state-' + (p.state || 'unknown'), title: name + ': ' + p.state },
       name, ' ', h('b', {}, p.state || '?'));
   }));

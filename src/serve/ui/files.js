@@ -1,6 +1,6 @@
 // The file explorer over an app's mount: breadcrumbs, a listing with size and modified time,
 // uploads (drag files or folders from the desktop, or File > Upload Files…) with a progress bar
-// and a cancel per file, download, rename, delete, new folder, export and import. Every error is
+// and a cancel per file, download, delete, new folder, export and import. Every error is
 // shown inline and the explorer stays usable.
 'use strict';
 
@@ -199,7 +199,6 @@ class Explorer {
       h('td', {}, formatTime(e.modified)),
       h('td', { class: 'row-actions' },
         e.kind === 'file' ? act('Download', (b) => guarded(b, this.error, () => Api.download(Api.filePath(this.app, path), e.name))) : null,
-        act('Rename', () => this.rename(e)),
         act('Delete', () => this.remove(e), 'danger-text')));
   }
 
@@ -217,19 +216,6 @@ class Explorer {
       },
     });
     if (made) await this.refresh();
-  }
-
-  async rename(e) {
-    const input = h('input', { id: 'rename-name', autocomplete: 'off', value: e.name, required: true });
-    const done = await openDialog({
-      title: 'Rename',
-      body: [h('label', { for: 'rename-name' }, 'New name for ', h('code', {}, e.name)), input],
-      okLabel: 'Rename',
-      canOk: () => input.value.trim() !== '' && input.value.trim() !== e.name,
-      onOk: () => Api.json('POST', Api.filePath(this.app, this.join(e.name)) + '?rename=1',
-        { to: this.join(input.value.trim()) }),
-    });
-    if (done) await this.refresh();
   }
 
   async remove(e) {
@@ -261,7 +247,7 @@ class Explorer {
     this.showError('');
     this.showNotice('Importing ' + file.name + '…');
     try {
-      const q = this.dir ? '?dest=' + encodeURIComponent(this.dir) : '';
+      const q = this.dir ? '?path=' + encodeURIComponent(this.dir) : '';
       const res = await Api.raw('POST', Api.appPath(this.app, '/mount/import') + q, { body: file,
         headers: { 'Content-Type': 'application/octet-stream' } });
       const report = await res.json().catch(() => null);

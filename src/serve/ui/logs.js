@@ -47,9 +47,8 @@ const Logs = {
 
     // The filter offers the app's process types, read from its processes.
     try {
-      let procs = await Api.get(Api.appPath(app, '/ps'));
-      procs = Array.isArray(procs) ? procs : (procs.processes || []);
-      for (const t of [...new Set(procs.map((p) => p.type))].sort()) type.append(h('option', { value: t }, t));
+      const procs = instancesOf(await Api.get(Api.appPath(app, '/ps')));
+      for (const t of [...new Set(procs.map((p) => p.ptype))].sort()) type.append(h('option', { value: t }, t));
     } catch (e) {
       setInlineError(err, e.message);
     }

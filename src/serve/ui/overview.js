@@ -30,25 +30,25 @@ const Overview = {
       card.replaceChildren(head, h('p', { class: 'inline-error', role: 'alert' }, e.message));
       return;
     }
-    procs = Array.isArray(procs) ? procs : (procs.processes || []);
+    procs = instancesOf(procs);
     if (!procs.length) {
       card.replaceChildren(head, err, h('p', { class: 'muted' }, 'No processes: deploy a release first.'));
       return;
     }
     const counts = new Map();
-    for (const p of procs) counts.set(p.type, (counts.get(p.type) || 0) + 1);
+    for (const p of procs) counts.set(p.ptype, (counts.get(p.ptype) || 0) + 1);
     const rows = procs.map((p) => h('tr', {},
-      h('td', {}, h('code', {}, p.name || (p.type + '.' + (p.index ?? '')))),
+      h('td', {}, h('code', { title: p.last_exit || '' }, p.name || p.ptype + '.' + p.index)),
       h('td', {}, h('span', { class: 'chip state-' + p.state }, p.state)),
       h('td', {}, p.pid ?? '—'), h('td', {}, p.port ?? '—'),
-      h('td', {}, p.uptime_secs !== undefined ? formatDuration(p.uptime_secs * 1000) : (p.uptime ?? '—')),
+      h('td', {}, p.uptime_secs === null || p.uptime_secs === undefined ? '—' : formatDuration(p.uptime_secs * 1000)),
       h('td', {}, p.restarts ?? 0)));
     const scaleRows = [...counts.entries()].map(([type, n]) => {
       const input = h('input', { type: 'number', min: 0, max: 32, value: n, 'aria-label': 'Instances of ' + type, class: 'num' });
       return h('form', { class: 'inline-form', onsubmit: (e) => {
         e.preventDefault();
         guarded(e.submitter, err, async () => {
-          await Api.json('POST', Api.appPath(app, '/ps/scale'), { [type]: Number(input.value) });
+          await Api.json('POST', Api.appPath(app, '/ps/scale'), { counts: { [type]: Number(input.value) } });
           await Overview.processes(card, app);
         });
       } }, h('label', {}, h('code', {}, type)), input,
@@ -81,29 +81,28 @@ const Overview = {
       return;
     }
     const rows = rels.map((r) => h('tr', {},
-      h('td', {}, h('code', {}, r.id), r.current ? h('span', { class: 'tag ok' }, 'current') : null),
-      h('td', {}, h('code', {}, String(r.commit || '').slice(0, 8))),
-      h('td', {}, formatTime(r.created_at || r.time)),
-      h('td', {}, h('span', { class: 'chip state-' + (r.status || '') }, r.status || '—')),
+      h('td', {}, h('code', {}, r.id)),
+      h('td', {}, h('code', { title: r.commit }, String(r.commit || '').slice(0, 8))),
+      h('td', {}, formatTime(r.created_at)),
+      h('td', {}, h('span', { class: 'chip state-' + r.status, title: r.error || '' }, r.status)),
       h('td', { class: 'phases' }, Overview.phases(r))));
     const last = rels[0];
     const parts = [head, h('div', { class: 'table-wrap' }, h('table', {},
       h('thead', {}, h('tr', {}, ['Release', 'Commit', 'Created', 'Status', 'Phases'].map((t) => h('th', {}, t)))),
       h('tbody', {}, rows)))];
-    if (last && (last.log || last.deploy_log)) {
-      parts.push(h('h3', {}, 'Last deploy log (', h('code', {}, last.id), ')'),
-        h('pre', { class: 'log', id: 'last-deploy-log' }, last.log || last.deploy_log));
+    if (last && last.error) {
+      parts.push(h('h3', {}, 'Why ', h('code', {}, last.id), ' failed'),
+        h('pre', { class: 'log', id: 'last-deploy-error' }, last.error));
     }
     card.replaceChildren(...parts);
   },
 
-  /** Phase durations, whatever shape the record gives them in (list or map). */
+  /** Phase durations: build 1.2 s, predeploy 80 ms, … */
   phases(r) {
-    let list = r.phases || r.durations || [];
-    if (!Array.isArray(list)) list = Object.entries(list).map(([name, ms]) => ({ name, ms }));
+    const list = r.phases || [];
     if (!list.length) return '—';
     return h('span', { class: 'chips' }, list.map((p) => h('span', { class: 'phase' },
-      p.name || p.phase, ' ', h('b', {}, formatDuration(p.ms ?? p.duration_ms ?? (p.secs ?? 0) * 1000)))));
+      p.name, ' ', h('b', {}, formatDuration(p.millis)))));
   },
 
   deployForm(card, app, onDone) {

@@ -211,6 +211,7 @@ async fn deploy_from_the_browser_streams_its_log() {
         if !status.starts_with("Deploying") {
             assert!(status.starts_with("Deployed"), "the deploy succeeds: {status}\n{log}");
             assert!(log.contains("predeploy: data.csv has"), "the predeploy's output is in the log:\n{log}");
+            assert!(!log.contains("{\"line\""), "the log shows the lines, not the stream's framing:\n{log}");
             break;
         }
         assert!(Instant::now() < deadline, "the deploy did not finish within 120 s:\n{log}");

@@ -90,37 +90,39 @@ const Api = {
   get(url) { return Api.json('GET', url); },
 
   /**
-   * Reads a streamed response (chunked text or Server-Sent Events) and calls onLine with each
-   * line as it arrives; resolves when the stream ends. SSE framing (`data: `, `event: `) is
-   * unwrapped so that callers see the lines the CLI would print.
+   * Reads a streamed NDJSON response (deploy progress, log tails): `{"line": "..."}` per output
+   * line, as it happens, then `{"done": true, "ok": ..., "exit_code": ..., "error": ...}`.
+   * Calls onLine with each line; resolves with the final `done` object (null if the stream
+   * ended without one, e.g. the server went away).
    */
   async stream(res, onLine) {
     const reader = res.body.getReader();
     const decoder = new TextDecoder();
     let buf = '';
-    let event = '';
-    const sse = (res.headers.get('Content-Type') || '').includes('text/event-stream');
-    const emit = (line) => {
-      if (!sse) { onLine(line, ''); return; }
-      if (line.startsWith('event:')) { event = line.slice(6).trim(); return; }
-      if (line.startsWith('data:')) {
-        onLine(line.slice(5).replace(/^ /, ''), event);
-        return;
+    let done = null;
+    const emit = (text) => {
+      if (!text.trim()) return;
+      let msg;
+      try {
+        msg = JSON.parse(text);
+      } catch (_notJson) {
+        throw new ApiError('The server sent a malformed stream line: ' + text.slice(0, 200), res.status, 'bad_stream');
       }
-      if (line === '') event = '';
+      if (typeof msg.line === 'string') onLine(msg.line);
+      if (msg.done) done = msg;
     };
     for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      buf += decoder.decode(value, { stream: true });
+      const chunk = await reader.read();
+      if (chunk.done) break;
+      buf += decoder.decode(chunk.value, { stream: true });
       let nl;
       while ((nl = buf.indexOf('\n')) >= 0) {
-        emit(buf.slice(0, nl).replace(/\r$/, ''));
+        emit(buf.slice(0, nl));
         buf = buf.slice(nl + 1);
       }
     }
-    buf += decoder.decode();
-    if (buf) emit(buf);
+    emit(buf + decoder.decode());
+    return done;
   },
 
   /**
@@ -195,4 +197,13 @@ function formatDuration(ms) {
   const s = ms / 1000;
   if (s < 60) return s.toFixed(1) + ' s';
   return Math.floor(s / 60) + ' min ' + Math.round(s % 60) + ' s';
+}
+
+/** 3725 -> "1 h 2 min", as `slipway ps` reads. */
+function formatUptime(secs) {
+  if (secs === null || secs === undefined) return '—';
+  if (secs < 60) return secs + ' s';
+  if (secs < 3600) return Math.floor(secs / 60) + ' min ' + (secs % 60) + ' s';
+  if (secs < 86400) return Math.floor(secs / 3600) + ' h ' + Math.floor((secs % 3600) / 60) + ' min';
+  return Math.floor(secs / 86400) + ' d ' + Math.floor((secs % 86400) / 3600) + ' h';
 }

@@ -30,11 +30,12 @@ const Logs = {
       state.textContent = follow.checked ? 'live' : '';
       try {
         const res = await Api.raw('GET', Api.appPath(app, '/logs?' + q), { signal: c.signal });
-        await Api.stream(res, (line) => {
+        const done = await Api.stream(res, (line) => {
           const stick = out.scrollTop + out.clientHeight >= out.scrollHeight - 8;
           out.append(line + '\n');
           if (stick) out.scrollTop = out.scrollHeight;
         });
+        if (done && !done.ok) setInlineError(err, done.error || 'The log tail failed (exit code ' + done.exit_code + ').');
         if (controller === c) state.textContent = 'ended';
       } catch (e) {
         if (e.name === 'AbortError') return;

@@ -41,7 +41,7 @@ const Overview = {
       h('td', {}, h('code', { title: p.last_exit || '' }, p.name || p.ptype + '.' + p.index)),
       h('td', {}, h('span', { class: 'chip state-' + p.state }, p.state)),
       h('td', {}, p.pid ?? '—'), h('td', {}, p.port ?? '—'),
-      h('td', {}, p.uptime_secs === null || p.uptime_secs === undefined ? '—' : formatDuration(p.uptime_secs * 1000)),
+      h('td', {}, formatUptime(p.uptime_secs)),
       h('td', {}, p.restarts ?? 0)));
     const scaleRows = [...counts.entries()].map(([type, n]) => {
       const input = h('input', { type: 'number', min: 0, max: 32, value: n, 'aria-label': 'Instances of ' + type, class: 'num' });
@@ -127,13 +127,12 @@ const Overview = {
         if (rev.value.trim()) body.rev = rev.value.trim();
         const res = await Api.raw('POST', Api.appPath(app, '/deploys'), {
           body: JSON.stringify(body), headers: { 'Content-Type': 'application/json' }, signal: controller.signal });
-        let failed = null;
-        await Api.stream(res, (line, event) => {
-          if (event === 'error' || event === 'failed') failed = line;
+        const done = await Api.stream(res, (line) => {
           log.append(line + '\n');
           log.scrollTop = log.scrollHeight;
         });
-        if (failed) throw new Error(failed);
+        if (!done) throw new Error('The server closed the stream before the deploy finished; see `slipway releases ' + app + '`.');
+        if (!done.ok) throw new Error(done.error || 'The deploy failed (exit code ' + done.exit_code + '); its log is above.');
         return true;
       });
       const secs = ((performance.now() - started) / 1000).toFixed(1);

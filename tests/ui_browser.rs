@@ -64,7 +64,10 @@ async fn persistent_filesystem_and_file_explorer_in_the_browser() {
     b.click("#signin-form button[type=submit]").await;
     let refused = b.wait("#signin-error").await.text().await.unwrap();
     assert!(refused.to_lowercase().contains("token"), "the server's message is shown: {refused:?}");
-    assert!(b.js("return sessionStorage.getItem('slipway.token')").await.is_null(), "a refused token is not kept");
+    assert!(
+        b.js("return sessionStorage.getItem('slipway.token')").await.is_null(),
+        "a refused token is not kept"
+    );
     b.fill("#token", &token).await;
     b.click("#signin-form button[type=submit]").await;
     b.wait(&format!("table.apps tr[data-app='{app}']")).await;
@@ -120,7 +123,10 @@ async fn persistent_filesystem_and_file_explorer_in_the_browser() {
     // explorer keeps working.
     drop_files(&b, &[("too-big.bin", 20 << 20, 1)]).await;
     let failed = b.wait(".upload[data-state=failed] .upload-status").await.text().await.unwrap();
-    assert!(failed.contains("limit") || failed.contains("quota") || failed.contains("space"), "quota message shown: {failed:?}");
+    assert!(
+        failed.contains("limit") || failed.contains("quota") || failed.contains("space"),
+        "quota message shown: {failed:?}"
+    );
     assert!(!sw.mount_dir(&app).join("too-big.bin").exists(), "a refused upload leaves nothing");
     let leftovers: Vec<_> = std::fs::read_dir(sw.mount_dir(&app))
         .unwrap()
@@ -128,6 +134,33 @@ async fn persistent_filesystem_and_file_explorer_in_the_browser() {
         .filter(|n| n.contains("too-big"))
         .collect();
     assert!(leftovers.is_empty(), "no temp file remains: {leftovers:?}");
+
+    // Cancel: an upload aborted as it starts is marked cancelled and leaves nothing behind.
+    b.js("const dt = new DataTransfer();
+          dt.items.add(new File([new Uint8Array(6 << 20)], 'cancelled.bin'));
+          document.getElementById('dropzone').dispatchEvent(
+            new DragEvent('drop', { bubbles: true, cancelable: true, dataTransfer: dt }));
+          document.querySelector(\".upload[data-path='cancelled.bin'] button\").click();")
+        .await;
+    b.wait_text(".upload[data-path='cancelled.bin'] .upload-status", "cancelled").await;
+    let names = || {
+        let mut v: Vec<_> = std::fs::read_dir(sw.mount_dir(&app))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n != "lost+found")
+            .collect();
+        v.sort();
+        v
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while names() != ["dropped.bin", "notes.txt", "picked.csv"] && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        names(),
+        ["dropped.bin", "notes.txt", "picked.csv"],
+        "a cancelled upload leaves no file, no temp file"
+    );
 
     // New folder, through the File menu.
     b.click("#file-menu-button").await;

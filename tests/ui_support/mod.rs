@@ -3,8 +3,8 @@
 //! own process groups and killed with them on drop, so nothing outlives a failed test.
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
 use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -72,7 +72,9 @@ pub struct Browser {
 impl Browser {
     pub async fn start() -> Self {
         let driver = which::which("chromedriver").unwrap_or_else(|_| {
-            panic!("chromedriver is not installed: apt-get install -y chromium chromium-driver (.ci/run does)")
+            panic!(
+                "chromedriver is not installed: apt-get install -y chromium chromium-driver (.ci/run does)"
+            )
         });
         let port = free_port();
         let mut child = Command::new(driver)

@@ -20,6 +20,7 @@ pub mod progress;
 pub mod rollback;
 pub mod router;
 pub mod runtime;
+pub mod serve;
 pub mod source;
 pub mod state;
 pub mod supervise;

@@ -19,6 +19,7 @@ pub mod releases;
 pub mod rollback_cmd;
 pub mod route_cmd;
 pub mod run;
+pub mod serve_cmd;
 pub mod stack;
 pub mod supervise_cmd;
 pub mod workspace;
@@ -80,6 +81,11 @@ pub enum Command {
     Stack(stack::StackArgs),
     /// Check what this machine lets slipway do, and say how to fix the rest
     Doctor(doctor_cmd::DoctorArgs),
+    /// The App Manager: HTTP API, git push over HTTP and web UI (--detach, --stop)
+    Serve(serve_cmd::ServeArgs),
+    /// API tokens: show-admin, create --app, list, revoke
+    #[command(subcommand)]
+    Tokens(serve_cmd::TokensCommand),
     /// Internal: the supervisor of one release (started by deploy; not for people)
     #[command(hide = true, name = "__supervise")]
     Supervise(supervise_cmd::SuperviseArgs),
@@ -127,12 +133,19 @@ fn dispatch(home: &Home, command: Command) -> anyhow::Result<Exit> {
     match &command {
         // doctor reports on a machine as it is, even one whose state is broken.
         Command::Supervise(_) | Command::Route(_) | Command::Local(_) | Command::Doctor(_) => {}
+        // The server reconciles once it listens; `--stop` must not start it again.
+        Command::Serve(_) => {}
         Command::Deploy(a) => crate::runtime::reconcile_all(home, Some(&a.app)),
         Command::Receive(a) => crate::runtime::reconcile_all(home, Some(&a.app)),
         Command::Rollback(a) => crate::runtime::reconcile_all(home, Some(&a.app)),
         // An app in an earlier layout cannot be reconciled; the migration makes it whole.
         Command::Apps(apps::AppsCommand::Migrate { app }) => crate::runtime::reconcile_all(home, Some(app)),
         _ => crate::runtime::reconcile_all(home, None),
+    }
+    // After a reboot the recorded App Manager comes back, like the routers.
+    if !matches!(command, Command::Supervise(_) | Command::Route(_) | Command::Receive(_) | Command::Serve(_))
+    {
+        crate::serve::ensure_running(home);
     }
     match command {
         Command::Apps(c) => apps::run(home, c),
@@ -148,6 +161,8 @@ fn dispatch(home: &Home, command: Command) -> anyhow::Result<Exit> {
         Command::Local(a) => local::run(&a),
         Command::Stack(a) => stack::run(a),
         Command::Doctor(a) => doctor_cmd::run(home, &a),
+        Command::Serve(a) => serve_cmd::run(home, &a),
+        Command::Tokens(c) => serve_cmd::tokens(home, c),
         Command::Supervise(a) => supervise_cmd::run(home, &a),
         Command::Receive(a) => receive::run(home, &a),
         Command::Route(a) => route_cmd::run(home, &a),

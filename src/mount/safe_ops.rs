@@ -301,6 +301,13 @@ impl MountFs {
 
     /// Stream the regular file at `path` (symlinks followed only beneath the root).
     pub fn get(&self, path: &str, writer: &mut impl Write) -> Result<u64, MountError> {
+        let mut file = self.open_file(path)?;
+        io::copy(&mut file, writer).map_err(self.fail("read", path))
+    }
+
+    /// Open the regular file at `path` for reading (symlinks followed only beneath the root),
+    /// for readers that seek, such as an HTTP Range request.
+    pub fn open_file(&self, path: &str) -> Result<File, MountError> {
         let rel = validate_rel_path(path)?;
         // O_NONBLOCK: a FIFO planted by the app must not hang us; regular files ignore it.
         let mut options = OpenOptions::new();
@@ -316,7 +323,7 @@ impl MountFs {
         if !meta.is_file() {
             return Err(MountError::NotRegular { path: path.to_owned() });
         }
-        io::copy(&mut file.into_std(), writer).map_err(self.fail("read", path))
+        Ok(file.into_std())
     }
 
     /// Copy `path` to the local `dest`: a file, or a directory recursively (symlinks inside

@@ -1,0 +1,358 @@
+//! The file explorer's routes over an app's mount. Every path goes through the mount's safe
+//! resolver (`MountFs`, cap-std: nothing leaves the mount's root, not even through a symlink
+//! the app planted). Uploads stream to a temp file beside the target and are renamed into
+//! place; a cancelled or failed upload leaves nothing behind.
+
+use std::collections::HashMap;
+use std::io::{self, Read};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures_util::TryStreamExt as _;
+use serde_json::Value;
+use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
+
+use super::apps::{app_name, blocking};
+use super::errors::{ApiError, ErrorBody};
+use super::server::AppState;
+use crate::mount::{self, EntryKind, MountFs, QuotaMode};
+
+/// One entry of a directory listing.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct FileEntry {
+    pub name: String,
+    /// `file`, `dir`, `symlink` or `other`.
+    pub kind: String,
+    pub size: u64,
+    /// Seconds since the Unix epoch.
+    pub modified: i64,
+}
+
+/// A directory listing.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Listing {
+    /// The directory, relative to the mount's root (`""` is the root).
+    pub path: String,
+    pub entries: Vec<FileEntry>,
+}
+
+/// `?mkdir=1`, `?recursive=1`.
+#[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
+pub struct FileQuery {
+    /// POST: create the folder (and its missing parents).
+    pub mkdir: Option<String>,
+    /// DELETE: remove a folder and everything in it.
+    pub recursive: Option<String>,
+}
+
+fn flag(v: Option<&str>) -> bool {
+    matches!(v, Some("1" | "true" | "yes"))
+}
+
+/// The `{app}` and `{*path}` of a files route (the root has no `path`).
+fn parts(params: &HashMap<String, String>) -> Result<(crate::ids::AppName, String), ApiError> {
+    let app = app_name(params.get("app").map_or("", String::as_str))?;
+    let path = params.get("path").cloned().unwrap_or_default();
+    let trimmed = path.trim_end_matches('/');
+    // `validate_rel_path` refuses absolute paths, `..` and NUL; an empty path is the root.
+    mount::validate_rel_path(if trimmed.is_empty() { "." } else { trimmed })?;
+    Ok((app, trimmed.to_owned()))
+}
+
+fn open(st: &AppState, app: &crate::ids::AppName) -> Result<MountFs, ApiError> {
+    st.home.load_app(app)?;
+    Ok(MountFs::open(&st.home.app(app))?)
+}
+
+/// A folder's listing as JSON, or a file's bytes (with `Range` support).
+#[utoipa::path(get, path = "/api/apps/{app}/mount/files/{path}", tag = "files",
+    params(("app" = String, Path), ("path" = String, Path, description = "relative to the mount's root; empty for the root")),
+    responses((status = 200, body = Listing, description = "a folder's listing, or a file's bytes (application/octet-stream)"),
+        (status = 206, description = "the requested range"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 416, body = ErrorBody)))]
+pub async fn get_path(
+    State(st): State<AppState>,
+    Path(params): Path<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let (app, path) = parts(&params)?;
+    let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let opened = blocking(move || {
+        let fs = open(&st, &app)?;
+        let shown = if path.is_empty() { "." } else { path.as_str() };
+        if fs.is_dir(shown)? {
+            let entries = fs
+                .ls(shown)?
+                .into_iter()
+                .map(|e| FileEntry {
+                    name: e.name,
+                    kind: match e.kind {
+                        EntryKind::File => "file",
+                        EntryKind::Dir => "dir",
+                        EntryKind::Symlink => "symlink",
+                        EntryKind::Other => "other",
+                    }
+                    .to_owned(),
+                    size: e.size,
+                    modified: e.modified,
+                })
+                .collect();
+            return Ok(Err(Listing { path, entries }));
+        }
+        let file = fs.open_file(&path)?;
+        let len =
+            file.metadata().map_err(|e| ApiError::internal(format!("cannot read {path:?}: {e}")))?.len();
+        Ok(Ok((file, len, path)))
+    })
+    .await?;
+    let (file, len, path) = match opened {
+        Err(listing) => return Ok(Json(listing).into_response()),
+        Ok(f) => f,
+    };
+    let (status, start, count) = match range.as_deref().map(|r| parse_range(r, len)) {
+        None | Some(RangeAsked::Ignore) => (StatusCode::OK, 0, len),
+        Some(RangeAsked::Part(a, b)) => (StatusCode::PARTIAL_CONTENT, a, b - a + 1),
+        Some(RangeAsked::Unsatisfiable) => {
+            let mut resp = ApiError::new(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                "bad_range",
+                format!("the range {:?} is outside the file's {len} bytes", range.unwrap_or_default()),
+            )
+            .into_response();
+            resp.headers_mut().insert(header::CONTENT_RANGE, header_value(&format!("bytes */{len}")));
+            return Ok(resp);
+        }
+    };
+    let mut file = tokio::fs::File::from_std(file);
+    file.seek(io::SeekFrom::Start(start))
+        .await
+        .map_err(|e| ApiError::internal(format!("cannot seek: {e}")))?;
+    let stream = tokio_util::io::ReaderStream::with_capacity(file.take(count), 256 * 1024);
+    let mut resp = Response::new(Body::from_stream(stream));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+    h.insert(header::CONTENT_LENGTH, header_value(&count.to_string()));
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    // The mount holds what the app wrote: never let a browser render it in the UI's origin.
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    let name = path.rsplit('/').next().unwrap_or("file");
+    h.insert(
+        header::CONTENT_DISPOSITION,
+        header_value(&format!("attachment; filename*=UTF-8''{}", percent(name))),
+    );
+    if status == StatusCode::PARTIAL_CONTENT {
+        h.insert(header::CONTENT_RANGE, header_value(&format!("bytes {start}-{}/{len}", start + count - 1)));
+    }
+    Ok(resp)
+}
+
+fn header_value(s: &str) -> HeaderValue {
+    HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
+}
+
+/// RFC 5987 percent-encoding of a file name.
+fn percent(name: &str) -> String {
+    name.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// What a `Range` header asks of a file of `len` bytes.
+#[derive(Debug, PartialEq, Eq)]
+pub enum RangeAsked {
+    /// Serve the whole file (several ranges, or a header we do not read: RFC 9110 allows it).
+    Ignore,
+    /// Bytes `a..=b`.
+    Part(u64, u64),
+    /// 416.
+    Unsatisfiable,
+}
+
+/// Parse a single `bytes=a-b`, `bytes=a-` or `bytes=-n` range. Pure.
+pub fn parse_range(header: &str, len: u64) -> RangeAsked {
+    let Some(spec) = header.trim().strip_prefix("bytes=") else { return RangeAsked::Ignore };
+    if spec.contains(',') {
+        return RangeAsked::Ignore;
+    }
+    let Some((a, b)) = spec.trim().split_once('-') else { return RangeAsked::Ignore };
+    let (a, b) = (a.trim(), b.trim());
+    let parsed = match (a.is_empty(), b.is_empty()) {
+        (true, true) => return RangeAsked::Ignore,
+        (true, false) => match b.parse::<u64>() {
+            Ok(0) => return RangeAsked::Unsatisfiable,
+            Ok(n) => Some((len.saturating_sub(n), len.saturating_sub(1))),
+            Err(_) => return RangeAsked::Ignore,
+        },
+        (false, _) => {
+            let Ok(start) = a.parse::<u64>() else { return RangeAsked::Ignore };
+            let end = if b.is_empty() { Ok(u64::MAX) } else { b.parse::<u64>() };
+            let Ok(end) = end else { return RangeAsked::Ignore };
+            if end < start {
+                return RangeAsked::Ignore;
+            }
+            Some((start, end.min(len.saturating_sub(1))))
+        }
+    };
+    match parsed {
+        Some((a, b)) if len > 0 && a < len && a <= b => RangeAsked::Part(a, b),
+        _ => RangeAsked::Unsatisfiable,
+    }
+}
+
+/// A reader that fails once more than `allowed` bytes came through: a soft quota checked as
+/// the bytes arrive, not after a huge upload has filled the disk.
+struct Budget<R> {
+    inner: R,
+    allowed: u64,
+    seen: u64,
+    over: Arc<AtomicBool>,
+}
+
+impl<R: Read> Read for Budget<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.seen += n as u64;
+        if self.seen > self.allowed {
+            self.over.store(true, Ordering::SeqCst);
+            return Err(io::Error::other("the upload crosses the persistent filesystem's limit"));
+        }
+        Ok(n)
+    }
+}
+
+/// Upload the request body as the file at `path`; missing parent folders are created.
+#[utoipa::path(put, path = "/api/apps/{app}/mount/files/{path}", tag = "files",
+    params(("app" = String, Path), ("path" = String, Path)),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+    responses((status = 201, body = Object, description = "`{path, bytes}`"), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 413, body = ErrorBody, description = "quota_exceeded")))]
+pub async fn put_file(
+    State(st): State<AppState>,
+    Path(params): Path<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let (app, path) = parts(&params)?;
+    if path.is_empty() {
+        return Err(ApiError::bad_request("invalid_path", "give a file name after /mount/files/"));
+    }
+    let len_hint =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    let stream = body.into_data_stream().map_err(io::Error::other);
+    let reader = tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(stream));
+    blocking(move || {
+        let fs = open(&st, &app)?;
+        let over = Arc::new(AtomicBool::new(false));
+        let allowed = if fs.settings().mode == QuotaMode::Soft {
+            let s = mount::status(&st.home.app(&app))?;
+            let replacing = fs.ls(&path).ok().and_then(|e| e.first().filter(|e| e.kind == EntryKind::File).map(|e| e.size));
+            s.limit_bytes.saturating_sub(s.used_bytes) + replacing.unwrap_or(0)
+        } else {
+            u64::MAX // ext4 itself refuses the block past the limit (ENOSPC)
+        };
+        let mut reader = Budget { inner: std::io::BufReader::with_capacity(1 << 20, reader), allowed, seen: 0, over: over.clone() };
+        match fs.put_file(&mut reader, &path, len_hint) {
+            Ok(bytes) => Ok((StatusCode::CREATED, Json(serde_json::json!({ "path": path, "bytes": bytes })))),
+            Err(_) if over.load(Ordering::SeqCst) => Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "quota_exceeded",
+                format!(
+                    "{path:?} does not fit in the persistent filesystem of app {app} ({} free of {}); nothing was written. \
+                     Delete files, or raise the limit",
+                    mount::format_size(allowed),
+                    mount::format_size(fs.settings().limit_bytes)
+                ),
+            )),
+            Err(e) => Err(e.into()),
+        }
+    })
+    .await
+}
+
+/// `?mkdir=1`: create the folder and its missing parents.
+#[utoipa::path(post, path = "/api/apps/{app}/mount/files/{path}", tag = "files",
+    params(("app" = String, Path), ("path" = String, Path), FileQuery),
+    responses((status = 201, body = Object), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn post_path(
+    State(st): State<AppState>,
+    Path(params): Path<HashMap<String, String>>,
+    Query(q): Query<FileQuery>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let (app, path) = parts(&params)?;
+    if !flag(q.mkdir.as_deref()) {
+        return Err(ApiError::bad_request(
+            "bad_request",
+            "POST creates folders: add ?mkdir=1 (upload files with PUT)",
+        ));
+    }
+    if path.is_empty() {
+        return Err(ApiError::bad_request("invalid_path", "give the new folder's name after /mount/files/"));
+    }
+    blocking(move || {
+        open(&st, &app)?.mkdir(&path)?;
+        Ok((StatusCode::CREATED, Json(serde_json::json!({ "path": path }))))
+    })
+    .await
+}
+
+/// Delete a file, a symlink, an empty folder, or with `?recursive=1` a folder and its contents.
+#[utoipa::path(delete, path = "/api/apps/{app}/mount/files/{path}", tag = "files",
+    params(("app" = String, Path), ("path" = String, Path), FileQuery),
+    responses((status = 200, body = Object), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn delete_path(
+    State(st): State<AppState>,
+    Path(params): Path<HashMap<String, String>>,
+    Query(q): Query<FileQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let (app, path) = parts(&params)?;
+    let recursive = flag(q.recursive.as_deref());
+    blocking(move || {
+        let fs = open(&st, &app)?;
+        if path.is_empty() {
+            return Err(mount::MountError::RootRemoval { app: app.to_string() }.into());
+        }
+        fs.rm(&path, recursive).map_err(|e| match e {
+            mount::MountError::IsDirectory { path, .. } => ApiError::new(
+                StatusCode::CONFLICT,
+                "not_empty",
+                format!("{path:?} is a folder with files in it; add ?recursive=1 to delete it and everything in it"),
+            ),
+            other => other.into(),
+        })?;
+        Ok(Json(serde_json::json!({ "deleted": path })))
+    })
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_are_read_as_rfc_9110_says() {
+        assert_eq!(parse_range("bytes=0-9", 100), RangeAsked::Part(0, 9));
+        assert_eq!(parse_range("bytes=90-", 100), RangeAsked::Part(90, 99));
+        assert_eq!(parse_range("bytes=-10", 100), RangeAsked::Part(90, 99));
+        assert_eq!(parse_range("bytes=50-500", 100), RangeAsked::Part(50, 99));
+        assert_eq!(parse_range("bytes=100-", 100), RangeAsked::Unsatisfiable);
+        assert_eq!(parse_range("bytes=-0", 100), RangeAsked::Unsatisfiable);
+        assert_eq!(parse_range("bytes=0-1,5-6", 100), RangeAsked::Ignore);
+        assert_eq!(parse_range("items=0-1", 100), RangeAsked::Ignore);
+        assert_eq!(parse_range("bytes=x-1", 100), RangeAsked::Ignore);
+        assert_eq!(parse_range("bytes=0-", 0), RangeAsked::Unsatisfiable);
+    }
+}

@@ -57,22 +57,7 @@ async fn persistent_filesystem_and_file_explorer_in_the_browser() {
     let server = Server::start(sw.home.path());
     let token = sw.ok(&["tokens", "show-admin"]).trim().to_owned();
     let b = Browser::start().await;
-
-    // Sign-in: a wrong token shows the server's own message and stays on the form.
-    b.client.goto(&server.url).await.unwrap();
-    b.fill("#token", "not-a-token").await;
-    b.click("#signin-form button[type=submit]").await;
-    let refused = b.wait("#signin-error").await.text().await.unwrap();
-    assert!(refused.to_lowercase().contains("token"), "the server's message is shown: {refused:?}");
-    assert!(
-        b.js("return sessionStorage.getItem('slipway.token')").await.is_null(),
-        "a refused token is not kept"
-    );
-    b.fill("#token", &token).await;
-    b.click("#signin-form button[type=submit]").await;
-    b.wait(&format!("table.apps tr[data-app='{app}']")).await;
-    let cookies = b.js("return document.cookie").await;
-    assert_eq!(cookies, "", "no cookie is involved in signing in");
+    sign_in_refused_then_accepted(&b, &server, &token, &app).await;
 
     // Find the app, go to its Persistent Filesystem tab: disabled. Edit, Enabled, 16M, Save.
     b.click(&format!("table.apps a[href='#/apps/{app}/overview']")).await;
@@ -88,25 +73,54 @@ async fn persistent_filesystem_and_file_explorer_in_the_browser() {
     assert_eq!(st["limit_bytes"], 16u64 << 20);
     b.wait_text("#mount-mode", "limit").await;
 
+    uploads(&b, &sw, &app).await;
+    file_operations(&b, &sw, &app).await;
+    disable_with_the_typed_name(&b, &sw, &app).await;
+
+    b.assert_no_page_error().await;
+    b.client.clone().close().await.unwrap();
+}
+
+/// A wrong token shows the server's own message and stays on the form; the right one signs in.
+async fn sign_in_refused_then_accepted(b: &Browser, server: &Server, token: &str, app: &str) {
+    // Sign-in: a wrong token shows the server's own message and stays on the form.
+    b.client.goto(&server.url).await.unwrap();
+    b.fill("#token", "not-a-token").await;
+    b.click("#signin-form button[type=submit]").await;
+    let refused = b.wait("#signin-error").await.text().await.unwrap();
+    assert!(refused.to_lowercase().contains("token"), "the server's message is shown: {refused:?}");
+    assert!(
+        b.js("return sessionStorage.getItem('slipway.token')").await.is_null(),
+        "a refused token is not kept"
+    );
+    b.fill("#token", token).await;
+    b.click("#signin-form button[type=submit]").await;
+    b.wait(&format!("table.apps tr[data-app='{app}']")).await;
+    let cookies = b.js("return document.cookie").await;
+    assert_eq!(cookies, "", "no cookie is involved in signing in");
+}
+
+/// Drag and drop, the picker, the usage bar, the quota and cancel, checked on disk.
+async fn uploads(b: &Browser, sw: &Slipway, app: &str) {
     // The explorer: empty at first.
     b.click("#mount-browse").await;
     b.wait_text("#files-body", "This folder is empty").await;
-    let before = shown_usage(&b).await;
+    let before = shown_usage(b).await;
 
     // Drag and drop from the desktop: two files, uploaded with a progress bar each.
-    drop_files(&b, &[("dropped.bin", 3 << 20, 7), ("notes.txt", 5, b'n')]).await;
+    drop_files(b, &[("dropped.bin", 3 << 20, 7), ("notes.txt", 5, b'n')]).await;
     b.wait("#files-body tr[data-name='dropped.bin']").await;
     b.wait("#files-body tr[data-name='notes.txt']").await;
-    let dropped = std::fs::read(sw.mount_dir(&app).join("dropped.bin")).unwrap();
+    let dropped = std::fs::read(sw.mount_dir(app).join("dropped.bin")).unwrap();
     assert_eq!(dropped.len(), 3 << 20);
     assert!(dropped.iter().all(|&x| x == 7), "the dropped bytes arrive unchanged");
-    assert_eq!(std::fs::read(sw.mount_dir(&app).join("notes.txt")).unwrap(), b"nnnnn");
+    assert_eq!(std::fs::read(sw.mount_dir(app).join("notes.txt")).unwrap(), b"nnnnn");
     // The usage bar follows the upload.
     let deadline = Instant::now() + Duration::from_secs(20);
-    let mut after = shown_usage(&b).await;
+    let mut after = shown_usage(b).await;
     while after == before && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(200)).await;
-        after = shown_usage(&b).await;
+        after = shown_usage(b).await;
     }
     assert_ne!(after, before, "the usage bar changes after an upload");
 
@@ -117,18 +131,18 @@ async fn persistent_filesystem_and_file_explorer_in_the_browser() {
     let input = b.css("#upload-input").await;
     input.send_keys(picked.to_str().unwrap()).await.unwrap();
     b.wait("#files-body tr[data-name='picked.csv']").await;
-    assert_eq!(std::fs::read_to_string(sw.mount_dir(&app).join("picked.csv")).unwrap(), "x,y\n1,2\n");
+    assert_eq!(std::fs::read_to_string(sw.mount_dir(app).join("picked.csv")).unwrap(), "x,y\n1,2\n");
 
     // Past the quota: refused, shown inline on the upload's row; nothing left behind; the
     // explorer keeps working.
-    drop_files(&b, &[("too-big.bin", 20 << 20, 1)]).await;
+    drop_files(b, &[("too-big.bin", 20 << 20, 1)]).await;
     let failed = b.wait(".upload[data-state=failed] .upload-status").await.text().await.unwrap();
     assert!(
         failed.contains("limit") || failed.contains("quota") || failed.contains("space"),
         "quota message shown: {failed:?}"
     );
-    assert!(!sw.mount_dir(&app).join("too-big.bin").exists(), "a refused upload leaves nothing");
-    let leftovers: Vec<_> = std::fs::read_dir(sw.mount_dir(&app))
+    assert!(!sw.mount_dir(app).join("too-big.bin").exists(), "a refused upload leaves nothing");
+    let leftovers: Vec<_> = std::fs::read_dir(sw.mount_dir(app))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .filter(|n| n.contains("too-big"))
@@ -144,7 +158,7 @@ async fn persistent_filesystem_and_file_explorer_in_the_browser() {
         .await;
     b.wait_text(".upload[data-path='cancelled.bin'] .upload-status", "cancelled").await;
     let names = || {
-        let mut v: Vec<_> = std::fs::read_dir(sw.mount_dir(&app))
+        let mut v: Vec<_> = std::fs::read_dir(sw.mount_dir(app))
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .filter(|n| n != "lost+found")
@@ -161,17 +175,20 @@ async fn persistent_filesystem_and_file_explorer_in_the_browser() {
         ["dropped.bin", "notes.txt", "picked.csv"],
         "a cancelled upload leaves no file, no temp file"
     );
+}
 
+/// New folder, download, delete (with its confirmation).
+async fn file_operations(b: &Browser, sw: &Slipway, app: &str) {
     // New folder, through the File menu.
     b.click("#file-menu-button").await;
     b.click("#menu-new-folder").await;
     b.fill("#new-folder-name", "reports").await;
     b.click("#dialog-ok").await;
     b.wait("#files-body tr[data-name='reports'][data-kind='dir']").await;
-    assert!(sw.mount_dir(&app).join("reports").is_dir());
+    assert!(sw.mount_dir(app).join("reports").is_dir());
 
     // Download: the browser saves the file's bytes.
-    row_button(&b, "notes.txt", "Download").await;
+    row_button(b, "notes.txt", "Download").await;
     let saved = b.downloaded("notes.txt").await;
     let deadline = Instant::now() + Duration::from_secs(10);
     while std::fs::read(&saved).unwrap_or_default() != b"nnnnn" && Instant::now() < deadline {
@@ -180,17 +197,20 @@ async fn persistent_filesystem_and_file_explorer_in_the_browser() {
     assert_eq!(std::fs::read(&saved).unwrap(), b"nnnnn");
 
     // Delete, with confirmation: cancelling keeps the file, confirming removes it.
-    row_button(&b, "picked.csv", "Delete").await;
+    row_button(b, "picked.csv", "Delete").await;
     b.click("#dialog-cancel").await;
-    assert!(sw.mount_dir(&app).join("picked.csv").exists(), "cancel deletes nothing");
-    row_button(&b, "picked.csv", "Delete").await;
+    assert!(sw.mount_dir(app).join("picked.csv").exists(), "cancel deletes nothing");
+    row_button(b, "picked.csv", "Delete").await;
     b.wait_text("#dialog-body", "picked.csv").await;
     b.click("#dialog-ok").await;
     b.wait_gone("#files-body tr[data-name='picked.csv']").await;
-    assert!(!sw.mount_dir(&app).join("picked.csv").exists());
+    assert!(!sw.mount_dir(app).join("picked.csv").exists());
     b.wait_gone(".upload[data-state=uploading]").await;
     b.screenshot("explorer").await;
+}
 
+/// Disabling shows what will be deleted, offers an export, and wants the app's name typed.
+async fn disable_with_the_typed_name(b: &Browser, sw: &Slipway, app: &str) {
     // Disabling: shows what will be deleted, offers an export, wants the name typed.
     b.click("#tab-mount").await;
     b.wait_text("#mount-status", "Enabled").await;
@@ -204,16 +224,13 @@ async fn persistent_filesystem_and_file_explorer_in_the_browser() {
     assert!(!save.is_enabled().await.unwrap(), "Save waits for the typed confirmation");
     b.fill("#mount-confirm", "wrong-name").await;
     assert!(!save.is_enabled().await.unwrap(), "a wrong name does not confirm");
-    assert!(sw.mount_dir(&app).join("notes.txt").exists());
-    b.fill("#mount-confirm", &app).await;
+    assert!(sw.mount_dir(app).join("notes.txt").exists());
+    b.fill("#mount-confirm", app).await;
     assert!(save.is_enabled().await.unwrap());
     save.click().await.unwrap();
     b.wait_text("#mount-status", "Disabled").await;
-    assert_eq!(mount_status(&sw, &app)["enabled"], false);
-    assert!(!sw.mount_dir(&app).join("notes.txt").exists(), "disabling deleted the files");
-
-    b.assert_no_page_error().await;
-    b.client.clone().close().await.unwrap();
+    assert_eq!(mount_status(sw, app)["enabled"], false);
+    assert!(!sw.mount_dir(app).join("notes.txt").exists(), "disabling deleted the files");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -99,10 +99,7 @@ impl Browser {
                 },
             },
         });
-        let caps = match caps {
-            Value::Object(map) => map,
-            _ => unreachable!(),
-        };
+        let Value::Object(caps) = caps else { unreachable!("the capabilities are a JSON object") };
         let connector = hyper_util::client::legacy::connect::HttpConnector::new();
         let client = ClientBuilder::new(connector)
             .capabilities(caps)

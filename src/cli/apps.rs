@@ -287,6 +287,8 @@ fn destroy(home: &Home, app: &AppName, confirm: Option<&str>) -> anyhow::Result<
         crate::users::kill_all(u)?;
     }
     crate::mount::destroy(&paths)?;
+    // A token must not reach a new app that takes this name.
+    crate::serve::TokenStore::new(home).revoke_app(app)?;
     let git = home.git_repo(app);
     for dir in [paths.dir(), git.as_path()] {
         remove_tree(dir)?;

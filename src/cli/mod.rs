@@ -132,9 +132,12 @@ fn dispatch(home: &Home, command: Command) -> anyhow::Result<Exit> {
     // reconciles its own app under the app's lock, so that one is skipped here.
     match &command {
         // doctor reports on a machine as it is, even one whose state is broken.
-        Command::Supervise(_) | Command::Route(_) | Command::Local(_) | Command::Doctor(_) => {}
-        // The server reconciles once it listens; `--stop` must not start it again.
-        Command::Serve(_) => {}
+        // The server reconciles once it listens.
+        Command::Supervise(_)
+        | Command::Route(_)
+        | Command::Local(_)
+        | Command::Doctor(_)
+        | Command::Serve(_) => {}
         Command::Deploy(a) => crate::runtime::reconcile_all(home, Some(&a.app)),
         Command::Receive(a) => crate::runtime::reconcile_all(home, Some(&a.app)),
         Command::Rollback(a) => crate::runtime::reconcile_all(home, Some(&a.app)),

@@ -90,12 +90,13 @@ impl From<MountError> for ApiError {
             MountError::TooSmall { .. } | MountError::ShrinkBelowUsage { .. } => {
                 (StatusCode::BAD_REQUEST, "bad_size")
             }
-            MountError::Busy { .. } | MountError::ImageInUse { .. } => (StatusCode::CONFLICT, "busy"),
+            MountError::Busy { .. }
+            | MountError::ImageInUse { .. }
+            | MountError::Lock(LockError::Busy { .. }) => (StatusCode::CONFLICT, "busy"),
             MountError::UnsafeArchive { .. } | MountError::BadArchive { .. } => {
                 (StatusCode::BAD_REQUEST, "bad_archive")
             }
             MountError::ImportConflict { .. } => (StatusCode::CONFLICT, "import_conflict"),
-            MountError::Lock(LockError::Busy { .. }) => (StatusCode::CONFLICT, "busy"),
             _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };
         Self::new(status, code, msg)

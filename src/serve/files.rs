@@ -3,7 +3,7 @@
 //! the app planted). Uploads stream to a temp file beside the target and are renamed into
 //! place; a cancelled or failed upload leaves nothing behind.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::io::{self, Read};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -55,7 +55,7 @@ fn flag(v: Option<&str>) -> bool {
 }
 
 /// The `{app}` and `{*path}` of a files route (the root has no `path`).
-fn parts(params: &HashMap<String, String>) -> Result<(crate::ids::AppName, String), ApiError> {
+fn parts(params: &BTreeMap<String, String>) -> Result<(crate::ids::AppName, String), ApiError> {
     let app = app_name(params.get("app").map_or("", String::as_str))?;
     let path = params.get("path").cloned().unwrap_or_default();
     let trimmed = path.trim_end_matches('/');
@@ -77,7 +77,7 @@ fn open(st: &AppState, app: &crate::ids::AppName) -> Result<MountFs, ApiError> {
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 416, body = ErrorBody)))]
 pub async fn get_path(
     State(st): State<AppState>,
-    Path(params): Path<HashMap<String, String>>,
+    Path(params): Path<BTreeMap<String, String>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let (app, path) = parts(&params)?;
@@ -241,7 +241,7 @@ impl<R: Read> Read for Budget<R> {
         (status = 413, body = ErrorBody, description = "quota_exceeded")))]
 pub async fn put_file(
     State(st): State<AppState>,
-    Path(params): Path<HashMap<String, String>>,
+    Path(params): Path<BTreeMap<String, String>>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
@@ -288,7 +288,7 @@ pub async fn put_file(
     responses((status = 201, body = Object), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn post_path(
     State(st): State<AppState>,
-    Path(params): Path<HashMap<String, String>>,
+    Path(params): Path<BTreeMap<String, String>>,
     Query(q): Query<FileQuery>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let (app, path) = parts(&params)?;
@@ -315,7 +315,7 @@ pub async fn post_path(
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn delete_path(
     State(st): State<AppState>,
-    Path(params): Path<HashMap<String, String>>,
+    Path(params): Path<BTreeMap<String, String>>,
     Query(q): Query<FileQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let (app, path) = parts(&params)?;

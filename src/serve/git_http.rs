@@ -92,7 +92,7 @@ pub async fn serve(
     });
     let stdout = child.stdout.take().ok_or_else(|| ApiError::internal("git http-backend has no stdout"))?;
     let mut reader = tokio::io::BufReader::new(stdout);
-    let mut resp = Response::new(Body::empty());
+    let mut response = Response::new(Body::empty());
     // CGI headers, then the body streams through: a push's `remote:` lines arrive as they happen.
     loop {
         let mut line = String::new();
@@ -108,14 +108,14 @@ pub async fn serve(
         let value = value.trim();
         if name.eq_ignore_ascii_case("status") {
             let code = value.split_whitespace().next().and_then(|c| c.parse::<u16>().ok()).unwrap_or(500);
-            *resp.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            *response.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         } else if let (Ok(n), Ok(v)) = (HeaderName::try_from(name), HeaderValue::from_str(value)) {
-            resp.headers_mut().append(n, v);
+            response.headers_mut().append(n, v);
         }
     }
     tokio::spawn(async move {
         let _ = child.wait().await;
     });
-    *resp.body_mut() = Body::from_stream(tokio_util::io::ReaderStream::new(reader));
-    Ok(resp)
+    *response.body_mut() = Body::from_stream(tokio_util::io::ReaderStream::new(reader));
+    Ok(response)
 }

@@ -1,7 +1,7 @@
 //! The App Manager in a real browser: headless Chromium, driven through chromedriver, against
 //! the real `slipway serve` of a temp home. Each test signs in with the admin token the server
 //! created, then does what a user would: clicks, types, drops files from the "desktop" (a drop
-//! event whose DataTransfer holds real File objects), picks files through the file input.
+//! event whose `DataTransfer` holds real `File` objects), picks files through the file input.
 //! What the page shows is checked against what the mount holds on disk.
 #![allow(clippy::unwrap_used)]
 
@@ -26,7 +26,7 @@ fn mount_status(sw: &Slipway, app: &str) -> serde_json::Value {
 }
 
 /// Drops `files` (name, size in bytes, fill byte) on the explorer as a desktop drag would:
-/// dragenter, dragover, then drop, with a DataTransfer holding real File objects.
+/// dragenter, dragover, then drop, with a `DataTransfer` holding real `File` objects.
 async fn drop_files(b: &Browser, files: &[(&str, usize, u8)]) {
     let list = serde_json::to_string(files).unwrap();
     b.js(&format!(

@@ -1,4 +1,4 @@
-//! The browser tests' harness: headless Chromium driven through chromedriver (WebDriver), and
+//! The browser tests' harness: headless Chromium driven through chromedriver (`WebDriver`), and
 //! the real `slipway serve` on a free port of a temp home. Both processes are started in their
 //! own process groups and killed with them on drop, so nothing outlives a failed test.
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used)]

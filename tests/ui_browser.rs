@@ -290,6 +290,11 @@ async fn deploy_from_the_browser_streams_its_log() {
     b.wait_text(&format!("table.apps tr[data-app='{app}']"), "up").await;
     b.screenshot("apps").await;
 
+    // Back on the app, the last deploy's log is still shown.
+    b.click(&format!("table.apps a[href='#/apps/{app}/overview']")).await;
+    b.wait_text("#deploy-log", "predeploy: data.csv has").await;
+    b.wait_text("#deploy-status", "Last deploy").await;
+
     b.assert_no_page_error().await;
     b.client.clone().close().await.unwrap();
 }

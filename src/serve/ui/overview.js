@@ -138,12 +138,25 @@ const Overview = {
       const secs = ((performance.now() - started) / 1000).toFixed(1);
       status.textContent = ok ? 'Deployed in ' + secs + ' s' : 'Deploy failed after ' + secs + ' s';
       status.className = 'status-line ' + (ok ? 'done' : 'failed');
+      // The server keeps releases, not deploy output: the tab keeps the last deploy's log so
+      // that it is still there after visiting another tab or app.
+      sessionStorage.setItem(lastDeployKey(app), JSON.stringify({
+        log: log.textContent, status: status.textContent, ok: Boolean(ok), at: Date.now() }));
       onDone();
     } },
     h('div', { class: 'field' }, h('label', { for: 'deploy-repo' }, 'Repository path'), repo),
     h('div', { class: 'field' }, h('label', { for: 'deploy-rev' }, 'Revision'), rev),
     h('div', { class: 'actions' }, button));
+    const last = JSON.parse(sessionStorage.getItem(lastDeployKey(app)) || 'null');
+    if (last) {
+      log.hidden = false;
+      log.textContent = last.log;
+      status.textContent = 'Last deploy from this tab, ' + new Date(last.at).toLocaleTimeString() + ': ' + last.status;
+      status.className = 'status-line ' + (last.ok ? 'done' : 'failed');
+    }
     card.replaceChildren(h('div', { class: 'card-head' }, h('h2', { id: 'h-deploy' }, 'Deploy')),
       form, err, status, log);
   },
 };
+
+function lastDeployKey(app) { return 'slipway.lastDeploy.' + app; }

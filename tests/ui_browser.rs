@@ -196,6 +196,41 @@ async fn file_operations(b: &Browser, sw: &Slipway, app: &str) {
     }
     assert_eq!(std::fs::read(&saved).unwrap(), b"nnnnn");
 
+    // Export as tar.gz (a standard archive), then Import Archive… of another one.
+    b.click("#file-menu-button").await;
+    b.click("#menu-export").await;
+    let tarball = b.downloaded(&format!("{app}-mount.tar.gz")).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let listed = loop {
+        let out = std::process::Command::new("tar").arg("tzf").arg(&tarball).output().unwrap();
+        let listed = String::from_utf8_lossy(&out.stdout).into_owned();
+        if (out.status.success() && listed.contains("notes.txt")) || Instant::now() > deadline {
+            break listed;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(
+        listed.contains("notes.txt") && listed.contains("dropped.bin"),
+        "the export holds the files:\n{listed}"
+    );
+    let src = tempfile::tempdir().unwrap();
+    std::fs::create_dir(src.path().join("restored")).unwrap();
+    std::fs::write(src.path().join("restored/back.txt"), "back").unwrap();
+    let archive = src.path().join("backup.tar.gz");
+    let made = std::process::Command::new("tar")
+        .arg("czf")
+        .arg(&archive)
+        .arg("-C")
+        .arg(src.path())
+        .arg("restored")
+        .status()
+        .unwrap();
+    assert!(made.success());
+    b.css("#import-input").await.send_keys(archive.to_str().unwrap()).await.unwrap();
+    b.wait_text("#files-notice", "Imported backup.tar.gz").await;
+    b.wait("#files-body tr[data-name='restored'][data-kind='dir']").await;
+    assert_eq!(std::fs::read_to_string(sw.mount_dir(app).join("restored/back.txt")).unwrap(), "back");
+
     // Delete, with confirmation: cancelling keeps the file, confirming removes it.
     row_button(b, "picked.csv", "Delete").await;
     b.click("#dialog-cancel").await;
@@ -218,7 +253,7 @@ async fn disable_with_the_typed_name(b: &Browser, sw: &Slipway, app: &str) {
     b.click("#mount-edit").await;
     b.click("#mount-disabled").await;
     let doomed = b.wait("#mount-will-delete").await.text().await.unwrap();
-    assert!(doomed.contains("2 files"), "the files to be deleted are counted: {doomed:?}");
+    assert!(doomed.contains("3 files"), "the files to be deleted are counted: {doomed:?}");
     b.wait("#mount-export").await;
     let save = b.css("#mount-save").await;
     assert!(!save.is_enabled().await.unwrap(), "Save waits for the typed confirmation");

@@ -186,6 +186,7 @@ impl Browser {
 
     /// Saves a PNG screenshot as `tests/screenshots/NAME.png` (committed, shown in the README).
     pub async fn screenshot(&self, name: &str) {
+        self.js("window.scrollTo(0, 0)").await;
         let png = self.client.screenshot().await.unwrap();
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/screenshots");
         std::fs::create_dir_all(&dir).unwrap();

@@ -251,7 +251,8 @@ class Explorer {
       const res = await Api.raw('POST', Api.appPath(this.app, '/mount/import') + q, { body: file,
         headers: { 'Content-Type': 'application/octet-stream' } });
       const report = await res.json().catch(() => null);
-      this.showNotice('Imported ' + file.name + (report && report.files !== undefined ? ': ' + report.files + ' files' : '') + '.');
+      const n = report && report.files;
+      this.showNotice('Imported ' + file.name + (n === undefined || n === null ? '' : ': ' + n + (n === 1 ? ' file' : ' files')) + '.');
     } catch (e) {
       this.showNotice('');
       this.showError('Import of ' + file.name + ' failed: ' + e.message);

@@ -12,6 +12,12 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
     ("index.html", "text/html; charset=utf-8", include_bytes!("ui/index.html")),
     ("app.js", "text/javascript; charset=utf-8", include_bytes!("ui/app.js")),
     ("style.css", "text/css; charset=utf-8", include_bytes!("ui/style.css")),
+    ("api.js", "text/javascript; charset=utf-8", include_bytes!("ui/api.js")),
+    ("dom.js", "text/javascript; charset=utf-8", include_bytes!("ui/dom.js")),
+    ("overview.js", "text/javascript; charset=utf-8", include_bytes!("ui/overview.js")),
+    ("logs.js", "text/javascript; charset=utf-8", include_bytes!("ui/logs.js")),
+    ("mount.js", "text/javascript; charset=utf-8", include_bytes!("ui/mount.js")),
+    ("files.js", "text/javascript; charset=utf-8", include_bytes!("ui/files.js")),
 ];
 
 fn respond(name: &str) -> Response {

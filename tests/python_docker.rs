@@ -1,6 +1,6 @@
 //! The seed's Dash app on the docker runtime, built by the `slipway/python` buildpack in a
 //! build container from the stack image (python3-venv, python3-pip) that trusts the host's CA
-//! bundle (this network intercepts TLS). See tests/python_support for what is proved.
+//! bundle (this network intercepts TLS). See `tests/python_support` for what is proved.
 //!
 //! Skipped, with a printed reason, when there is no Docker engine.
 

@@ -1,5 +1,5 @@
 //! The seed's Dash app on the local runtime: the `slipway/python` buildpack runs on the host as
-//! the app's user, with the host's python3 and CA bundle. See tests/python_support for what is
+//! the app's user, with the host's python3 and CA bundle. See `tests/python_support` for what is
 //! proved.
 
 #![allow(clippy::unwrap_used)]

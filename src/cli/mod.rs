@@ -3,8 +3,8 @@
 
 pub mod apps;
 pub mod buildpack_cmd;
-pub mod cluster;
 pub mod ca_certs;
+pub mod cluster;
 pub mod config_cmd;
 pub mod deploy;
 pub mod doctor_cmd;

@@ -110,10 +110,9 @@ impl Target {
                 let found = match view.runtime {
                     RuntimeKind::Local => self.local_ports(release),
                     RuntimeKind::Docker => self.docker_ports(release),
-                    // Served by its Service on the cluster, not on this machine.
-                    RuntimeKind::Kubernetes => None,
-                    // Web is published on the swarm's nodes, not on this machine.
-                    RuntimeKind::Swarm => None,
+                    // Served on the cluster (a Kubernetes Service, or the swarm's nodes), not on
+                    // this machine.
+                    RuntimeKind::Kubernetes | RuntimeKind::Swarm => None,
                 };
                 // Until the instances are known (a status not yet written, the engine not yet
                 // asked), the record's web port: web.1, which the switch checked.

@@ -106,6 +106,8 @@ pub fn job_name(app: &AppName, role: ScriptRole, release: ReleaseId) -> String {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ScriptRole {
     Predeploy,
+    /// The Procfile's `release:` command (Heroku's release phase).
+    Release,
     Postdeploy,
 }
 
@@ -114,6 +116,7 @@ impl ScriptRole {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Predeploy => "predeploy",
+            Self::Release => "release",
             Self::Postdeploy => "postdeploy",
         }
     }
@@ -215,13 +218,21 @@ fn claim(input: &RenderInput<'_>, bytes: u64) -> PersistentVolumeClaim {
     }
 }
 
+/// How a script runs: a file by path, or the Procfile's `release:` line as a Bash command.
+pub fn script_args(script: &ScriptSpec) -> Vec<String> {
+    match &script.command {
+        Some(line) => vec!["bash".to_owned(), "-c".to_owned(), line.clone()],
+        None => vec!["bash".to_owned(), script.path.clone()],
+    }
+}
+
 /// A Job that runs `script` once in the release image, with the claim: no retry
 /// (`backoffLimit: 0`, `restartPolicy: Never`), killed at the script's timeout.
 pub fn script_job(input: &RenderInput<'_>, role: ScriptRole, script: &ScriptSpec) -> Job {
     let plan = input.plan;
     let release = plan.release.to_string();
     let labels = labels(&plan.app, &[(LABEL_RELEASE, release.as_str()), (LABEL_ROLE, role.as_str())]);
-    let args = vec!["bash".to_owned(), script.path.clone()];
+    let args = script_args(script);
     let container = container(input, role.as_str(), args, env(input, None, role.as_str()));
     Job {
         metadata: meta(input, &job_name(&plan.app, role, plan.release), labels.clone()),

@@ -200,3 +200,16 @@ fn yaml_is_one_document_per_object_in_apply_order() {
     assert_eq!(yaml.matches("---\n").count(), 5);
     assert!(yaml.contains("apiVersion: batch/v1") && yaml.contains("apiVersion: apps/v1"), "{yaml}");
 }
+
+#[test]
+fn a_release_line_runs_as_a_bash_command_and_a_script_file_by_path() {
+    let release = ScriptSpec {
+        path: "release".into(),
+        timeout: Duration::from_secs(60),
+        command: Some("./migrate && echo ok".into()),
+    };
+    assert_eq!(super::script_args(&release), ["bash", "-c", "./migrate && echo ok"]);
+    let file = ScriptSpec::file("predeploy.sh".into(), Duration::from_secs(60));
+    assert_eq!(super::script_args(&file), ["bash", "predeploy.sh"]);
+    assert_eq!(super::ScriptRole::Release.as_str(), "release");
+}

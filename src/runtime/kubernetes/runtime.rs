@@ -301,6 +301,8 @@ impl Runtime for KubernetesRuntime {
     ) -> Result<(), RuntimeError> {
         let role = if plan.predeploy.as_ref() == Some(script) {
             ScriptRole::Predeploy
+        } else if plan.release_phase.as_ref() == Some(script) {
+            ScriptRole::Release
         } else {
             ScriptRole::Postdeploy
         };

@@ -248,10 +248,12 @@ impl SwarmRuntime {
         let shared = self.shared_of(plan)?;
         let what = if plan.predeploy.as_ref().is_some_and(|p| std::ptr::eq(p, script)) {
             "predeploy"
+        } else if script.command.is_some() {
+            "release"
         } else {
             "postdeploy"
         };
-        let args = vec!["bash".to_owned(), script.path.clone()];
+        let args = crate::runtime::kubernetes::render::script_args(script);
         let input =
             task_input(plan, &image, &settings.registry, shared.as_ref(), args, "release.1".to_owned());
         let job = spec::job_service(spec::job_name(&plan.app, plan.release, what), &input, None);

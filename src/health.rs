@@ -129,8 +129,23 @@ pub fn probe(port: u16, path: &HealthPath, strict: bool, timeout: Duration) -> P
             Ok(n) => len += n,
         }
     }
-    judge(&head[..len], strict)
+    let verdict = judge(&head[..len], strict);
+    // Read the rest of a short answer before closing: closing with unread bytes sends a reset,
+    // and an app that is still writing its body then logs a broken pipe that pushes its own
+    // words out of the log tail a failed deploy shows. HTTP/1.0: the server closes at the end.
+    let _ = stream.set_read_timeout(Some(DRAIN_FOR));
+    let mut rest = [0u8; 4096];
+    for _ in 0..16 {
+        match stream.read(&mut rest) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+    }
+    verdict
 }
+
+/// How long a probe waits for the rest of an answer once its status line is judged.
+const DRAIN_FOR: Duration = Duration::from_millis(200);
 
 /// A health check repeated while a deploy waits for web, on either runtime. It spaces the
 /// requests after a bad answer, so that a failing web is not flooded, and remembers the last

@@ -341,7 +341,11 @@ impl DeployPlan {
             if let Some(dir) = &p.working_dir {
                 command = format!("cd {} && {command}", shell_quote(dir));
             }
-            let instances = app.instances(&ptype);
+            // As `pack`'s launcher runs only the default process, a buildpack's other types
+            // (one-off tasks, often) start at 0 until `ps scale` asks for them; web and the
+            // default process start at 1, like a Procfile's types.
+            let fallback = u32::from(ptype.is_web() || p.default);
+            let instances = app.scale.get(&ptype).copied().unwrap_or(fallback);
             self.processes.push(ProcessSpec { ptype, command, instances });
         }
     }

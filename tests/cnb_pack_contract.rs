@@ -107,7 +107,8 @@ fn the_packaged_buildpack_keeps_the_mount_and_predeploy_contract_under_the_refer
     let tmp = tempfile::tempdir().unwrap();
     let pkg = tmp.path().join("pkg");
     let listed = sw.ok(&["buildpack", "package", pkg.to_str().unwrap()]);
-    assert!(listed.starts_with("slipway/procfile\t"), "{listed}");
+    assert!(listed.lines().any(|l| l.starts_with("slipway/procfile\t")), "{listed}");
+    assert!(listed.lines().any(|l| l.starts_with("slipway/python\t")), "{listed}");
     let bp_host = pkg.join("slipway_procfile");
     // The same buildpack declaring 0.12, to run it as the lifecycle runs a 0.12 buildpack.
     let bp12 = tmp.path().join("bp12");

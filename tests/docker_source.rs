@@ -1,5 +1,6 @@
 //! What the docker runtime reads from a repository and how it reports it: a subdirectory
-//! deploy builds that subdirectory's Dockerfile, a composite buildpack is refused clearly,
+//! deploy builds that subdirectory's Dockerfile, a composite naming a buildpack that is not
+//! given fails clearly,
 //! and build output reaching a file carries no terminal escape codes (issue 7 §6).
 //!
 //! Skipped, with a printed reason, when there is no Docker engine.
@@ -31,7 +32,7 @@ fn a_subdirectory_deploy_builds_the_subdirectorys_dockerfile() {
 }
 
 #[test]
-fn a_composite_buildpack_is_refused_as_not_supported_yet() {
+fn a_composite_naming_a_buildpack_that_is_not_given_fails_clearly() {
     let sw = Slipway::new();
     if !common::docker_ready(&sw) {
         return;
@@ -51,7 +52,11 @@ fn a_composite_buildpack_is_refused_as_not_supported_yet() {
     let out = sw.run(&["deploy", &app, "--repo", repo.path()]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{}", describe(&out));
-    assert!(stderr.contains("composite buildpack") && stderr.contains("not support yet"), "{stderr}");
+    assert!(
+        stderr.contains("a composite names buildpack fixtures/marker, which is not given")
+            && stderr.contains("--buildpack"),
+        "{stderr}"
+    );
     assert!(!stderr.contains("OCI runtime"), "{stderr}");
 }
 

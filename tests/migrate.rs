@@ -97,6 +97,8 @@ fn to_earlier_layout(s: &Slipway, app: &str, decoy: &Decoy) -> (i32, u64) {
         std::fs::rename(state.join(f), release.join(f)).unwrap();
     }
     std::fs::write(release.join("supervisor.pid"), decoy.0.id().to_string()).unwrap();
+    // The earlier slipway kept no buildpack cache beside the releases.
+    let _ = std::fs::remove_dir_all(dir.join("cache"));
     std::os::unix::fs::lchown(&dir, Some(uid), Some(gid)).unwrap();
     for e in std::fs::read_dir(&dir).unwrap() {
         let path = e.unwrap().path();

@@ -428,6 +428,47 @@ impl MountFs {
         })
     }
 
+    /// Rename (or move) the file, symlink or directory `from` to `to`, both beneath the root.
+    /// The parent of `to` must exist. Never replaces: an existing `to` is refused, atomically
+    /// (`renameat2(RENAME_NOREPLACE)`), so a rename cannot silently destroy a file.
+    pub fn rename(&self, from: &str, to: &str) -> Result<(), MountError> {
+        let (src, dst) = (validate_rel_path(from)?, validate_rel_path(to)?);
+        let Some(src_name) = src.file_name() else { return Err(MountError::RootRename) };
+        let Some(dst_name) = dst.file_name() else { return Err(MountError::Exists { path: to.to_owned() }) };
+        let into_itself = || MountError::IntoItself { from: from.to_owned(), to: to.to_owned() };
+        if dst != src && dst.starts_with(&src) {
+            return Err(into_itself());
+        }
+        let parent = |rel: &Path, shown: &str| {
+            self.root.open_dir(cap(rel.parent().unwrap_or(Path::new("")))).map_err(self.fail("rename", shown))
+        };
+        let (src_dir, dst_dir) = (parent(&src, from)?, parent(&dst, to)?);
+        // The source itself is not followed: renaming a symlink renames the link.
+        let meta = src_dir.symlink_metadata(src_name).map_err(self.fail("rename", from))?;
+        let renamed = rustix::fs::renameat_with(
+            &src_dir,
+            src_name,
+            &dst_dir,
+            dst_name,
+            rustix::fs::RenameFlags::NOREPLACE,
+        );
+        match renamed {
+            Ok(()) => {}
+            Err(rustix::io::Errno::EXIST | rustix::io::Errno::NOTEMPTY) => {
+                return Err(MountError::Exists { path: to.to_owned() });
+            }
+            // The kernel's own check: `to` reached `from` through a symlink.
+            Err(rustix::io::Errno::INVAL) if meta.is_dir() => {
+                return Err(into_itself());
+            }
+            Err(e) => return Err(self.fail("rename", from)(e.into())),
+        }
+        for dir in [&src_dir, &dst_dir] {
+            rustix::fs::fsync(reopen(dir)?).map_err(|e| self.fail("rename", from)(e.into()))?;
+        }
+        Ok(())
+    }
+
     /// Create a directory and its missing parents.
     pub fn mkdir(&self, path: &str) -> Result<(), MountError> {
         let rel = validate_rel_path(path)?;

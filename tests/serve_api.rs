@@ -153,7 +153,7 @@ fn files_upload_list_range_folders_delete_and_refused_names() {
     // Delete: a folder with files needs recursive.
     let (code, body) = srv.curl(Some(&t), &["-X", "DELETE"], &format!("{base}/docs"));
     assert_eq!(code, 409, "{body}");
-    assert!(s.mount_dir(&app).join("docs/a b.txt").exists(), "nothing deleted");
+    assert!(s.mount_dir(&app).join("docs/c d.txt").exists(), "nothing deleted");
     assert_eq!(srv.curl(Some(&t), &["-X", "DELETE"], &format!("{base}/docs?recursive=1")).0, 200);
     assert!(!s.mount_dir(&app).join("docs").exists());
     assert_eq!(srv.curl(Some(&t), &["-X", "DELETE"], &format!("{base}/docs")).0, 404);
@@ -193,7 +193,7 @@ fn files_upload_list_range_folders_delete_and_refused_names() {
     );
     assert_eq!(code, 413, "{body}");
     assert!(body.contains("\"code\""), "a JSON error: {body}");
-    assert!(s.mount_dir(&app).join("new/deep").is_dir(), "the mount is still there");
+    assert!(s.mount_dir(&app).join("moved/deep").is_dir(), "the mount is still there");
 }
 
 #[test]

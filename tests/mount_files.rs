@@ -149,6 +149,7 @@ fn mount_mv_renames_files_and_folders_but_never_replaces_escapes_or_nests() {
         (["folder/b2.txt", "out2/planted"], "escapes"),
         ([".", "root2"], "root"),
         (["missing", "found"], "does not exist"),
+        (["folder/b2.txt", "folder/b2.txt/x"], "not a folder"),
         (["folder/b2.txt", "no/such/parent.txt"], "does not exist"),
     ];
     for ([from, to], want) in refused {

@@ -1,4 +1,4 @@
-//! File operations from outside the app (`slipway mount ls/put/get/rm/mkdir`), run as root on
+//! File operations from outside the app (`slipway mount ls/put/get/rm/mkdir/mv`), run as root on
 //! a tree the app's user controls. Every path is first checked as text, then resolved by
 //! cap-std beneath the mount's root (openat2 `RESOLVE_BENEATH` where the kernel has it), so
 //! neither `..` nor a symlink planted by the app (`data -> /etc`) can reach outside. A put
@@ -436,15 +436,25 @@ impl MountFs {
         let Some(src_name) = src.file_name() else { return Err(MountError::RootRename) };
         let Some(dst_name) = dst.file_name() else { return Err(MountError::Exists { path: to.to_owned() }) };
         let into_itself = || MountError::IntoItself { from: from.to_owned(), to: to.to_owned() };
-        if dst != src && dst.starts_with(&src) {
-            return Err(into_itself());
-        }
         let parent = |rel: &Path, shown: &str| {
-            self.root.open_dir(cap(rel.parent().unwrap_or(Path::new("")))).map_err(self.fail("rename", shown))
+            self.root.open_dir(cap(rel.parent().unwrap_or(Path::new("")))).map_err(|e| {
+                if e.raw_os_error() == Some(rustix::io::Errno::NOTDIR.raw_os_error()) {
+                    MountError::InvalidPath {
+                        path: shown.to_owned(),
+                        reason: "a part of it is a file, not a folder",
+                    }
+                } else {
+                    self.fail("rename", shown)(e)
+                }
+            })
         };
-        let (src_dir, dst_dir) = (parent(&src, from)?, parent(&dst, to)?);
+        let src_dir = parent(&src, from)?;
         // The source itself is not followed: renaming a symlink renames the link.
         let meta = src_dir.symlink_metadata(src_name).map_err(self.fail("rename", from))?;
+        if meta.is_dir() && dst != src && dst.starts_with(&src) {
+            return Err(into_itself());
+        }
+        let dst_dir = parent(&dst, to)?;
         let renamed = rustix::fs::renameat_with(
             &src_dir,
             src_name,

@@ -1,5 +1,6 @@
 //! `mount get` and `mount put` leave nothing half-done: a failed get keeps the local file, and
-//! a killed put's temp file is swept by the next put. Soft-limited mounts: no root needed.
+//! a killed put's temp file is swept by the next put; `mount mv` never replaces, escapes or
+//! nests. Soft-limited mounts: no root needed.
 
 #![allow(clippy::unwrap_used)]
 
@@ -116,4 +117,51 @@ fn a_killed_puts_temp_file_is_swept_by_the_next_put_but_a_running_one_is_kept() 
     assert_eq!(std::fs::metadata(dir.join("b.bin")).unwrap().len(), 64 * 1024 + 3);
     assert!(parts(&dir).is_empty());
     assert!(!dir.join("a.bin").exists(), "the killed put must not have landed");
+}
+
+#[test]
+fn mount_mv_renames_files_and_folders_but_never_replaces_escapes_or_nests() {
+    let home = TestHome::new();
+    let app = soft_app(&home, "16M");
+    let mnt = home.mount_dir(&app);
+    std::fs::create_dir_all(mnt.join("dir/sub")).unwrap();
+    std::fs::write(mnt.join("dir/sub/a.txt"), b"aaa").unwrap();
+    std::fs::write(mnt.join("b.txt"), b"bbb").unwrap();
+
+    home.ok(&["mount", "mv", &app, "b.txt", "dir/b2.txt"]);
+    assert_eq!(std::fs::read(mnt.join("dir/b2.txt")).unwrap(), b"bbb");
+    assert!(!mnt.join("b.txt").exists());
+    home.ok(&["mount", "mv", &app, "dir", "folder"]);
+    assert_eq!(std::fs::read(mnt.join("folder/sub/a.txt")).unwrap(), b"aaa");
+    // A symlink is renamed itself, not followed.
+    std::os::unix::fs::symlink("/etc", mnt.join("out")).unwrap();
+    home.ok(&["mount", "mv", &app, "out", "out2"]);
+    assert_eq!(std::fs::read_link(mnt.join("out2")).unwrap(), std::path::Path::new("/etc"));
+
+    let before = mount_support::snapshot(&mnt);
+    let refused = [
+        (["folder/b2.txt", "folder/sub/a.txt"], "already exists"),
+        (["folder/sub", "folder"], "already exists"),
+        (["folder", "folder/sub/inner"], "into itself"),
+        (["folder", "../escaped"], "escapes"),
+        (["../../etc/hostname", "x"], "escapes"),
+        (["out2/hostname", "stolen"], "escapes"),
+        (["folder/b2.txt", "out2/planted"], "escapes"),
+        ([".", "root2"], "root"),
+        (["missing", "found"], "does not exist"),
+        (["folder/b2.txt", "folder/b2.txt/x"], "not a folder"),
+        (["folder/b2.txt", "no/such/parent.txt"], "does not exist"),
+    ];
+    for ([from, to], want) in refused {
+        let out = home.run(&["mount", "mv", &app, from, to]);
+        assert!(!out.status.success(), "mv {from} {to} succeeded");
+        assert!(stderr(&out).contains(want), "mv {from} {to}: {}", stderr(&out));
+    }
+    // Through a symlink inside the mount, the kernel's own check refuses the nesting.
+    std::os::unix::fs::symlink("folder/sub", mnt.join("alias")).unwrap();
+    let out = home.run(&["mount", "mv", &app, "folder", "alias/inner"]);
+    assert!(stderr(&out).contains("into itself"), "{}", stderr(&out));
+    std::fs::remove_file(mnt.join("alias")).unwrap();
+    assert_eq!(mount_support::snapshot(&mnt), before, "a refused mv changed the mount");
+    assert!(!mnt.parent().unwrap().join("escaped").exists() && !mnt.join("stolen").exists());
 }

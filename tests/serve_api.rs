@@ -1,5 +1,5 @@
 //! `slipway serve` over real HTTP: every documented route refuses requests without a token
-//! or with another app's token; files (upload, Range, listing, folders, delete, bad names,
+//! or with another app's token; files (upload, Range, listing, folders, rename, delete, bad names,
 //! quota, cancel); mount enable/disable with the typed confirmation; export/import; deploy
 //! and log streams; scale and restart; the detached service and its restart.
 
@@ -120,10 +120,40 @@ fn files_upload_list_range_folders_delete_and_refused_names() {
     assert_eq!(srv.curl(Some(&t), &["-X", "POST"], &format!("{base}/new/deep?mkdir=1")).0, 201);
     assert!(s.mount_dir(&app).join("new/deep").is_dir());
     assert_eq!(srv.curl(Some(&t), &["-X", "POST"], &format!("{base}/other")).0, 400);
+    // Rename a file and a folder; never onto an existing name, out of the mount or into itself.
+    let mnt = s.mount_dir(&app);
+    let (code, body) =
+        srv.curl(Some(&t), &["-X", "POST"], &format!("{base}/docs/a%20b.txt?rename_to=docs/c%20d.txt"));
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(std::fs::read_to_string(mnt.join("docs/c d.txt")).unwrap(), "hello world");
+    assert!(!mnt.join("docs/a b.txt").exists());
+    let (code, body) = srv.curl(Some(&t), &["-X", "POST"], &format!("{base}/new?rename_to=moved"));
+    assert_eq!(code, 200, "{body}");
+    assert!(mnt.join("moved/deep").is_dir() && !mnt.join("new").exists());
+    std::fs::write(mnt.join("docs/taken.txt"), "keep me").unwrap();
+    let (code, body) =
+        srv.curl(Some(&t), &["-X", "POST"], &format!("{base}/docs/c%20d.txt?rename_to=docs/taken.txt"));
+    assert_eq!(code, 409, "{body}");
+    assert!(body.contains("\"exists\"") && body.contains("already exists"), "{body}");
+    assert_eq!(std::fs::read_to_string(mnt.join("docs/taken.txt")).unwrap(), "keep me");
+    assert_eq!(std::fs::read_to_string(mnt.join("docs/c d.txt")).unwrap(), "hello world");
+    for (from, to, want) in [
+        ("docs/c%20d.txt", "..%2Fescape.txt", "invalid_path"),
+        ("docs/c%20d.txt", "docs%2F..%2F..%2Fescape.txt", "invalid_path"),
+        ("moved", "moved%2Fdeep%2Finside", "into_itself"),
+        ("missing.txt", "found.txt", "not_found"),
+    ] {
+        let (code, body) = srv.curl(Some(&t), &["-X", "POST"], &format!("{base}/{from}?rename_to={to}"));
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["code"], want, "{from} -> {to}: {code} {body}");
+        assert!((400..500).contains(&code), "{from} -> {to}: {code}");
+    }
+    assert!(!mnt.parent().unwrap().join("escape.txt").exists() && mnt.join("docs/c d.txt").exists());
+    assert!(mnt.join("moved/deep").is_dir());
     // Delete: a folder with files needs recursive.
     let (code, body) = srv.curl(Some(&t), &["-X", "DELETE"], &format!("{base}/docs"));
     assert_eq!(code, 409, "{body}");
-    assert!(s.mount_dir(&app).join("docs/a b.txt").exists(), "nothing deleted");
+    assert!(s.mount_dir(&app).join("docs/c d.txt").exists(), "nothing deleted");
     assert_eq!(srv.curl(Some(&t), &["-X", "DELETE"], &format!("{base}/docs?recursive=1")).0, 200);
     assert!(!s.mount_dir(&app).join("docs").exists());
     assert_eq!(srv.curl(Some(&t), &["-X", "DELETE"], &format!("{base}/docs")).0, 404);
@@ -163,7 +193,7 @@ fn files_upload_list_range_folders_delete_and_refused_names() {
     );
     assert_eq!(code, 413, "{body}");
     assert!(body.contains("\"code\""), "a JSON error: {body}");
-    assert!(s.mount_dir(&app).join("new/deep").is_dir(), "the mount is still there");
+    assert!(s.mount_dir(&app).join("moved/deep").is_dir(), "the mount is still there");
 }
 
 #[test]

@@ -177,7 +177,7 @@ async fn uploads(b: &Browser, sw: &Slipway, app: &str) {
     );
 }
 
-/// New folder, download, delete (with its confirmation).
+/// New folder, download, rename, delete (with its confirmation).
 async fn file_operations(b: &Browser, sw: &Slipway, app: &str) {
     // New folder, through the File menu.
     b.click("#file-menu-button").await;
@@ -230,6 +230,23 @@ async fn file_operations(b: &Browser, sw: &Slipway, app: &str) {
     b.wait_text("#files-notice", "Imported backup.tar.gz").await;
     b.wait("#files-body tr[data-name='restored'][data-kind='dir']").await;
     assert_eq!(std::fs::read_to_string(sw.mount_dir(app).join("restored/back.txt")).unwrap(), "back");
+
+    // Rename, from the keyboard: the dialog is prefilled, a taken name is refused inline.
+    let mnt = sw.mount_dir(app);
+    let bytes = std::fs::read(mnt.join("dropped.bin")).unwrap();
+    row_button(b, "dropped.bin", "Rename").await;
+    b.wait("#rename-name").await;
+    let prefilled = b.js("return document.getElementById('rename-name').value").await;
+    assert_eq!(prefilled, serde_json::json!("dropped.bin"), "the dialog shows the current name");
+    b.fill("#rename-name", "notes.txt").await;
+    b.click("#dialog-ok").await;
+    b.wait_text("#dialog-error", "already exists").await;
+    assert_eq!(std::fs::read(mnt.join("notes.txt")).unwrap(), b"nnnnn", "a refused rename replaces nothing");
+    b.fill("#rename-name", "renamed.bin\u{E007}").await; // Enter submits
+    b.wait("#files-body tr[data-name='renamed.bin']").await;
+    b.wait_gone("#files-body tr[data-name='dropped.bin']").await;
+    assert_eq!(std::fs::read(mnt.join("renamed.bin")).unwrap(), bytes, "the bytes moved under the new name");
+    assert!(!mnt.join("dropped.bin").exists());
 
     // Delete, with confirmation: cancelling keeps the file, confirming removes it.
     row_button(b, "picked.csv", "Delete").await;

@@ -71,6 +71,8 @@ pub enum MountCommand {
     },
     /// Create a directory and its parents
     Mkdir { app: AppName, path: String },
+    /// Rename or move a file or directory; refuses to replace an existing TO
+    Mv { app: AppName, from: String, to: String },
     /// Write the persistent filesystem (or --path in it) as a tar archive to FILE, or to stdout
     /// without FILE: gzip-compressed unless FILE ends in .tar. For backups and moves
     Export {
@@ -116,6 +118,11 @@ pub fn run(home: &Home, cmd: MountCommand) -> anyhow::Result<Exit> {
             open(home, &app)?.mkdir(&path).map_err(refusal)?;
             Ok(Exit::Ok)
         }
+        MountCommand::Mv { app, from, to } => {
+            open(home, &app)?.rename(&from, &to).map_err(refusal)?;
+            eprintln!("renamed {from} to {to}");
+            Ok(Exit::Ok)
+        }
         MountCommand::Export { app, file, path } => {
             super::mount_archive::export(&open(home, &app)?, &app, &path, file.as_deref())
         }
@@ -136,7 +143,10 @@ pub(super) fn refusal(e: MountError) -> anyhow::Error {
         | MountError::InvalidPath { .. }
         | MountError::UnsafeArchive { .. }
         | MountError::BadArchive { .. }
-        | MountError::ImportConflict { .. } => Refusal::Usage(e.to_string()).into(),
+        | MountError::ImportConflict { .. }
+        | MountError::RootRename
+        | MountError::IntoItself { .. }
+        | MountError::Exists { .. } => Refusal::Usage(e.to_string()).into(),
         e => e.into(),
     }
 }

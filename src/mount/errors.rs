@@ -112,6 +112,14 @@ pub enum MountError {
     NotRegular { path: String },
     #[error("refusing to remove the root of the persistent filesystem; use `slipway mount disable {app}`")]
     RootRemoval { app: String },
+    #[error("refusing to rename the root of the persistent filesystem; rename a file or folder inside it")]
+    RootRename,
+    #[error(
+        "{path:?} already exists in the persistent filesystem; nothing was renamed. Choose another name, or delete it first"
+    )]
+    Exists { path: String },
+    #[error("cannot move the folder {from:?} into itself ({to:?}); nothing was renamed")]
+    IntoItself { from: String, to: String },
     #[error(
         "the persistent filesystem of app {app} is full (limit {}) while writing {path:?}; \
          nothing was written. Free space, or raise the limit with `slipway mount enable {app} --size BIGGER`",

@@ -1,4 +1,4 @@
-//! File operations from outside the app (`slipway mount ls/put/get/rm/mkdir`), run as root on
+//! File operations from outside the app (`slipway mount ls/put/get/rm/mkdir/mv`), run as root on
 //! a tree the app's user controls. Every path is first checked as text, then resolved by
 //! cap-std beneath the mount's root (openat2 `RESOLVE_BENEATH` where the kernel has it), so
 //! neither `..` nor a symlink planted by the app (`data -> /etc`) can reach outside. A put
@@ -426,6 +426,57 @@ impl MountFs {
                 self.fail("remove", path)(e)
             }
         })
+    }
+
+    /// Rename (or move) the file, symlink or directory `from` to `to`, both beneath the root.
+    /// The parent of `to` must exist. Never replaces: an existing `to` is refused, atomically
+    /// (`renameat2(RENAME_NOREPLACE)`), so a rename cannot silently destroy a file.
+    pub fn rename(&self, from: &str, to: &str) -> Result<(), MountError> {
+        let (src, dst) = (validate_rel_path(from)?, validate_rel_path(to)?);
+        let Some(src_name) = src.file_name() else { return Err(MountError::RootRename) };
+        let Some(dst_name) = dst.file_name() else { return Err(MountError::Exists { path: to.to_owned() }) };
+        let into_itself = || MountError::IntoItself { from: from.to_owned(), to: to.to_owned() };
+        let parent = |rel: &Path, shown: &str| {
+            self.root.open_dir(cap(rel.parent().unwrap_or(Path::new("")))).map_err(|e| {
+                if e.raw_os_error() == Some(rustix::io::Errno::NOTDIR.raw_os_error()) {
+                    MountError::InvalidPath {
+                        path: shown.to_owned(),
+                        reason: "a part of it is a file, not a folder",
+                    }
+                } else {
+                    self.fail("rename", shown)(e)
+                }
+            })
+        };
+        let src_dir = parent(&src, from)?;
+        // The source itself is not followed: renaming a symlink renames the link.
+        let meta = src_dir.symlink_metadata(src_name).map_err(self.fail("rename", from))?;
+        if meta.is_dir() && dst != src && dst.starts_with(&src) {
+            return Err(into_itself());
+        }
+        let dst_dir = parent(&dst, to)?;
+        let renamed = rustix::fs::renameat_with(
+            &src_dir,
+            src_name,
+            &dst_dir,
+            dst_name,
+            rustix::fs::RenameFlags::NOREPLACE,
+        );
+        match renamed {
+            Ok(()) => {}
+            Err(rustix::io::Errno::EXIST | rustix::io::Errno::NOTEMPTY) => {
+                return Err(MountError::Exists { path: to.to_owned() });
+            }
+            // The kernel's own check: `to` reached `from` through a symlink.
+            Err(rustix::io::Errno::INVAL) if meta.is_dir() => {
+                return Err(into_itself());
+            }
+            Err(e) => return Err(self.fail("rename", from)(e.into())),
+        }
+        for dir in [&src_dir, &dst_dir] {
+            rustix::fs::fsync(reopen(dir)?).map_err(|e| self.fail("rename", from)(e.into()))?;
+        }
+        Ok(())
     }
 
     /// Create a directory and its missing parents.

@@ -84,6 +84,9 @@ impl From<MountError> for ApiError {
             MountError::IsDirectory { .. } => (StatusCode::CONFLICT, "is_directory"),
             MountError::NotRegular { .. } => (StatusCode::CONFLICT, "not_regular"),
             MountError::RootRemoval { .. } => (StatusCode::BAD_REQUEST, "root_removal"),
+            MountError::RootRename => (StatusCode::BAD_REQUEST, "root_rename"),
+            MountError::IntoItself { .. } => (StatusCode::BAD_REQUEST, "into_itself"),
+            MountError::Exists { .. } => (StatusCode::CONFLICT, "exists"),
             MountError::Full { .. } | MountError::OverQuota { .. } => {
                 (StatusCode::PAYLOAD_TOO_LARGE, "quota_exceeded")
             }

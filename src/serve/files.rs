@@ -41,11 +41,14 @@ pub struct Listing {
     pub entries: Vec<FileEntry>,
 }
 
-/// `?mkdir=1`, `?recursive=1`.
+/// `?mkdir=1`, `?rename_to=NEW_PATH`, `?recursive=1`.
 #[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
 pub struct FileQuery {
     /// POST: create the folder (and its missing parents).
     pub mkdir: Option<String>,
+    /// POST: rename (or move) the file or folder to this path, relative to the mount's root.
+    /// Its parent folder must exist; an existing file or folder there is never replaced (409).
+    pub rename_to: Option<String>,
     /// DELETE: remove a folder and everything in it.
     pub recursive: Option<String>,
 }
@@ -282,20 +285,42 @@ pub async fn put_file(
     .await
 }
 
-/// `?mkdir=1`: create the folder and its missing parents.
+/// `?mkdir=1`: create the folder and its missing parents (201 `{path}`).
+/// `?rename_to=NEW_PATH`: rename or move the file or folder to `NEW_PATH` (200 `{path, renamed_to}`).
 #[utoipa::path(post, path = "/api/apps/{app}/mount/files/{path}", tag = "files",
     params(("app" = String, Path), ("path" = String, Path), FileQuery),
-    responses((status = 201, body = Object), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+    responses((status = 200, body = Object, description = "renamed: `{path, renamed_to}`"),
+        (status = 201, body = Object, description = "folder created: `{path}`"), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "`exists`: the new name is taken")))]
 pub async fn post_path(
     State(st): State<AppState>,
     Path(params): Path<BTreeMap<String, String>>,
     Query(q): Query<FileQuery>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let (app, path) = parts(&params)?;
-    if !flag(q.mkdir.as_deref()) {
+    let mkdir = flag(q.mkdir.as_deref());
+    if let Some(to) = q.rename_to {
+        if mkdir {
+            return Err(ApiError::bad_request(
+                "bad_request",
+                "give either ?mkdir=1 or ?rename_to=, not both",
+            ));
+        }
+        if path.is_empty() {
+            return Err(mount::MountError::RootRename.into());
+        }
+        let to = to.trim_end_matches('/').to_owned();
+        return blocking(move || {
+            open(&st, &app)?.rename(&path, &to)?;
+            Ok((StatusCode::OK, Json(serde_json::json!({ "path": path, "renamed_to": to }))))
+        })
+        .await;
+    }
+    if !mkdir {
         return Err(ApiError::bad_request(
             "bad_request",
-            "POST creates folders: add ?mkdir=1 (upload files with PUT)",
+            "POST creates folders (?mkdir=1) or renames (?rename_to=NEW_PATH); upload files with PUT",
         ));
     }
     if path.is_empty() {

@@ -1,6 +1,6 @@
 // The file explorer over an app's mount: breadcrumbs, a listing with size and modified time,
 // uploads (drag files or folders from the desktop, or File > Upload Files…) with a progress bar
-// and a cancel per file, download, delete, new folder, export and import. Every error is
+// and a cancel per file, download, rename, delete, new folder, export and import. Every error is
 // shown inline and the explorer stays usable.
 'use strict';
 
@@ -199,6 +199,7 @@ class Explorer {
       h('td', {}, formatTime(e.modified)),
       h('td', { class: 'row-actions' },
         e.kind === 'file' ? act('Download', (b) => guarded(b, this.error, () => Api.download(Api.filePath(this.app, path), e.name))) : null,
+        act('Rename', () => this.rename(e)),
         act('Delete', () => this.remove(e), 'danger-text')));
   }
 
@@ -216,6 +217,27 @@ class Explorer {
       },
     });
     if (made) await this.refresh();
+  }
+
+  /** Renames within this folder; a name with slashes moves it (relative to this folder). */
+  async rename(e) {
+    const input = h('input', { id: 'rename-name', autocomplete: 'off', spellcheck: 'false', required: true, value: e.name });
+    const wanted = () => input.value.trim().replace(/\/+$/, '');
+    const done = openDialog({
+      title: e.kind === 'dir' ? 'Rename folder' : 'Rename file',
+      body: [h('label', { for: 'rename-name' }, 'New name for ', h('code', {}, e.name)), input],
+      okLabel: 'Rename',
+      canOk: () => wanted() !== '' && wanted() !== e.name,
+      onOk: async () => {
+        const to = this.join(wanted());
+        await Api.raw('POST', Api.filePath(this.app, this.join(e.name)) + '?rename_to=' + encodeURIComponent(to));
+        return to;
+      },
+    });
+    // The name without its extension is selected, as desktop file managers do.
+    const dot = e.name.lastIndexOf('.');
+    if (e.kind !== 'dir' && dot > 0) input.setSelectionRange(0, dot);
+    if (await done) await this.refresh();
   }
 
   async remove(e) {

@@ -99,9 +99,23 @@ impl BuildKind {
     }
 }
 
+/// Linux's limit on one argument (`MAX_ARG_STRLEN`): a command runs as `bash -c COMMAND`.
+const MAX_ARG_LEN: usize = 128 * 1024;
+
 /// Why a deploy cannot be planned.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PlanError {
+    /// A Procfile command longer than Linux lets one argument be: it could never be started.
+    #[error(
+        "Procfile: {ptype}: the command is {len} bytes, too long to execute (Linux takes at most 128 KiB in one argument), \
+         so it could not be started; move it into a script committed with the app and run that"
+    )]
+    CommandTooLong {
+        /// The process type.
+        ptype: ProcessType,
+        /// The command's length in bytes.
+        len: usize,
+    },
     /// A group entry names a buildpack by id only, which only a registry could provide.
     #[error(
         "project.toml: io.buildpacks.group[{index}]: buildpack {id:?} has no uri, and no buildpack registry can be reached here; \
@@ -216,6 +230,10 @@ pub struct PlanInput<'a> {
 /// Compute the plan. Pure: no I/O.
 pub fn plan(input: &PlanInput<'_>) -> Result<DeployPlan, PlanError> {
     let project = input.project;
+    // Refused here rather than at start: a build would spend its time on a line no exec takes.
+    if let Some(e) = input.procfile.entries().iter().find(|e| e.command.len() >= MAX_ARG_LEN) {
+        return Err(PlanError::CommandTooLong { ptype: e.ptype.clone(), len: e.command.len() });
+    }
     let has_web = input.procfile.entries().iter().any(|e| e.ptype.is_web());
     let allowed = input.overrides.allow_no_web || project.is_some_and(|p| p.allow_no_web);
     if let Some(running) = input.running_web
@@ -401,6 +419,20 @@ mod tests {
             running_web: None,
             has_dockerfile: false,
         }
+    }
+
+    #[test]
+    fn a_command_no_exec_could_take_is_refused_before_anything_is_built() {
+        let app = app();
+        let none = Overrides::default();
+        let long = Procfile::parse(&format!("web: x\nworker: echo {}\n", "y".repeat(MAX_ARG_LEN))).unwrap();
+        let err = plan(&input(&app, &long, None, &none)).unwrap_err();
+        assert!(
+            matches!(&err, PlanError::CommandTooLong { ptype, len } if ptype.as_str() == "worker" && *len > MAX_ARG_LEN)
+        );
+        assert!(err.to_string().contains("too long to execute"), "{err}");
+        let fits = Procfile::parse(&format!("web: echo {}\n", "y".repeat(MAX_ARG_LEN - 100))).unwrap();
+        assert!(plan(&input(&app, &fits, None, &none)).is_ok());
     }
 
     #[test]

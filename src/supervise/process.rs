@@ -113,7 +113,7 @@ impl ProcessEnv {
 
 /// The first directory on the way to `cwd` that `user` may not enter, described with its
 /// owner, its mode and the fix.
-fn blocked_dir(cwd: &std::path::Path, user: &RunAs) -> Option<String> {
+pub fn blocked_dir(cwd: &std::path::Path, user: &RunAs) -> Option<String> {
     use std::os::unix::fs::MetadataExt;
     let mut chain: Vec<&std::path::Path> = cwd.ancestors().collect();
     chain.reverse();

@@ -66,6 +66,9 @@ pub enum HostExecError {
     /// The CA bundle the user named is missing.
     #[error(transparent)]
     BuildEnv(#[from] crate::build_env::BuildEnvError),
+    /// The app's user cannot reach its release folder (a home it may not enter).
+    #[error("{0}")]
+    Unreachable(String),
 }
 
 /// A local buildpack build failure.
@@ -172,6 +175,13 @@ pub fn build(home: &Home, plan: &DeployPlan, output: LineSink<'_>) -> Result<Bui
     let paths = app_paths.release(plan.release);
     let for_build = BuildFor { app: plan.app.clone(), release: plan.release };
     let fail = |what, e| LifecycleError::Executor { build: for_build.clone(), what, source: Box::new(e) };
+    // The build runs as the app's user: say which directory keeps it out, before any step
+    // fails with a bare "permission denied".
+    if let Some(why) =
+        plan.run_as.as_ref().and_then(|u| crate::supervise::process::blocked_dir(&paths.app(), u))
+    {
+        return Err(fail("reach the app's folder", HostExecError::Unreachable(why)));
+    }
     let cache =
         cache_dir(home, &plan.app, plan.run_as.as_ref()).map_err(|e| fail("make the build cache", e))?;
     let bp_dir = paths.cnb().join("buildpacks");

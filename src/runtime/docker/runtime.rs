@@ -149,6 +149,12 @@ impl DockerRuntime {
         Ok(Self { home, rt, docker: OnceCell::new() })
     }
 
+    /// Runs `f` on this runtime's tokio runtime: the cluster runtimes, which build through
+    /// this one, share it rather than start a second.
+    pub(crate) fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+        self.rt.block_on(f)
+    }
+
     /// Run `f` against the engine, blocking until it finishes.
     pub(super) fn block<T>(
         &self,

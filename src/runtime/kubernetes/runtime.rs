@@ -37,8 +37,6 @@ const SCHEDULE_SLACK: Duration = Duration::from_secs(120);
 /// Failures of the Kubernetes runtime.
 #[derive(Debug, thiserror::Error)]
 pub enum KubeError {
-    #[error("cannot start the async runtime that talks to the cluster")]
-    AsyncRuntime(#[source] std::io::Error),
     #[error(transparent)]
     Kubeconfig(Box<KubeconfigError>),
     #[error(transparent)]
@@ -104,7 +102,6 @@ pub(super) struct ReleaseState {
 /// Runs releases on a Kubernetes cluster.
 pub struct KubernetesRuntime {
     pub(super) home: Home,
-    rt: tokio::runtime::Runtime,
     client: OnceCell<kube::Client>,
     docker: DockerRuntime,
 }
@@ -118,21 +115,17 @@ impl std::fmt::Debug for KubernetesRuntime {
 impl KubernetesRuntime {
     /// A runtime over `home`; the cluster is reached on first use.
     pub fn new(home: Home) -> Result<Self, RuntimeError> {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(KubeError::AsyncRuntime)?;
         let docker = DockerRuntime::new(home.clone())?;
-        Ok(Self { home, rt, client: OnceCell::new(), docker })
+        Ok(Self { home, client: OnceCell::new(), docker })
     }
 
-    /// Runs `f` against the app's namespace on the runtime's own tokio runtime.
+    /// Runs `f` against the app's namespace, on the tokio runtime it shares with its builder.
     pub(super) fn block<T>(
         &self,
         app: &AppName,
         f: impl AsyncFnOnce(&Cluster, &KubeSettings) -> Result<T, KubeError>,
     ) -> Result<T, RuntimeError> {
-        self.rt
+        self.docker
             .block_on(async {
                 let settings = settings::load(&self.home, app)?;
                 let client = self.client.get_or_try_init(kubeconfig::client).await?;
@@ -269,7 +262,7 @@ impl Runtime for KubernetesRuntime {
         // The cluster first: without a kubeconfig nothing is built or pushed.
         self.block(&plan.app, async |_, _| Ok(()))?;
         self.docker.build(plan, repo, progress)?;
-        let image = self.rt.block_on(self.publish(plan, progress))?;
+        let image = self.docker.block_on(self.publish(plan, progress))?;
         self.save_state(&plan.app, plan.release, &ReleaseState { image, manifests: None })?;
         Ok(())
     }

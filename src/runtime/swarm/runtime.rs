@@ -125,7 +125,6 @@ const MANAGER_ANSWER: Duration = Duration::from_secs(10);
 pub struct SwarmRuntime {
     home: Home,
     build: DockerRuntime,
-    rt: tokio::runtime::Runtime,
     local: OnceCell<Docker>,
     manager: OnceCell<Docker>,
 }
@@ -133,13 +132,9 @@ pub struct SwarmRuntime {
 impl SwarmRuntime {
     /// A swarm runtime over `home`; the cluster is reached on first use.
     pub fn new(home: Home) -> Result<Self, SwarmError> {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(SwarmError::AsyncRuntime)?;
         let build = DockerRuntime::new(home.clone())
             .map_err(|e| SwarmError::AsyncRuntime(std::io::Error::other(e.to_string())))?;
-        Ok(Self { home, build, rt, local: OnceCell::new(), manager: OnceCell::new() })
+        Ok(Self { home, build, local: OnceCell::new(), manager: OnceCell::new() })
     }
 
     fn settings(&self) -> Result<ClusterSettings, SwarmError> {
@@ -181,7 +176,7 @@ impl SwarmRuntime {
     }
 
     fn block<T>(&self, f: impl AsyncFnOnce() -> Result<T, SwarmError>) -> Result<T, RuntimeError> {
-        self.rt.block_on(f()).map_err(RuntimeError::from)
+        self.build.block_on(f()).map_err(RuntimeError::from)
     }
 
     /// Tag `local` as `remote` and push it from the local engine.

@@ -6,6 +6,7 @@
 //! - [`render`]: the manifests of a release, as data (`slipway k8s render` prints them).
 //! - [`cluster`]: the shell applying them through the API server (server-side apply).
 //! - [`kubeconfig`]: which kubeconfig is used, and the client made from it.
+//! - [`registry`]: deleting a retired release's image from the registry (HTTP API V2).
 //! - [`runtime`] and `ops`: [`KubernetesRuntime`], the [`crate::runtime::Runtime`] made of these.
 
 // Kubernetes object kinds (PersistentVolumeClaim, ReplicaSet) are the names people search for,
@@ -15,6 +16,7 @@
 pub mod cluster;
 pub mod kubeconfig;
 mod ops;
+pub mod registry;
 pub mod render;
 pub mod runtime;
 pub mod settings;

@@ -84,10 +84,7 @@ impl KubeCreateArgs {
     }
 }
 
-/// Said when an app is created with a ReadWriteOnce claim.
-pub const RWO_WARNING: &str = "WARNING: --access-mode rwo: the mount's claim attaches to one node, so every pod and \
-     Job of this app is pinned to that node and each deploy recreates the Deployments (downtime). Use a \
-     ReadWriteMany storage class (EFS, Azure Files, Filestore) to spread the app across nodes.";
+pub use crate::runtime::kubernetes::settings::RWO_WARNING;
 
 /// Run a `k8s` subcommand.
 pub fn run(home: &Home, cmd: K8sCommand) -> anyhow::Result<Exit> {

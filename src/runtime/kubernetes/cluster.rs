@@ -17,7 +17,7 @@ use kube::api::{Api, DeleteParams, ListParams, LogParams, Patch, PatchParams};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::render::{LABEL_APP, LABEL_RELEASE, LABEL_ROLE, Manifests, ScriptRole};
+use super::render::{LABEL_APP, LABEL_RELEASE, LABEL_ROLE, Manifests};
 use crate::ids::{AppName, ReleaseId};
 
 /// The field manager of every apply.
@@ -73,7 +73,7 @@ impl Cluster {
         Self { client, namespace: namespace.to_owned(), poll }
     }
 
-    fn api<K>(&self) -> Api<K>
+    pub(super) fn api<K>(&self) -> Api<K>
     where
         K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
         K::DynamicType: Default,
@@ -81,7 +81,7 @@ impl Cluster {
         Api::namespaced(self.client.clone(), &self.namespace)
     }
 
-    fn fail(
+    pub(super) fn fail(
         &self,
         action: &'static str,
         kind: &'static str,
@@ -225,17 +225,29 @@ impl Cluster {
                 return Err(ClusterError::PredeployNotSucceeded { job: name });
             }
         }
+        self.apply_all(m).await?;
+        self.wait_all_ready(m, timeout).await?;
+        self.prune(app, m).await
+    }
+
+    /// Applies the Deployments, then the web Service.
+    pub(super) async fn apply_all(&self, m: &Manifests) -> Result<(), ClusterError> {
         for d in &m.deployments {
             self.apply("Deployment", d).await?;
         }
         if let Some(s) = &m.service {
             self.apply("Service", s).await?;
         }
+        Ok(())
+    }
+
+    /// Waits until every Deployment of `m` has rolled out with ready pods, within `timeout`.
+    pub(super) async fn wait_all_ready(&self, m: &Manifests, timeout: Duration) -> Result<(), ClusterError> {
         let deadline = Instant::now() + timeout;
         for d in &m.deployments {
             self.wait_ready(d.metadata.name.as_deref().unwrap_or_default(), deadline).await?;
         }
-        self.prune(app, m).await
+        Ok(())
     }
 
     async fn wait_ready(&self, name: &str, deadline: Instant) -> Result<(), ClusterError> {
@@ -297,17 +309,9 @@ impl Cluster {
         Ok(())
     }
 
-    /// Deletes a release's script Job and its pods; a missing one is fine.
-    pub async fn delete_job(
-        &self,
-        app: &AppName,
-        role: ScriptRole,
-        release: ReleaseId,
-    ) -> Result<(), ClusterError> {
-        self.delete::<Job>("Job", &super::render::job_name(app, role, release)).await
-    }
-
-    async fn delete<K>(&self, kind: &'static str, name: &str) -> Result<(), ClusterError>
+    /// Deletes an object; a missing one is fine. Its dependents (a Job's pods, a
+    /// Deployment's ReplicaSets) go in the background.
+    pub(super) async fn delete<K>(&self, kind: &'static str, name: &str) -> Result<(), ClusterError>
     where
         K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
             + Clone

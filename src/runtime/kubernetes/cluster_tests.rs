@@ -1,124 +1,15 @@
 //! The cluster shell against an in-process API server mock (`tower-test`), as kube-rs
 //! recommends: every request slipway sends is checked, in order, with its body.
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use http_body_util::BodyExt;
-use hyper::{Request, Response};
-use kube::client::Body;
 use serde_json::{Value, json};
 
 use super::*;
-use crate::runtime::kubernetes::render::{ImageRef, RenderInput, render};
-use crate::runtime::kubernetes::settings::KubeSettings;
-
-type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
-
-/// One expected request: method and path, query fragments (`&`-separated) it must hold, and
-/// the answer.
-struct Step {
-    call: &'static str,
-    query: &'static str,
-    answer: Answer,
-}
-
-enum Answer {
-    Json(Value),
-    Text(&'static str),
-    /// Echo a server-side apply's body back, as the server does with the applied object.
-    Echo,
-}
-
-fn step(call: &'static str, query: &'static str, answer: Answer) -> Step {
-    Step { call, query, answer }
-}
-
-/// What the mock saw: each call, and the body of each apply by path.
-#[derive(Default)]
-struct Seen {
-    calls: Vec<String>,
-    applied: BTreeMap<String, Value>,
-}
-
-fn serve(mut handle: Handle, script: Vec<Step>, seen: Arc<Mutex<Seen>>) -> tokio::task::JoinHandle<Handle> {
-    tokio::spawn(async move {
-        for s in script {
-            let (req, send) =
-                handle.next_request().await.expect("slipway stopped before the expected requests");
-            let call = format!("{} {}", req.method(), req.uri().path());
-            let query = req.uri().query().unwrap_or_default().to_owned();
-            seen.lock().unwrap().calls.push(call.clone());
-            assert_eq!(call, s.call, "requests so far: {:#?}", seen.lock().unwrap().calls);
-            for part in s.query.split('&').filter(|p| !p.is_empty()) {
-                assert!(query.contains(part), "{call}?{query} lacks {part}");
-            }
-            let is_apply = req.method() == "PATCH" && query.contains("fieldManager=slipway");
-            if is_apply {
-                let ct = req.headers()["content-type"].to_str().unwrap().to_owned();
-                assert_eq!(ct, "application/apply-patch+yaml", "{call}: server-side apply");
-            }
-            let body = req.into_body().collect().await.unwrap().to_bytes();
-            let answer = match s.answer {
-                Answer::Json(v) => serde_json::to_vec(&v).unwrap(),
-                Answer::Text(t) => t.as_bytes().to_vec(),
-                Answer::Echo => body.to_vec(),
-            };
-            if is_apply {
-                seen.lock().unwrap().applied.insert(call, serde_json::from_slice(&body).unwrap());
-            }
-            send.send_response(Response::builder().body(Body::from(answer)).unwrap());
-        }
-        handle
-    })
-}
-
-fn manifests() -> Manifests {
-    let plan = crate::plan::DeployPlan {
-        app: "shop".parse().unwrap(),
-        release: ReleaseId::new(3),
-        commit: "a".repeat(40).parse().unwrap(),
-        predeploy: Some(crate::plan::ScriptSpec::file("predeploy.sh".into(), Duration::from_secs(60))),
-        release_phase: None,
-        settle: Duration::from_secs(1),
-        build: crate::plan::BuildKind::Buildpacks,
-        postdeploy: None,
-        processes: vec![
-            crate::plan::ProcessSpec {
-                ptype: "web".parse().unwrap(),
-                command: "python app.py".into(),
-                instances: 2,
-            },
-            crate::plan::ProcessSpec {
-                ptype: "worker".parse().unwrap(),
-                command: "python w.py".into(),
-                instances: 1,
-            },
-        ],
-        env: BTreeMap::new(),
-        run_as: None,
-        mount: true,
-        web_timeout: Duration::from_secs(60),
-        stop_grace: Duration::from_secs(30),
-        healthcheck: None,
-        buildpacks: Vec::new(),
-    };
-    let image = ImageRef {
-        reference: "reg:5000/slipway/shop:v3".into(),
-        workdir: Some("/workspace".into()),
-        launcher: true,
-    };
-    render(&RenderInput {
-        plan: &plan,
-        settings: &KubeSettings::default(),
-        mount_bytes: Some(1 << 30),
-        image: &image,
-    })
-    .unwrap()
-}
-
-const NS: &str = "/namespaces/default";
+use crate::runtime::kubernetes::mock_api::{
+    Answer, NS, Seen, manifests, mock, nothing_more, ready, serve, step,
+};
 
 fn job_status(status: &Value) -> Answer {
     Answer::Json(json!({ "apiVersion": "batch/v1", "kind": "Job",
@@ -131,78 +22,38 @@ fn running_pod() -> Answer {
     ] }))
 }
 
-fn ready(name: &str, replicas: i32) -> Answer {
-    Answer::Json(json!({ "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": { "name": name, "namespace": "default", "generation": 2 },
-        "spec": { "replicas": replicas, "selector": {}, "template": {} },
-        "status": { "observedGeneration": 2, "replicas": replicas, "updatedReplicas": replicas,
-                    "readyReplicas": replicas, "availableReplicas": replicas } }))
-}
-
-fn mock() -> (Cluster, Handle) {
-    let (svc, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    (Cluster::new(kube::Client::new(svc, "default"), "default", Duration::from_millis(5)), handle)
-}
-
-/// The mock's next request, or None once slipway's client is gone: nothing more was sent.
-async fn nothing_more(server: tokio::task::JoinHandle<Handle>) -> Option<String> {
-    let mut handle = server.await.unwrap();
-    let next = tokio::time::timeout(Duration::from_secs(5), handle.next_request()).await.expect("mock hung");
-    next.map(|(req, _)| format!("{} {}", req.method(), req.uri()))
-}
-
 #[tokio::test]
 async fn a_deploy_applies_the_claim_then_the_job_and_updates_deployments_only_after_it_succeeded() {
     let m = manifests();
     let (cluster, handle) = mock();
     let seen = Arc::new(Mutex::new(Seen::default()));
-    let pvc = format!("PATCH /api/v1{NS}/persistentvolumeclaims/shop-mount").leak() as &'static str;
-    let job = format!("PATCH /apis/batch/v1{NS}/jobs/shop-predeploy-v3").leak() as &'static str;
-    let get_job = format!("GET /apis/batch/v1{NS}/jobs/shop-predeploy-v3").leak() as &'static str;
+    let pvc = format!("PATCH /api/v1{NS}/persistentvolumeclaims/shop-mount");
+    let job = format!("PATCH /apis/batch/v1{NS}/jobs/shop-predeploy-v3");
+    let get_job = format!("GET /apis/batch/v1{NS}/jobs/shop-predeploy-v3");
     let script = vec![
-        step(pvc, "fieldManager=slipway&force=true", Answer::Echo),
-        step(job, "fieldManager=slipway&force=true", Answer::Echo),
+        step(&pvc, "fieldManager=slipway&force=true", Answer::Echo),
+        step(&job, "fieldManager=slipway&force=true", Answer::Echo),
+        step(format!("GET /api/v1{NS}/pods"), "slipway.dev%2Frole%3Dpredeploy", running_pod()),
         step(
-            format!("GET /api/v1{NS}/pods").leak() as &'static str,
-            "slipway.dev%2Frole%3Dpredeploy",
-            running_pod(),
-        ),
-        step(
-            format!("GET /api/v1{NS}/pods/shop-predeploy-v3-x7k2p/log").leak() as &'static str,
+            format!("GET /api/v1{NS}/pods/shop-predeploy-v3-x7k2p/log"),
             "follow=true",
             Answer::Text("migrating\nmigrated 3 tables\n"),
         ),
-        step(get_job, "", job_status(&json!({ "active": 1 }))),
-        step(get_job, "", job_status(&json!({ "succeeded": 1 }))),
+        step(&get_job, "", job_status(&json!({ "active": 1 }))),
+        step(&get_job, "", job_status(&json!({ "succeeded": 1 }))),
         // roll_out checks the Job on the server again before it writes a Deployment.
-        step(get_job, "", job_status(&json!({ "succeeded": 1 }))),
+        step(&get_job, "", job_status(&json!({ "succeeded": 1 }))),
+        step(format!("PATCH /apis/apps/v1{NS}/deployments/shop-web"), "fieldManager=slipway", Answer::Echo),
         step(
-            format!("PATCH /apis/apps/v1{NS}/deployments/shop-web").leak() as &'static str,
+            format!("PATCH /apis/apps/v1{NS}/deployments/shop-worker"),
             "fieldManager=slipway",
             Answer::Echo,
         ),
+        step(format!("PATCH /api/v1{NS}/services/shop-web"), "fieldManager=slipway", Answer::Echo),
+        step(format!("GET /apis/apps/v1{NS}/deployments/shop-web"), "", ready("shop-web", 2)),
+        step(format!("GET /apis/apps/v1{NS}/deployments/shop-worker"), "", ready("shop-worker", 1)),
         step(
-            format!("PATCH /apis/apps/v1{NS}/deployments/shop-worker").leak() as &'static str,
-            "fieldManager=slipway",
-            Answer::Echo,
-        ),
-        step(
-            format!("PATCH /api/v1{NS}/services/shop-web").leak() as &'static str,
-            "fieldManager=slipway",
-            Answer::Echo,
-        ),
-        step(
-            format!("GET /apis/apps/v1{NS}/deployments/shop-web").leak() as &'static str,
-            "",
-            ready("shop-web", 2),
-        ),
-        step(
-            format!("GET /apis/apps/v1{NS}/deployments/shop-worker").leak() as &'static str,
-            "",
-            ready("shop-worker", 1),
-        ),
-        step(
-            format!("GET /apis/apps/v1{NS}/deployments").leak() as &'static str,
+            format!("GET /apis/apps/v1{NS}/deployments"),
             "labelSelector=slipway.dev%2Fapp%3Dshop",
             Answer::Json(
                 json!({ "apiVersion": "apps/v1", "kind": "DeploymentList", "metadata": {}, "items": [
@@ -212,7 +63,7 @@ async fn a_deploy_applies_the_claim_then_the_job_and_updates_deployments_only_af
         ),
         // A type the new Procfile dropped.
         step(
-            format!("DELETE /apis/apps/v1{NS}/deployments/shop-clock").leak() as &'static str,
+            format!("DELETE /apis/apps/v1{NS}/deployments/shop-clock"),
             "",
             Answer::Json(json!({
             "apiVersion": "v1", "kind": "Status", "status": "Success" })),
@@ -233,10 +84,10 @@ async fn a_deploy_applies_the_claim_then_the_job_and_updates_deployments_only_af
     assert_eq!(nothing_more(server).await, None);
 
     let seen = seen.lock().unwrap();
-    let claim = &seen.applied[pvc];
+    let claim = &seen.applied[&pvc];
     assert_eq!(claim["spec"]["accessModes"], json!(["ReadWriteMany"]));
     assert_eq!(claim["spec"]["resources"]["requests"]["storage"], json!((1u64 << 30).to_string()));
-    let job = &seen.applied[job];
+    let job = &seen.applied[&job];
     assert_eq!(job["spec"]["backoffLimit"], json!(0));
     assert_eq!(job["spec"]["template"]["spec"]["restartPolicy"], json!("Never"));
     assert_eq!(
@@ -254,24 +105,20 @@ async fn a_failed_job_stops_the_deploy_before_any_deployment_is_written() {
     let m = manifests();
     let (cluster, handle) = mock();
     let seen = Arc::new(Mutex::new(Seen::default()));
-    let get_job = format!("GET /apis/batch/v1{NS}/jobs/shop-predeploy-v3").leak() as &'static str;
+    let get_job = format!("GET /apis/batch/v1{NS}/jobs/shop-predeploy-v3");
     let failed = job_status(&json!({ "failed": 1, "conditions": [{ "type": "Failed", "status": "True",
         "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit" }] }));
     let failed_again = job_status(&json!({ "failed": 1 }));
     let script = vec![
+        step(format!("PATCH /apis/batch/v1{NS}/jobs/shop-predeploy-v3"), "force=true", Answer::Echo),
+        step(format!("GET /api/v1{NS}/pods"), "", running_pod()),
         step(
-            format!("PATCH /apis/batch/v1{NS}/jobs/shop-predeploy-v3").leak() as &'static str,
-            "force=true",
-            Answer::Echo,
-        ),
-        step(format!("GET /api/v1{NS}/pods").leak() as &'static str, "", running_pod()),
-        step(
-            format!("GET /api/v1{NS}/pods/shop-predeploy-v3-x7k2p/log").leak() as &'static str,
+            format!("GET /api/v1{NS}/pods/shop-predeploy-v3-x7k2p/log"),
             "",
             Answer::Text("no such table\n"),
         ),
-        step(get_job, "", failed),
-        step(get_job, "", failed_again),
+        step(&get_job, "", failed),
+        step(&get_job, "", failed_again),
     ];
     let server = serve(handle, script, seen.clone());
     let err =
@@ -300,12 +147,8 @@ async fn a_rollout_that_never_gets_ready_fails_with_the_counts() {
             "conditions": [{ "type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded",
                              "message": "ReplicaSet \"shop-web-5d\" has timed out progressing." }] } }));
     let script = vec![
-        step(
-            format!("PATCH /apis/apps/v1{NS}/deployments/shop-web").leak() as &'static str,
-            "",
-            Answer::Echo,
-        ),
-        step(format!("GET /apis/apps/v1{NS}/deployments/shop-web").leak() as &'static str, "", stuck),
+        step(format!("PATCH /apis/apps/v1{NS}/deployments/shop-web"), "", Answer::Echo),
+        step(format!("GET /apis/apps/v1{NS}/deployments/shop-web"), "", stuck),
     ];
     let server = serve(handle, script, seen);
     let err = cluster.roll_out(&"shop".parse().unwrap(), &m, Duration::from_secs(10)).await.unwrap_err();

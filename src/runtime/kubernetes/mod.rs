@@ -15,9 +15,13 @@
 
 pub mod cluster;
 pub mod kubeconfig;
+#[cfg(test)]
+mod mock_api;
 mod ops;
 pub mod registry;
 pub mod render;
+pub mod repair;
+mod retire;
 pub mod runtime;
 pub mod settings;
 

@@ -135,14 +135,20 @@ fn status(ptype: &ProcessType, index: u32, pod: &Pod) -> InstanceStatus {
     }
 }
 
-/// Prints the logs of the current release's pods matching `process` (a type, `type.N`, or all),
-/// each line prefixed with its instance; with `follow`, every pod's stream at once.
+/// Prints a log line of `instance` (`web.1`) to stdout.
+pub(super) fn print_line(instance: &str, line: &str) {
+    let _ = writeln!(std::io::stdout().lock(), "{instance}| {line}");
+}
+
+/// Gives `emit` the logs of the current release's pods matching `process` (a type, `type.N`,
+/// or all), line by line with their instance; with `follow`, every pod's stream at once.
 pub(super) async fn logs(
     cluster: &Cluster,
     app: &AppRecord,
     process: Option<&str>,
     lines: usize,
     follow: bool,
+    emit: &dyn Fn(&str, &str),
 ) -> Result<(), KubeError> {
     let Some(release) = app.current else {
         return Err(KubeError::NoProcesses { app: app.name.clone(), what: "a deployed release".into() });
@@ -159,9 +165,7 @@ pub(super) async fn logs(
     }
     let tail = i64::try_from(lines).unwrap_or(i64::MAX);
     let streams = pods.iter().map(|(inst, pod)| {
-        let print = move |line: &str| {
-            let _ = writeln!(std::io::stdout().lock(), "{inst}| {line}");
-        };
+        let print = move |line: &str| emit(inst, line);
         async move { cluster.pod_logs(pod, tail, follow, &print).await }
     });
     for r in futures_util::future::join_all(streams).await {
@@ -169,3 +173,7 @@ pub(super) async fn logs(
     }
     Ok(())
 }
+
+#[cfg(test)]
+#[path = "ops_tests.rs"]
+mod tests;

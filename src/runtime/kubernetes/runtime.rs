@@ -32,7 +32,7 @@ use crate::state::{AppRecord, Home, atomic};
 /// How often Job and Deployment status is read.
 const POLL: Duration = Duration::from_secs(1);
 /// Time for a Job's pod to be scheduled and its image pulled, on top of the script's timeout.
-const SCHEDULE_SLACK: Duration = Duration::from_secs(120);
+pub(super) const SCHEDULE_SLACK: Duration = Duration::from_secs(120);
 
 /// Failures of the Kubernetes runtime.
 #[derive(Debug, thiserror::Error)]
@@ -103,7 +103,7 @@ pub(super) struct ReleaseState {
 pub struct KubernetesRuntime {
     pub(super) home: Home,
     client: OnceCell<kube::Client>,
-    docker: DockerRuntime,
+    pub(super) docker: DockerRuntime,
 }
 
 impl std::fmt::Debug for KubernetesRuntime {
@@ -135,8 +135,12 @@ impl KubernetesRuntime {
             .map_err(RuntimeError::from)
     }
 
-    fn state_path(&self, app: &AppName, release: ReleaseId) -> PathBuf {
-        self.home.app(app).state_dir().join("kubernetes").join(format!("{release}.json"))
+    pub(super) fn state_dir(&self, app: &AppName) -> PathBuf {
+        self.home.app(app).state_dir().join("kubernetes")
+    }
+
+    pub(super) fn state_path(&self, app: &AppName, release: ReleaseId) -> PathBuf {
+        self.state_dir(app).join(format!("{release}.json"))
     }
 
     pub(super) fn load_state(&self, app: &AppName, release: ReleaseId) -> Result<ReleaseState, KubeError> {
@@ -217,7 +221,7 @@ impl KubernetesRuntime {
     }
 
     /// Removes the registry tag of `release` from the local engine; a missing one is fine.
-    async fn untag(&self, app: &AppName, release: ReleaseId) -> Result<(), KubeError> {
+    pub(super) async fn untag(&self, app: &AppName, release: ReleaseId) -> Result<(), KubeError> {
         let Some(registry) = settings::load(&self.home, app)?.registry else { return Ok(()) };
         let engine = docker::connect().await?;
         let reference = format!("{}:{release}", registry_repo(&registry, app));
@@ -273,11 +277,7 @@ impl Runtime for KubernetesRuntime {
         }
         self.block(&plan.app, async |cluster, settings| {
             if settings.access_mode == AccessMode::Rwo {
-                eprintln!(
-                    "       WARNING: {}'s claim is ReadWriteOnce: every pod and Job of the app is pinned to one node and \
-                     Deployments are recreated (downtime at each deploy). Use a ReadWriteMany storage class to spread them.",
-                    plan.app
-                );
+                eprintln!("       {}", settings::RWO_WARNING);
             }
             match self.render(plan, settings)?.claim {
                 Some(claim) => Ok(cluster.apply_claim(&claim).await?),
@@ -329,35 +329,7 @@ impl Runtime for KubernetesRuntime {
     }
 
     fn remove(&self, app: &AppName, release: ReleaseId, grace: Duration) -> Result<(), RuntimeError> {
-        let record = self.home.load_app(app).map_err(KubeError::from)?;
-        let current = record.current.filter(|c| *c != release);
-        self.block(app, async |cluster, _| {
-            cluster.delete_job(app, ScriptRole::Predeploy, release).await?;
-            cluster.delete_job(app, ScriptRole::Postdeploy, release).await?;
-            if record.current != Some(release) && cluster.deployments_at(app, release).await? {
-                // A rollout of this release began and failed: put the current one back.
-                let back = current.and_then(|c| self.load_state(app, c).ok()).and_then(|s| s.manifests);
-                if let Some(m) = back {
-                    let m = Manifests { claim: None, predeploy: None, ..m };
-                    cluster.roll_out(app, &m, grace + SCHEDULE_SLACK).await?;
-                } else {
-                    let none =
-                        Manifests { claim: None, predeploy: None, deployments: Vec::new(), service: None };
-                    cluster.prune(app, &none).await?;
-                }
-            }
-            self.untag(app, release).await
-        })?;
-        self.docker.remove(app, release, grace)?;
-        if record.current != Some(release) {
-            let path = self.state_path(app, release);
-            match std::fs::remove_file(&path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(source) => return Err(KubeError::Io { action: "remove", path, source }.into()),
-            }
-        }
-        Ok(())
+        self.remove_release(app, release, grace)
     }
 
     fn processes(&self, app: &AppRecord, release: ReleaseId) -> Result<ProcessReport, RuntimeError> {
@@ -399,7 +371,9 @@ impl Runtime for KubernetesRuntime {
         lines: usize,
         follow: bool,
     ) -> Result<(), RuntimeError> {
-        self.block(&app.name, async |cluster, _| super::ops::logs(cluster, app, process, lines, follow).await)
+        self.block(&app.name, async |cluster, _| {
+            super::ops::logs(cluster, app, process, lines, follow, &super::ops::print_line).await
+        })
     }
 
     fn run_oneoff(
@@ -416,9 +390,7 @@ impl Runtime for KubernetesRuntime {
         .into())
     }
 
-    fn reconcile(&self, _: &AppRecord) -> Result<Repairs, RuntimeError> {
-        // The cluster's controllers restart pods and keep Deployments at their replicas; a killed
-        // deploy's Job and image tag are removed by the next deploy's cleanup of that release.
-        Ok(Repairs::default())
+    fn reconcile(&self, app: &AppRecord) -> Result<Repairs, RuntimeError> {
+        self.reconcile_app(app)
     }
 }

@@ -32,6 +32,11 @@ impl AccessMode {
     }
 }
 
+/// Said when an app is created, rendered or deployed with a ReadWriteOnce claim.
+pub const RWO_WARNING: &str = "WARNING: --access-mode rwo: the mount's claim attaches to one node, so every pod and \
+     Job of this app is pinned to that node and each deploy recreates the Deployments (downtime). Use a \
+     ReadWriteMany storage class (EFS, Azure Files, Filestore) to spread the app across nodes.";
+
 /// Where and how a kubernetes app runs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -32,7 +32,7 @@ fn pod(name: &str, ptype: &str, release: &str, phase: &str, ready: bool, waiting
                 "lastState": { "terminated": { "exitCode": 137, "reason": "OOMKilled" } } }] } })
 }
 
-fn pods(items: Vec<Value>) -> Answer {
+fn pods(items: &[Value]) -> Answer {
     Answer::Json(json!({ "apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": items }))
 }
 
@@ -45,7 +45,7 @@ async fn ps_lists_the_current_releases_pods_numbered_by_type() {
     let script = vec![step(
         format!("GET /api/v1{NS}/pods"),
         APP_PODS,
-        pods(vec![
+        pods(&[
             pod("shop-web-b", "web", "v3", "Running", true, None),
             pod("shop-web-a", "web", "v3", "Running", true, None),
             pod("shop-worker-a", "worker", "v3", "Running", false, Some("CrashLoopBackOff")),
@@ -79,7 +79,7 @@ async fn logs_follow_streams_every_matching_pod_with_its_instance() {
         step(
             format!("GET /api/v1{NS}/pods"),
             APP_PODS,
-            pods(vec![
+            pods(&[
                 pod("shop-web-a", "web", "v3", "Running", true, None),
                 pod("shop-web-b", "web", "v3", "Running", true, None),
                 pod("shop-worker-a", "worker", "v3", "Running", true, None),
@@ -111,7 +111,7 @@ async fn logs_follow_streams_every_matching_pod_with_its_instance() {
     let script = vec![step(
         format!("GET /api/v1{NS}/pods"),
         APP_PODS,
-        pods(vec![pod("shop-web-a", "web", "v3", "Running", true, None)]),
+        pods(&[pod("shop-web-a", "web", "v3", "Running", true, None)]),
     )];
     let server = serve(handle, script, Arc::new(Mutex::new(Seen::default())));
     let err = logs(&cluster, &app("v3"), Some("web.2"), 50, true, &|_, _| {}).await.unwrap_err();

@@ -141,15 +141,12 @@ impl Cluster {
         if current.is_some_and(|c| c.release == release) || !self.deployments_at(app, release).await? {
             return Ok(());
         }
-        match current {
-            Some(c) => {
-                self.put_back(c.manifests, timeout).await?;
-                self.prune(app, c.manifests).await
-            }
-            None => {
-                let none = Manifests { claim: None, predeploy: None, deployments: Vec::new(), service: None };
-                self.prune(app, &none).await
-            }
+        if let Some(c) = current {
+            self.put_back(c.manifests, timeout).await?;
+            self.prune(app, c.manifests).await
+        } else {
+            let none = Manifests { claim: None, predeploy: None, deployments: Vec::new(), service: None };
+            self.prune(app, &none).await
         }
     }
 

@@ -202,6 +202,10 @@ impl KubernetesRuntime {
         let options =
             bollard::query_parameters::TagImageOptions { repo: Some(repo.clone()), tag: Some(tag.clone()) };
         let reference = format!("{repo}:{tag}");
+        // Recorded before the push: a deploy killed during it leaves the record, and so the
+        // next command's reconciliation removes the tag from the registry.
+        let image = ImageRef { reference: reference.clone(), workdir: workdir.clone(), launcher };
+        self.save_state(&plan.app, plan.release, &ReleaseState { image, manifests: None })?;
         engine.tag_image(&local, Some(options)).await.map_err(|source| KubeError::Engine {
             action: "tag",
             image: reference.clone(),

@@ -8,7 +8,8 @@
 //! `REGISTRY_STORAGE_DELETE_ENABLED=true`, or k3s's `registries.yaml`). The cluster's default
 //! storage class must offer `ReadWriteMany` (on kind: an NFS provisioner, or Longhorn), or set
 //! `SLIPWAY_K8S_ACCESS_MODE=rwo` for a one-node cluster with the default local-path class.
-//! Without `SLIPWAY_KUBECONFIG` each test prints SKIPPED and returns: CI has no cluster.
+//! Without `SLIPWAY_KUBECONFIG` each test prints SKIPPED and returns (CI has no cluster), or
+//! fails when `SLIPWAY_REQUIRE_KUBERNETES=1` says a cluster was meant to be there.
 
 #![allow(clippy::unwrap_used)]
 
@@ -26,7 +27,12 @@ const WHY_SKIPPED: &str = "SKIPPED: no Kubernetes cluster (set SLIPWAY_KUBECONFI
 fn cluster() -> Option<String> {
     let cfg = std::env::var("SLIPWAY_KUBECONFIG").ok().filter(|v| !v.is_empty());
     if cfg.is_none() {
-        eprintln!("{WHY_SKIPPED}: this test is not a pass");
+        // Where a cluster is promised, a missing one must not pass silently.
+        let required = std::env::var_os("SLIPWAY_REQUIRE_KUBERNETES").is_some_and(|v| v == "1");
+        assert!(!required, "SLIPWAY_REQUIRE_KUBERNETES=1, but {WHY_SKIPPED}");
+        eprintln!(
+            "{WHY_SKIPPED}: this test is not a pass; set SLIPWAY_REQUIRE_KUBERNETES=1 to make it fail instead"
+        );
     }
     cfg
 }

@@ -264,7 +264,10 @@ fn a_deploy_killed_mid_rollout_is_repaired_by_the_next_command() {
     s.ok(&["releases", &app]);
     let repaired = wait_for(Duration::from_secs(120), || {
         let d = ns.labelled(&app, "deployments");
-        (d == [format!("deployment.apps/{app}-web")] && ns.web_release(&app) == "v1").then_some(())
+        let back = d == [format!("deployment.apps/{app}-web")] && ns.web_release(&app) == "v1";
+        // The sweep applies v1 again without waiting; its pods come back under the controller.
+        let rolled = ns.kubectl_out(&["rollout", "status", &format!("deployment/{app}-web"), "--timeout=1s"]);
+        (back && rolled.status.success()).then_some(())
     });
     assert!(repaired.is_some(), "left: {:?} at {}", ns.labelled(&app, "deployments"), ns.web_release(&app));
     assert_eq!(ns.labelled(&app, "jobs"), [format!("job.batch/{app}-predeploy-v1")]);

@@ -92,13 +92,13 @@ fn found<K: kube::Resource>(items: Vec<K>) -> Vec<Found> {
 
 impl Cluster {
     /// Finds the app's Jobs and Deployments by label and removes what `current` does not
-    /// account for; puts the current release's Deployments back when a killed rollout moved
-    /// them. Returns what it did.
+    /// account for; applies the current release's Deployments again when a killed rollout
+    /// moved them. It does not wait for their pods: it runs before any command, for every app,
+    /// and the controllers bring the pods back on their own. Returns what it did.
     pub async fn sweep(
         &self,
         app: &AppName,
         current: Option<Current<'_>>,
-        timeout: Duration,
     ) -> Result<SweepPlan, ClusterError> {
         let by_app = ListParams::default().labels(&format!("{LABEL_APP}={app}"));
         let jobs = self.api::<Job>().list(&by_app).await.map_err(self.fail("list", "Job", app.as_str()))?;
@@ -118,7 +118,7 @@ impl Cluster {
             self.delete::<Service>("Service", &service_name(app)).await?;
         }
         if let Some(c) = current.filter(|_| plan.roll_back) {
-            self.put_back(c.manifests, timeout).await?;
+            self.apply_all(c.manifests).await?;
         }
         Ok(plan)
     }

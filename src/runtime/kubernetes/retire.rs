@@ -18,6 +18,9 @@ use crate::ids::{AppName, ReleaseId};
 use crate::runtime::{Repairs, Runtime as _, RuntimeError};
 use crate::state::AppRecord;
 
+/// How long the reconciliation of one app may talk to its cluster.
+const RECONCILE_BUDGET: Duration = Duration::from_secs(15);
+
 impl KubernetesRuntime {
     /// `Runtime::remove`: the release's Jobs, a failed rollout undone, its image tags, then
     /// its local image and record.
@@ -60,10 +63,14 @@ impl KubernetesRuntime {
             return Ok(Repairs::default());
         }
         let current = app.current.and_then(|c| Some((c, self.load_state(&app.name, c).ok()?.manifests?)));
-        let grace = crate::plan::DEFAULT_STOP_GRACE + SCHEDULE_SLACK;
         let swept = self.block(&app.name, async |cluster, _| {
             let kept = current.as_ref().map(|(release, manifests)| Current { release: *release, manifests });
-            Ok(cluster.sweep(&app.name, kept, grace).await?)
+            // Every command reconciles every app first: a cluster that does not answer must
+            // not hold up a command about another app for long.
+            match tokio::time::timeout(RECONCILE_BUDGET, cluster.sweep(&app.name, kept)).await {
+                Ok(swept) => Ok(swept?),
+                Err(_) => Err(KubeError::Unanswered { app: app.name.clone(), waited: RECONCILE_BUDGET }),
+            }
         })?;
         if !swept.is_empty() {
             tracing::info!(app = %app.name, ?swept, "repaired the app's objects on the cluster");

@@ -76,6 +76,11 @@ pub enum KubeError {
     Unsupported { what: &'static str, hint: String },
     #[error("no processes of {app} match {what}; see `slipway ps {app}`")]
     NoProcesses { app: AppName, what: String },
+    #[error(
+        "the cluster of {app} did not answer within {}; its leftovers of an interrupted deploy are removed by a later command",
+        humantime::format_duration(*waited)
+    )]
+    Unanswered { app: AppName, waited: Duration },
 }
 
 impl From<KubeconfigError> for KubeError {

@@ -1,7 +1,6 @@
 //! Everyday commands on a kubernetes app: `ps` (its pods), `ps scale`, `ps stop/start`,
 //! `restart` and `logs`, through the Deployments a release applied.
 
-use std::io::Write as _;
 
 use k8s_openapi::api::core::v1::Pod;
 
@@ -143,6 +142,7 @@ pub(super) async fn logs(
     process: Option<&str>,
     lines: usize,
     follow: bool,
+    sink: &mut dyn crate::runtime::LogSink,
 ) -> Result<(), KubeError> {
     let Some(release) = app.current else {
         return Err(KubeError::NoProcesses { app: app.name.clone(), what: "a deployed release".into() });
@@ -158,9 +158,14 @@ pub(super) async fn logs(
         return Err(KubeError::NoProcesses { app: app.name.clone(), what });
     }
     let tail = i64::try_from(lines).unwrap_or(i64::MAX);
+    // The pods' streams run at once and take turns with the one sink; once it fails (the
+    // reader is gone), each stream stops at its next line.
+    let sink = std::sync::Mutex::new(sink);
+    let sink = &sink;
     let streams = pods.iter().map(|(inst, pod)| {
         let print = move |line: &str| {
-            let _ = writeln!(std::io::stdout().lock(), "{inst}| {line}");
+            let mut s = sink.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            s.line(&format!("{inst}| {line}")).and_then(|()| s.flush()).is_ok()
         };
         async move { cluster.pod_logs(pod, tail, follow, &print).await }
     });

@@ -25,7 +25,7 @@ use crate::ids::{AppName, ProcessType, ReleaseId};
 use crate::plan::{DeployPlan, ScriptSpec};
 use crate::progress::Progress;
 use crate::runtime::docker::{self, DockerRuntime, labels};
-use crate::runtime::{ProcessReport, Repairs, Runtime, RuntimeError, Started};
+use crate::runtime::{LogSink, ProcessReport, Repairs, Runtime, RuntimeError, Started};
 use crate::source::Repo;
 use crate::state::{AppRecord, Home, atomic};
 
@@ -267,17 +267,17 @@ impl Runtime for KubernetesRuntime {
         Ok(())
     }
 
-    fn attach_mount(&self, plan: &DeployPlan) -> Result<(), RuntimeError> {
+    fn attach_mount(&self, plan: &DeployPlan, progress: &Progress) -> Result<(), RuntimeError> {
         if !plan.mount {
             return Ok(());
         }
         self.block(&plan.app, async |cluster, settings| {
             if settings.access_mode == AccessMode::Rwo {
-                eprintln!(
-                    "       WARNING: {}'s claim is ReadWriteOnce: every pod and Job of the app is pinned to one node and \
+                progress.detail(&format!(
+                    "WARNING: {}'s claim is ReadWriteOnce: every pod and Job of the app is pinned to one node and \
                      Deployments are recreated (downtime at each deploy). Use a ReadWriteMany storage class to spread them.",
                     plan.app
-                );
+                ));
             }
             match self.render(plan, settings)?.claim {
                 Some(claim) => Ok(cluster.apply_claim(&claim).await?),
@@ -398,8 +398,9 @@ impl Runtime for KubernetesRuntime {
         process: Option<&str>,
         lines: usize,
         follow: bool,
+        sink: &mut dyn LogSink,
     ) -> Result<(), RuntimeError> {
-        self.block(&app.name, async |cluster, _| super::ops::logs(cluster, app, process, lines, follow).await)
+        self.block(&app.name, async |cluster, _| super::ops::logs(cluster, app, process, lines, follow, sink).await)
     }
 
     fn run_oneoff(

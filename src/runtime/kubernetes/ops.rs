@@ -1,7 +1,6 @@
 //! Everyday commands on a kubernetes app: `ps` (its pods), `ps scale`, `ps stop/start`,
 //! `restart` and `logs`, through the Deployments a release applied.
 
-
 use k8s_openapi::api::core::v1::Pod;
 
 use super::cluster::Cluster;

@@ -400,7 +400,9 @@ impl Runtime for KubernetesRuntime {
         follow: bool,
         sink: &mut dyn LogSink,
     ) -> Result<(), RuntimeError> {
-        self.block(&app.name, async |cluster, _| super::ops::logs(cluster, app, process, lines, follow, sink).await)
+        self.block(&app.name, async |cluster, _| {
+            super::ops::logs(cluster, app, process, lines, follow, sink).await
+        })
     }
 
     fn run_oneoff(

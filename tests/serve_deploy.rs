@@ -78,10 +78,9 @@ impl Stream {
     }
 
     /// Every line up to the end of the stream.
-    fn rest(self) -> Vec<(Instant, serde_json::Value)> {
-        let mut child = self.child;
+    fn rest(mut self) -> Vec<(Instant, serde_json::Value)> {
         let all: Vec<_> = self.lines.iter().collect();
-        let _ = child.wait();
+        let _ = self.child.wait();
         all
     }
 }
@@ -283,7 +282,7 @@ fn processes_of_an_in_process_deploy_hold_none_of_the_servers_descriptors_and_ou
     let server_pid: u32 =
         std::fs::read_to_string(s.home.path().join("serve/serve.pid")).unwrap().trim().parse().unwrap();
     let app = app(&s);
-    let repo = Repo::from_fixture("seed-demo");
+    let repo = slow_repo("quick-predeploy", 0);
     let out = Command::new("curl")
         .args(["-sS", "-N", "--max-time", "300", "-X", "POST", "-H", "Content-Type: application/json"])
         .arg("-H")

@@ -316,7 +316,24 @@ fn processes_of_an_in_process_deploy_hold_none_of_the_servers_descriptors_and_ou
     // The server stops; the app it deployed keeps serving, through its router and its release.
     let router = s.router_port(&app);
     assert_eq!(common::get(router, "/").unwrap().0, 200);
+    // A live tail is open when the server is asked to stop: it ends the tail rather than
+    // wait for it (and be killed after 5 s).
+    let mut tail = Command::new("curl")
+        .args(["-sS", "-N", "--max-time", "60", "-H"])
+        .arg(format!("Authorization: Bearer {admin}"))
+        .arg(format!("http://127.0.0.1:{port}/api/apps/{app}/logs?follow=1&type=worker"))
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufReader::new(tail.stdout.as_mut().unwrap()).read_line(&mut first).unwrap();
+    assert!(first.contains(r#""line":"#), "the tail streams: {first}");
+    let asked = Instant::now();
     assert!(s.run(&["serve", "--stop"]).status.success());
+    let took = asked.elapsed();
+    assert!(took < Duration::from_secs(4), "serve --stop took {took:?}: the tail held the server");
+    let ended = wait_for(Duration::from_secs(5), || tail.try_wait().unwrap());
+    assert!(ended.is_some(), "the tail's response ended");
     assert!(
         wait_for(Duration::from_secs(10), || (!std::path::Path::new(&format!("/proc/{server_pid}"))
             .exists())
@@ -333,4 +350,25 @@ fn processes_of_an_in_process_deploy_hold_none_of_the_servers_descriptors_and_ou
     }
     assert_eq!(common::get(router, "/").unwrap().0, 200, "the app serves after the server stopped");
     assert_eq!(s.ps(&app)["running"], true);
+}
+
+#[test]
+fn deploys_of_two_apps_at_once_leave_each_others_scripts_alone() {
+    // Both run in the server's process. When the first predeploy ends, its sweep of escaped
+    // processes must not take the second's script, which started after it.
+    let s = Slipway::new();
+    let srv = Server::start(&s);
+    let (first, second) = (app(&s), app(&s));
+    let first_repo = slow_repo("first-predeploy-runs", 2);
+    let second_repo = slow_repo("second-predeploy-runs", 5);
+    let a = Stream::start(&srv, &first, &admin_deploy(&first_repo));
+    a.until("first-predeploy-runs");
+    let b = Stream::start(&srv, &second, &admin_deploy(&second_repo));
+    b.until("second-predeploy-runs");
+    let (a, b) = (a.rest(), b.rest());
+    for (app, lines) in [(&first, &a), (&second, &b)] {
+        let last = &lines.last().unwrap().1;
+        assert_eq!(last["ok"].as_bool(), Some(true), "{app}: {lines:?}");
+        assert!(lines.iter().any(|(_, v)| v["line"] == "       predeploy-over"), "{app}: {lines:?}");
+    }
 }

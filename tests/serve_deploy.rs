@@ -154,6 +154,35 @@ fn progress_arrives_as_it_happens_and_a_failed_deploy_leaves_the_old_release_ser
     let releases = srv.get_json(&format!("/api/apps/{app}/releases"));
     let v2 = releases.as_array().unwrap().iter().find(|r| r["id"] == "v2").unwrap();
     assert_eq!(v2["status"], "failed", "{releases}");
+    // A good deploy retires v1: its supervisor, the server's child, exits, and the server
+    // reaps it rather than keep a zombie per deploy.
+    repo.write("predeploy.sh", "true\n");
+    repo.commit("a quick predeploy");
+    let (code, body) = srv.curl(
+        Some(&srv.admin),
+        &["-N", "-X", "POST", "-H", "Content-Type: application/json", "--data-binary", &admin_deploy(&repo)],
+        &format!("/api/apps/{app}/deploys"),
+    );
+    assert!(code == 200 && body.lines().last().unwrap().contains(r#""ok":true"#), "{body}");
+    assert_eq!(s.release(&app), "v3");
+    let server: u32 =
+        std::fs::read_to_string(s.home.path().join("serve/serve.pid")).unwrap().trim().parse().unwrap();
+    let reaped = wait_for(Duration::from_secs(15), || zombies_of(server).is_empty().then_some(()));
+    assert!(reaped.is_some(), "zombie children of the server: {:?}", zombies_of(server));
+}
+
+/// The children of `parent` that have exited and were not reaped.
+fn zombies_of(parent: u32) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else { continue };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        if fields.first() == Some(&"Z") && fields.get(1) == Some(&parent.to_string().as_str()) {
+            found.push(stat.trim().to_owned());
+        }
+    }
+    found
 }
 
 #[test]
@@ -294,6 +323,19 @@ fn processes_of_an_in_process_deploy_hold_none_of_the_servers_descriptors_and_ou
         .unwrap();
     let body = String::from_utf8_lossy(&out.stdout);
     assert!(body.lines().last().unwrap().contains(r#""ok":true"#), "{body}");
+    // Every descriptor of the server past stdio is close-on-exec, whoever opened it.
+    for fd in std::fs::read_dir(format!("/proc/{server_pid}/fdinfo")).unwrap().flatten() {
+        let n: u32 = fd.file_name().to_string_lossy().parse().unwrap();
+        let Ok(info) = std::fs::read_to_string(fd.path()) else { continue };
+        let flags = info.lines().find_map(|l| l.strip_prefix("flags:")).unwrap().trim();
+        let flags = u32::from_str_radix(flags, 8).unwrap();
+        let target = std::fs::read_link(format!("/proc/{server_pid}/fd/{n}")).unwrap_or_default();
+        assert!(
+            n < 3 || flags & 0o2_000_000 != 0,
+            "the server's fd {n} ({}) is not close-on-exec",
+            target.display()
+        );
+    }
     // The server's own descriptors: its listener and connections, its lock, its log.
     let server_sockets = sockets(server_pid);
     assert!(!server_sockets.is_empty(), "the server holds its listener");

@@ -219,11 +219,43 @@ mod tests {
         let mut child = std::process::Command::new("sleep").arg("5").spawn().unwrap();
         let pid = child.id();
         let listed = child_pids().map(|pids| pids.contains(&pid));
-        let found = children(&[], None).iter().any(|(p, _)| p.as_raw_nonzero().get().cast_unsigned() == pid);
+        let found =
+            children(&[], None, None).iter().any(|(p, _)| p.as_raw_nonzero().get().cast_unsigned() == pid);
         child.kill().unwrap();
         child.wait().unwrap();
         assert_ne!(listed, Some(false), "the children files miss pid {pid}");
         assert!(found, "children() misses pid {pid}");
+    }
+
+    #[test]
+    fn a_scripts_mark_owns_what_carries_it_and_nothing_else() {
+        let mark = ScriptMark::new(None);
+        let spawn = |marked: bool| {
+            let mut cmd = std::process::Command::new("sleep");
+            cmd.arg("5");
+            if marked {
+                cmd.env(MARK_VAR, &mark.value);
+            }
+            std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+            cmd.spawn().unwrap()
+        };
+        let (mut marked, mut other) = (spawn(true), spawn(false));
+        let owned = |c: &std::process::Child| {
+            let st = parse_stat(&std::fs::read_to_string(format!("/proc/{}/stat", c.id())).unwrap()).unwrap();
+            mark.owns(c.id(), &st)
+        };
+        let (a, b) = (owned(&marked), owned(&other));
+        // The script's own group counts too, whatever its environment.
+        let in_group = ScriptMark { pgid: other.id(), ..mark.clone() };
+        let st = parse_stat(&std::fs::read_to_string(format!("/proc/{}/stat", other.id())).unwrap()).unwrap();
+        let c = in_group.owns(other.id(), &st);
+        for child in [&mut marked, &mut other] {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+        assert!(a, "the marked child is the script's");
+        assert!(!b, "an unmarked child of another group is not");
+        assert!(c, "a child in the script's group is");
     }
 
     #[test]

@@ -414,3 +414,49 @@ fn deploys_of_two_apps_at_once_leave_each_others_scripts_alone() {
         assert!(lines.iter().any(|(_, v)| v["line"] == "       predeploy-over"), "{app}: {lines:?}");
     }
 }
+
+/// Live processes whose command line starts with `name`.
+fn running(name: &str) -> Vec<u32> {
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|p| p.parse::<u32>().ok()) else { continue };
+        let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+        let zombie = stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'));
+        if cmdline.starts_with(name.as_bytes()) && !zombie {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+#[test]
+fn a_predeploy_daemon_is_swept_in_the_server_too() {
+    // In the server the sweep is narrowed to the script's own; a daemon that left its group
+    // and session still carries the script's mark, and goes.
+    let s = Slipway::new();
+    let srv = Server::start(&s);
+    let app = app(&s);
+    let name = format!("slipway-escape-{app}-served");
+    let repo = slow_repo("unused", 0);
+    let daemon = format!("(setsid bash -c 'exec -a {name} sleep 1000' >/dev/null 2>&1 < /dev/null &)");
+    repo.write(
+        "predeploy.sh",
+        &format!("{daemon}\nsleep 0.5\npgrep -f {name} >/dev/null && echo daemon started\n"),
+    );
+    repo.commit("a predeploy that leaves a daemon");
+    let stream = Stream::start(&srv, &app, &admin_deploy(&repo));
+    let lines = stream.rest();
+    let kill_left = || {
+        for pid in running(&name) {
+            let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+        }
+    };
+    let started = lines.iter().any(|(_, v)| v["line"] == "       daemon started");
+    let ok = lines.last().unwrap().1["ok"].as_bool();
+    let gone = wait_for(Duration::from_secs(3), || running(&name).is_empty().then_some(())).is_some();
+    let left = running(&name);
+    kill_left();
+    assert!(started && ok == Some(true), "{lines:?}");
+    assert!(gone, "the predeploy's daemon outlived it: {left:?}");
+}

@@ -460,3 +460,35 @@ fn a_predeploy_daemon_is_swept_in_the_server_too() {
     assert!(started && ok == Some(true), "{lines:?}");
     assert!(gone, "the predeploy's daemon outlived it: {left:?}");
 }
+
+#[test]
+fn a_docker_app_deploys_and_tails_in_process() {
+    // The Docker runtime drives its own async runtime; in the server it runs on a blocking
+    // thread of the server's, and its build lines and container logs reach the client.
+    let s = Slipway::new();
+    if !common::docker_ready(&s) {
+        return;
+    }
+    let srv = Server::start(&s);
+    let repo = Repo::from_fixture("docker-procfile");
+    repo.write(
+        "Procfile",
+        "web: exec python3 -m http.server $PORT\nworker: while true; do echo served-tick; sleep 0.3; done\n",
+    );
+    repo.commit("a chatty worker");
+    let app = s.app_with("apidock", &["--runtime", "docker"]);
+    let lines = Stream::start(&srv, &app, &admin_deploy(&repo)).rest();
+    let last = &lines.last().unwrap().1;
+    assert_eq!(last["ok"].as_bool(), Some(true), "{lines:?}");
+    assert!(
+        lines.iter().any(|(_, v)| v["phase"].as_str().is_some_and(|p| p.starts_with("Building v1"))),
+        "{lines:?}"
+    );
+    let (code, body) = srv.curl(
+        Some(&srv.admin),
+        &["-N", "--max-time", "4"],
+        &format!("/api/apps/{app}/logs?follow=1&type=worker&lines=5"),
+    );
+    assert_eq!(code, 200, "{body}");
+    assert!(body.lines().filter(|l| l.contains("served-tick")).count() >= 3, "{body}");
+}

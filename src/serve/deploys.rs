@@ -21,7 +21,7 @@ use tokio::sync::mpsc::error::TrySendError;
 
 use super::apps::{app_name, blocking};
 use super::errors::{ApiError, ErrorBody, chain};
-use super::server::AppState;
+use super::server::{AppState, LongOps};
 use super::stream::{StreamLine, ndjson, ndjson_response};
 use super::tokens::Principal;
 use crate::deploy::{DeployFlowError, DeployOutcome};
@@ -132,7 +132,8 @@ fn check_rev(rev: &str) -> Result<(), ApiError> {
             the last one says whether the deploy succeeded, with its outcome or its error"),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody),
-        (status = 409, body = ErrorBody, description = "another deploy of the app runs and `wait` is false")))]
+        (status = 409, body = ErrorBody, description = "another deploy of the app runs and `wait` is false"),
+        (status = 429, body = ErrorBody, description = "too many deploys at once on this server")))]
 pub async fn deploy(
     State(st): State<AppState>,
     Extension(who): Extension<Principal>,
@@ -172,6 +173,7 @@ pub async fn deploy(
         wait: if req.wait.unwrap_or(true) { Wait::Yes } else { Wait::No },
         overrides: Overrides::default(),
     };
+    let permit = LongOps::take(&st.long_ops.deploys, "deploys")?;
     // Refusing is an answer's status, so the lock is tried before anything streams.
     let lock = match request.wait {
         Wait::No => {
@@ -186,6 +188,7 @@ pub async fn deploy(
     tracing::info!(app = %app, rev = %request.rev, "deploy requested over the API");
     // Not tied to the response: dropping the stream (the client left) drops only the lines.
     let running = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
         let mut progress = Progress::to(sink);
         match lock {
             Some(lock) => crate::deploy::deploy_locked(&home, &request, lock, &mut progress),
@@ -261,6 +264,16 @@ mod tests {
         let sink = ChannelSink { tx, dropped: AtomicU64::new(0) };
         sink.event(ProgressEvent::Note("nobody listens"));
         assert_eq!(sink.dropped.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn long_operations_past_their_bound_get_429_until_one_ends() {
+        let sem = Arc::new(tokio::sync::Semaphore::new(1));
+        let first = LongOps::take(&sem, "deploys").unwrap();
+        let refused = LongOps::take(&sem, "deploys").unwrap_err();
+        assert_eq!((refused.status, refused.code), (StatusCode::TOO_MANY_REQUESTS, "too_many"));
+        drop(first);
+        assert!(LongOps::take(&sem, "deploys").is_ok());
     }
 
     #[test]

@@ -49,6 +49,48 @@ pub struct AppState {
     pub limiter: Arc<FailureLimiter>,
     /// Cancelled when the server begins to stop: log tails end then.
     pub stopping: tokio_util::sync::CancellationToken,
+    /// Deploys and log tails each hold a blocking thread for as long as they run; these
+    /// bound them, so that short requests (token checks, listings) always find one.
+    pub long_ops: LongOps,
+}
+
+/// Permits for the long operations that hold a blocking thread.
+#[derive(Debug, Clone)]
+pub struct LongOps {
+    pub deploys: Arc<tokio::sync::Semaphore>,
+    pub tails: Arc<tokio::sync::Semaphore>,
+}
+
+/// At most this many deploys (running, or waiting for their app's lock) at once.
+pub const MAX_DEPLOYS: usize = 16;
+/// At most this many log tails open at once.
+pub const MAX_TAILS: usize = 32;
+/// Blocking threads: the long operations' plus as many again for everything else.
+const BLOCKING_THREADS: usize = 2 * (MAX_DEPLOYS + MAX_TAILS);
+
+impl Default for LongOps {
+    fn default() -> Self {
+        Self {
+            deploys: Arc::new(tokio::sync::Semaphore::new(MAX_DEPLOYS)),
+            tails: Arc::new(tokio::sync::Semaphore::new(MAX_TAILS)),
+        }
+    }
+}
+
+impl LongOps {
+    /// A permit from `which`, or 429 saying what is full.
+    pub fn take(
+        which: &Arc<tokio::sync::Semaphore>,
+        what: &str,
+    ) -> Result<tokio::sync::OwnedSemaphorePermit, super::errors::ApiError> {
+        which.clone().try_acquire_owned().map_err(|_| {
+            super::errors::ApiError::new(
+                axum::http::StatusCode::TOO_MANY_REQUESTS,
+                "too_many",
+                format!("too many {what} at once on this server; wait for one to end, then retry"),
+            )
+        })
+    }
 }
 
 /// `serve/` in the home: tokens, the service record, its lock, pid and log. Root only.
@@ -122,7 +164,7 @@ pub fn run(home: &Home, addr: SocketAddr) -> Result<(), ServeError> {
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
-        .max_blocking_threads(64)
+        .max_blocking_threads(BLOCKING_THREADS)
         .enable_all()
         .build()
         .map_err(io("start", &dir))?;
@@ -151,8 +193,13 @@ pub fn run(home: &Home, addr: SocketAddr) -> Result<(), ServeError> {
             move || crate::runtime::reconcile_all(&home, None)
         });
         let stopping = tokio_util::sync::CancellationToken::new();
-        let state =
-            AppState { home: home.clone(), tokens, limiter: Arc::default(), stopping: stopping.clone() };
+        let state = AppState {
+            home: home.clone(),
+            tokens,
+            limiter: Arc::default(),
+            stopping: stopping.clone(),
+            long_ops: LongOps::default(),
+        };
         let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .map_err(io("handle signals in", &dir))?;

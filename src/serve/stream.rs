@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use super::apps::{app_name, blocking};
 use super::archive::channel_stream;
 use super::errors::{ApiError, ErrorBody, chain};
-use super::server::AppState;
+use super::server::{AppState, LongOps};
 use crate::ids::ProcessType;
 use crate::runtime::{AnyRuntime, LogSink};
 
@@ -140,7 +140,8 @@ fn check_type(t: &str) -> Result<(), ApiError> {
 /// The app's logs as NDJSON lines; with `follow=1` a live tail until the client leaves.
 #[utoipa::path(get, path = "/api/apps/{app}/logs", tag = "logs", params(("app" = String, Path), LogsQuery),
     responses((status = 200, content_type = "application/x-ndjson", body = StreamLine),
-        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 429, body = ErrorBody, description = "too many log tails open on this server")))]
 pub async fn logs(
     State(st): State<AppState>,
     Path(app): Path<String>,
@@ -156,10 +157,12 @@ pub async fn logs(
     };
     let lines = q.lines.unwrap_or(100).min(10_000);
     let follow = matches!(q.follow.as_deref(), Some("1" | "true" | "yes"));
+    let permit = LongOps::take(&st.long_ops.tails, "log tails")?;
     let (tx, rx) = mpsc::channel::<Bytes>(256);
     let mut sink = ClientLines { tx: tx.clone() };
     let home = st.home.clone();
     let reading = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
         let runtime = AnyRuntime::for_kind(&home, record.runtime).map_err(|e| chain(&e))?;
         runtime.logs(&record, q.ptype.as_deref(), lines, follow, &mut sink).map_err(|e| chain(&e))
     });

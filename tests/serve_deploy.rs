@@ -492,3 +492,38 @@ fn a_docker_app_deploys_and_tails_in_process() {
     assert_eq!(code, 200, "{body}");
     assert!(body.lines().filter(|l| l.contains("served-tick")).count() >= 3, "{body}");
 }
+
+#[test]
+fn supervisors_of_pushes_adopted_by_the_server_leave_no_zombies() {
+    // A script ran in the server, so it is a subreaper: the supervisor a push's hook starts
+    // is reparented to it when the hook exits, and must be reaped when it is retired.
+    let s = Slipway::new();
+    let srv = Server::start(&s);
+    let app = app(&s);
+    let repo = slow_repo("first", 0);
+    let deploy = |repo: &Repo| {
+        let lines = Stream::start(&srv, &app, &admin_deploy(repo)).rest();
+        assert_eq!(lines.last().unwrap().1["ok"].as_bool(), Some(true), "{lines:?}");
+    };
+    deploy(&repo);
+    repo.write("predeploy.sh", "echo pushed\n");
+    repo.commit("pushed over HTTP");
+    let url = format!("http://git:{}@127.0.0.1:{}/git/{app}.git", srv.admin, srv.port);
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(repo.path())
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .args(["-c", "credential.helper=", "push", &url, "main"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(s.release(&app), "v2");
+    repo.write("predeploy.sh", "echo third\n");
+    repo.commit("deployed over the API");
+    deploy(&repo);
+    assert_eq!(s.release(&app), "v3");
+    let server: u32 =
+        std::fs::read_to_string(s.home.path().join("serve/serve.pid")).unwrap().trim().parse().unwrap();
+    let reaped = wait_for(Duration::from_secs(15), || zombies_of(server).is_empty().then_some(()));
+    assert!(reaped.is_some(), "zombie children of the server: {:?}", zombies_of(server));
+}

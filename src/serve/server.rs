@@ -179,12 +179,14 @@ pub fn run(home: &Home, addr: SocketAddr) -> Result<(), ServeError> {
         // Deploys run in this process beside other requests' children: a script's sweep must
         // take only the script's own.
         crate::supervise::reaper::share_process();
-        // Supervisors that in-process deploys started exit when their release retires.
+        // Supervisors that in-process deploys started exit when their release retires, as
+        // do those of pushes, adopted by this process once it is a subreaper (a script ran).
         tokio::spawn(async {
             let mut tick = tokio::time::interval(Duration::from_secs(10));
             loop {
                 tick.tick().await;
                 crate::detached::reap_exited();
+                crate::supervise::reaper::reap_adopted();
             }
         });
         // Every command repairs what a reboot left; the server is such a command too.

@@ -85,6 +85,7 @@ struct Stat {
     state: char,
     ppid: u32,
     pgrp: u32,
+    session: u32,
     /// Clock ticks after boot at which it started.
     started: u64,
 }
@@ -99,6 +100,7 @@ fn parse_stat(text: &str) -> Option<Stat> {
         state: fields.first()?.chars().next()?,
         ppid: fields.get(1)?.parse().ok()?,
         pgrp: fields.get(2)?.parse().ok()?,
+        session: fields.get(3)?.parse().ok()?,
         started: fields.get(19)?.parse().ok()?,
     })
 }
@@ -167,6 +169,29 @@ pub fn reap_exited(keep: &[u32]) {
     }
 }
 
+/// Reap exited children that were adopted from another session: helpers (a supervisor, a
+/// router) that a `git push` hook's `slipway __receive` started, reparented to a long-lived
+/// subreaper (the App Manager) when the hook exited. Children of our own session are left to
+/// whoever waits for them (a script's runner, a tokio child), whose status this must not take.
+pub fn reap_adopted() {
+    let me = getpid();
+    let Ok(own) = rustix::process::getsid(None) else { return };
+    let keep = crate::detached::spawned();
+    for pid in child_pids().unwrap_or_else(all_pids) {
+        let Some(st) = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok().and_then(|t| parse_stat(&t))
+        else {
+            continue;
+        };
+        let adopted = st.state == 'Z'
+            && i32::try_from(st.ppid).ok() == Some(me.as_raw_nonzero().get())
+            && i32::try_from(st.session).ok() != Some(own.as_raw_nonzero().get())
+            && !keep.contains(&pid);
+        if adopted && let Some(p) = i32::try_from(pid).ok().and_then(Pid::from_raw) {
+            let _ = waitpid(Some(p), WaitOptions::NOHANG);
+        }
+    }
+}
+
 /// SIGKILL and reap every child started at or after `since` (clock ticks from [`ticks_now`];
 /// None: every child), repeating as the orphans of each killed child are reparented to us,
 /// until none is left or `patience` runs out. Returns how many signals were sent.
@@ -209,7 +234,10 @@ mod tests {
     fn stat_fields_are_counted_from_the_last_parenthesis() {
         let line = "4242 (we ird) (name)) S 17 4242 4242 0 -1 4194560 100 0 0 0";
         let line = format!("{line} 0 0 0 0 20 0 1 0 98765 0 0");
-        assert_eq!(parse_stat(&line), Some(Stat { state: 'S', ppid: 17, pgrp: 4242, started: 98765 }));
+        assert_eq!(
+            parse_stat(&line),
+            Some(Stat { state: 'S', ppid: 17, pgrp: 4242, session: 4242, started: 98765 })
+        );
         assert_eq!(parse_stat("1 (init) Z 0 1 1"), None, "too short");
         assert_eq!(parse_stat("garbage"), None);
     }

@@ -13,7 +13,7 @@ use crate::plan::{self, DeployPlan, Overrides, PlanInput};
 use crate::progress::{Progress, format_duration};
 use crate::runtime::{AnyRuntime, DeployError, RuntimeError, reconcile_app};
 use crate::source::{Repo, SourceError};
-use crate::state::{Home, Phase, ReleaseRecord, ReleaseStatus, StateError, Wait, now_unix};
+use crate::state::{FileLock, Home, Phase, ReleaseRecord, ReleaseStatus, StateError, Wait, now_unix};
 
 /// What to deploy.
 #[derive(Debug, Clone)]
@@ -55,18 +55,33 @@ pub enum DeployFlowError {
     Reconcile(#[from] crate::runtime::ReconcileError),
 }
 
-/// Deploy `req`, printing progress.
+/// Deploy `req`, reporting progress: take the app's lock (waiting as `req.wait` says), then
+/// [`deploy_locked`].
 pub fn deploy(
     home: &Home,
     req: &DeployRequest,
     progress: &mut Progress,
 ) -> Result<DeployOutcome, DeployFlowError> {
     let app = &req.app;
-    let _lock = home.lock_app(app, req.wait, || {
+    let lock = home.lock_app(app, req.wait, || {
         progress.note(&format!(
             "waiting for another deploy of {app} to finish (use --no-wait to refuse instead)"
         ));
     })?;
+    deploy_locked(home, req, lock, progress)
+}
+
+/// Deploy `req` while holding `lock`, the app's lock (from [`Home::lock_app`]), which is
+/// released when the deploy ends. The App Manager takes the lock first, so that a refusal is
+/// its answer's status rather than a line of its stream.
+pub fn deploy_locked(
+    home: &Home,
+    req: &DeployRequest,
+    lock: FileLock,
+    progress: &mut Progress,
+) -> Result<DeployOutcome, DeployFlowError> {
+    let _lock = lock;
+    let app = &req.app;
     reconcile_app(home, app)?;
     let record = home.load_app(app)?;
     let runtime = AnyRuntime::for_kind(home, record.runtime)?;
@@ -183,7 +198,7 @@ fn build_and_start(
             } else {
                 "Skipping the persistent filesystem: none is enabled (`slipway mount enable` creates one)"
             },
-            |_| runtime.attach_mount(plan),
+            |p| runtime.attach_mount(plan, p),
         )
         .map_err(|e| ("mount", e))?;
     if let Some(script) = &plan.predeploy {

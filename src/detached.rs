@@ -6,7 +6,7 @@
 use std::ffi::OsString;
 use std::fs::OpenOptions;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rustix::process::Pid;
@@ -35,29 +35,44 @@ pub fn spawn(home: &Path, args: &[OsString], log: &Path, is_up: impl Fn(Pid) -> 
             Ok(())
         });
     }
+    reap_exited();
     let mut child = cmd.spawn()?;
-    SPAWNED.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(child.id());
     let pid = i32::try_from(child.id()).ok().and_then(Pid::from_raw);
     let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
+    let outcome = loop {
         if pid.is_some_and(&is_up) {
-            return Ok(());
+            break Ok(());
         }
         if let Ok(Some(status)) = child.try_wait() {
             return Err(std::io::Error::other(format!("exited at start ({status}); see {}", log.display())));
         }
+        if Instant::now() >= deadline {
+            break Err(std::io::Error::other("did not start within 10 s"));
+        }
         std::thread::sleep(Duration::from_millis(2));
-    }
-    Err(std::io::Error::other("did not start within 10 s"))
+    };
+    lock_spawned().push(child);
+    outcome
 }
 
-/// Helpers this process started: its children, which a subreaper sweeping up after a script
-/// must leave alone.
-static SPAWNED: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());
+/// Helpers this process started and has not reaped: its children, which a subreaper sweeping
+/// up after a script must leave alone.
+static SPAWNED: std::sync::Mutex<Vec<Child>> = std::sync::Mutex::new(Vec::new());
+
+fn lock_spawned() -> std::sync::MutexGuard<'static, Vec<Child>> {
+    SPAWNED.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 
 /// The pids of the helpers this process started.
 pub fn spawned() -> Vec<u32> {
-    SPAWNED.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    lock_spawned().iter().map(Child::id).collect()
+}
+
+/// Reap the helpers that have exited (a retired release's supervisor). A CLI command exits
+/// before that matters; the App Manager lives for days and starts a supervisor per deploy,
+/// so it calls this now and then, lest each leave a zombie behind.
+pub fn reap_exited() {
+    lock_spawned().retain_mut(|c| matches!(c.try_wait(), Ok(None)));
 }
 
 /// The pid recorded in `path` (never 0 or 1).

@@ -41,6 +41,15 @@ fn every_documented_route_needs_a_token_and_reaches_only_the_tokens_app() {
     let doc = srv.get_json("/api/openapi.json");
     let paths = doc["paths"].as_object().unwrap();
     assert!(paths.len() >= 14, "the document lists the API: {:?}", paths.keys());
+    // git's smart HTTP routes are documented, with their Basic auth, and swept below.
+    for git in
+        ["/git/{app}.git/info/refs", "/git/{app}.git/git-upload-pack", "/git/{app}.git/git-receive-pack"]
+    {
+        assert!(paths.contains_key(git), "{git} is documented: {:?}", paths.keys());
+    }
+    let push = &doc["paths"]["/git/{app}.git/git-receive-pack"]["post"];
+    assert_eq!(push["security"][0]["basic"], serde_json::json!([]), "{push}");
+    assert_eq!(doc["components"]["securitySchemes"]["basic"]["scheme"], "basic");
     let mut checked = 0;
     for (path, item) in paths {
         for method in ["get", "put", "post", "delete"] {
@@ -63,7 +72,7 @@ fn every_documented_route_needs_a_token_and_reaches_only_the_tokens_app() {
             checked += 1;
         }
     }
-    assert!(checked >= 17, "checked {checked} routes");
+    assert!(checked >= 20, "checked {checked} routes");
     // The app token sees its own app only.
     let (code, body) = srv.curl(Some(&token), &[], "/api/apps");
     assert_eq!(code, 200);

@@ -23,6 +23,12 @@ pub struct LogsArgs {
 pub fn run(home: &Home, args: &LogsArgs) -> anyhow::Result<Exit> {
     let record = home.load_app(&args.app)?;
     let runtime = AnyRuntime::for_kind(home, record.runtime)?;
-    runtime.logs(&record, args.process.as_deref(), args.lines, args.follow)?;
+    runtime.logs(
+        &record,
+        args.process.as_deref(),
+        args.lines,
+        args.follow,
+        &mut crate::runtime::StdoutLines,
+    )?;
     Ok(Exit::Ok)
 }

@@ -35,13 +35,18 @@ fn hold_until_git_is_done(lock: &FileLock) -> anyhow::Result<()> {
     let inherited = rustix::io::dup(lock).context("cannot share the push lock")?;
     let watch =
         format!("for _ in $(seq 1200); do kill -0 {receive_pack} 2>/dev/null || exit 0; sleep 0.05; done");
-    std::process::Command::new("bash")
-        .args(["-c", &watch])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("cannot start the push lock's watcher")?;
+    let mut cmd = std::process::Command::new("bash");
+    cmd.args(["-c", &watch]).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+    // SAFETY: setsid is async-signal-safe. In a session of its own it is, once this hook has
+    // exited, an adopted orphan a long-lived subreaper (the App Manager serving the push) may
+    // reap, apart from its own children of its own session (see `reaper::reap_adopted`).
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+            rustix::process::setsid()?;
+            Ok(())
+        });
+    }
+    cmd.spawn().context("cannot start the push lock's watcher")?;
     drop(inherited);
     Ok(())
 }

@@ -4,6 +4,7 @@
 pub mod docker;
 pub mod kubernetes;
 pub mod local;
+mod log_sink;
 mod reconcile;
 pub mod swarm;
 
@@ -16,6 +17,7 @@ use crate::source::Repo;
 use crate::state::{AppRecord, Home, RuntimeKind};
 use crate::supervise::status::InstanceStatus;
 
+pub use log_sink::{LogSink, StdoutLines};
 pub use reconcile::{ReconcileError, Repairs, reconcile_all, reconcile_app};
 
 /// A failure inside a runtime.
@@ -59,8 +61,9 @@ pub trait Runtime {
     /// Step 1: a fresh release folder or image from exactly the plan's commit. A buildpack
     /// build adds the process types its buildpacks declared to `plan` (the Procfile's win).
     fn build(&self, plan: &mut DeployPlan, repo: &Repo, progress: &Progress) -> Result<(), RuntimeError>;
-    /// Step 2: make `../mount` and `~/mount` reach the app's persistent filesystem.
-    fn attach_mount(&self, plan: &DeployPlan) -> Result<(), RuntimeError>;
+    /// Step 2: make `../mount` and `~/mount` reach the app's persistent filesystem; warnings
+    /// go to `progress`.
+    fn attach_mount(&self, plan: &DeployPlan, progress: &Progress) -> Result<(), RuntimeError>;
     /// Step 3 (and postdeploy): run a Bash script in the new release, output to `progress`.
     fn run_script(
         &self,
@@ -88,14 +91,15 @@ pub trait Runtime {
     fn stop(&self, app: &AppRecord, release: ReleaseId) -> Result<(), RuntimeError>;
     /// Start a stopped release's processes.
     fn start_release(&self, app: &AppRecord, release: ReleaseId) -> Result<(), RuntimeError>;
-    /// Print the last `lines` log lines of `process` (a type, `type.N`, or all) to stdout, and
-    /// keep printing new ones if `follow`.
+    /// Write the last `lines` log lines of `process` (a type, `type.N`, or all) to `sink`, and
+    /// keep writing new ones if `follow`, until the sink fails (its reader is gone).
     fn logs(
         &self,
         app: &AppRecord,
         process: Option<&str>,
         lines: usize,
         follow: bool,
+        sink: &mut dyn LogSink,
     ) -> Result<(), RuntimeError>;
     /// Run a one-off command in a release, sharing the caller's terminal; its exit code.
     fn run_oneoff(

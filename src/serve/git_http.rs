@@ -13,28 +13,79 @@ use futures_util::TryStreamExt as _;
 use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _};
 
 use super::apps::app_name;
-use super::errors::ApiError;
+use super::errors::{ApiError, ErrorBody};
 use super::server::AppState;
 use super::tokens::Principal;
 
-/// Only what git's smart protocol asks for; anything else (dumb HTTP, hooks, config) is 404.
-fn allowed(rest: &str) -> bool {
-    matches!(rest, "info/refs" | "git-upload-pack" | "git-receive-pack")
+/// `?service=` of the ref advertisement.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+pub struct ServiceQuery {
+    /// `git-upload-pack` (fetch, clone) or `git-receive-pack` (push).
+    pub service: Option<String>,
 }
 
-/// Any `/git/{repo}/{rest}` request.
-pub async fn serve(
+// Only what git's smart protocol asks for has a route; anything else (dumb HTTP, hooks,
+// config) is the API's 404.
+
+/// The ref advertisement, the first request of a fetch or a push.
+#[utoipa::path(get, path = "/git/{app}.git/info/refs", tag = "git",
+    params(("app" = String, Path, description = "the app; its bare repository is the one `git push` deploys"), ServiceQuery),
+    security(("basic" = [])),
+    responses((status = 200, content_type = "application/x-git-receive-pack-advertisement", body = Vec<u8>,
+            description = "git's smart HTTP protocol, answered by `git http-backend`"),
+        (status = 401, body = ErrorBody, description = "no or a wrong token: git then asks for credentials (any user name, the token as password)"),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn info_refs(
+    st: State<AppState>,
+    who: Extension<Principal>,
+    Path(repo): Path<String>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    backend(st, who, &repo, "info/refs", req).await
+}
+
+/// A fetch or a clone: git's `upload-pack` service.
+#[utoipa::path(post, path = "/git/{app}.git/git-upload-pack", tag = "git", params(("app" = String, Path)),
+    security(("basic" = [])),
+    request_body(content = Vec<u8>, content_type = "application/x-git-upload-pack-request"),
+    responses((status = 200, content_type = "application/x-git-upload-pack-result", body = Vec<u8>),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn upload_pack(
+    st: State<AppState>,
+    who: Extension<Principal>,
+    Path(repo): Path<String>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    backend(st, who, &repo, "git-upload-pack", req).await
+}
+
+/// A push: git's `receive-pack` service. A push of the deploy branch deploys it, streaming
+/// the deploy's progress as `remote:` lines; a failed deploy rejects the push.
+#[utoipa::path(post, path = "/git/{app}.git/git-receive-pack", tag = "git", params(("app" = String, Path)),
+    security(("basic" = [])),
+    request_body(content = Vec<u8>, content_type = "application/x-git-receive-pack-request"),
+    responses((status = 200, content_type = "application/x-git-receive-pack-result", body = Vec<u8>),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn receive_pack(
+    st: State<AppState>,
+    who: Extension<Principal>,
+    Path(repo): Path<String>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    backend(st, who, &repo, "git-receive-pack", req).await
+}
+
+/// `git http-backend` for `/git/{repo}/{rest}`.
+async fn backend(
     State(st): State<AppState>,
     Extension(who): Extension<Principal>,
-    Path((repo, rest)): Path<(String, String)>,
+    repo: &str,
+    rest: &str,
     req: Request,
 ) -> Result<Response, ApiError> {
     let not_found =
         || ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such repository; push to /git/APP.git");
     let app = app_name(repo.strip_suffix(".git").ok_or_else(not_found)?)?;
-    if !allowed(&rest) {
-        return Err(not_found());
-    }
     let git_dir = st.home.git_repo(&app);
     if !st.home.app(&app).record().exists() || !git_dir.join("HEAD").exists() {
         return Err(not_found());

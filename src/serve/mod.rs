@@ -5,6 +5,7 @@ pub mod apps;
 pub mod archive;
 pub mod assets;
 pub mod auth;
+pub mod deploys;
 pub mod errors;
 pub mod files;
 pub mod git_http;

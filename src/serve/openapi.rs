@@ -5,21 +5,22 @@ use axum::Json;
 use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
-use super::{apps, archive, errors, files, mount, stream, tokens};
+use super::{apps, archive, deploys, errors, files, git_http, mount, stream, tokens};
 
 /// The API's description.
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "slipway App Manager API", description = "Apps, releases, processes, deploys, logs and the persistent filesystem. Every route needs `Authorization: Bearer TOKEN`; errors are `{\"error\", \"code\"}`."),
+    info(title = "slipway App Manager API", description = "Apps, releases, processes, deploys, logs and the persistent filesystem. Every route needs `Authorization: Bearer TOKEN` (the `/git` routes, git's smart HTTP protocol, take the token as a Basic password); errors are `{\"error\", \"code\"}`."),
     paths(
         apps::session, apps::list, apps::one, apps::releases, apps::ps, apps::scale, apps::restart,
-        stream::deploy, stream::logs, mount::status, mount::update,
+        deploys::deploy, stream::logs, mount::status, mount::update,
         files::get_path, files::put_file, files::post_path, files::delete_path,
         archive::export, archive::import,
+        git_http::info_refs, git_http::upload_pack, git_http::receive_pack,
     ),
     components(schemas(
         errors::ErrorBody, apps::Session, apps::AppView, apps::ScaleRequest, apps::RestartRequest,
-        mount::MountRequest, mount::Size, files::Listing, files::FileEntry, stream::DeployRequest,
+        mount::MountRequest, mount::Size, files::Listing, files::FileEntry, deploys::DeployRequest,
         stream::StreamLine, tokens::AppToken,
     )),
     modifiers(&Bearer),
@@ -35,6 +36,19 @@ impl utoipa::Modify for Bearer {
         components.add_security_scheme(
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        // git sends credentials as Basic: any user name, an app token or the admin token as
+        // the password (`git push http://x:TOKEN@host/git/APP.git`).
+        components.add_security_scheme(
+            "basic",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Basic)
+                    .description(Some(
+                        "any user name; an app token (its app only) or the admin token as the password",
+                    ))
+                    .build(),
+            ),
         );
     }
 }

@@ -47,6 +47,50 @@ pub struct AppState {
     pub home: Home,
     pub tokens: TokenStore,
     pub limiter: Arc<FailureLimiter>,
+    /// Cancelled when the server begins to stop: log tails end then.
+    pub stopping: tokio_util::sync::CancellationToken,
+    /// Deploys and log tails each hold a blocking thread for as long as they run; these
+    /// bound them, so that short requests (token checks, listings) always find one.
+    pub long_ops: LongOps,
+}
+
+/// Permits for the long operations that hold a blocking thread.
+#[derive(Debug, Clone)]
+pub struct LongOps {
+    pub deploys: Arc<tokio::sync::Semaphore>,
+    pub tails: Arc<tokio::sync::Semaphore>,
+}
+
+/// At most this many deploys (running, or waiting for their app's lock) at once.
+pub const MAX_DEPLOYS: usize = 16;
+/// At most this many log tails open at once.
+pub const MAX_TAILS: usize = 32;
+/// Blocking threads: the long operations' plus as many again for everything else.
+const BLOCKING_THREADS: usize = 2 * (MAX_DEPLOYS + MAX_TAILS);
+
+impl Default for LongOps {
+    fn default() -> Self {
+        Self {
+            deploys: Arc::new(tokio::sync::Semaphore::new(MAX_DEPLOYS)),
+            tails: Arc::new(tokio::sync::Semaphore::new(MAX_TAILS)),
+        }
+    }
+}
+
+impl LongOps {
+    /// A permit from `which`, or 429 saying what is full.
+    pub fn take(
+        which: &Arc<tokio::sync::Semaphore>,
+        what: &str,
+    ) -> Result<tokio::sync::OwnedSemaphorePermit, super::errors::ApiError> {
+        which.clone().try_acquire_owned().map_err(|_| {
+            super::errors::ApiError::new(
+                axum::http::StatusCode::TOO_MANY_REQUESTS,
+                "too_many",
+                format!("too many {what} at once on this server; wait for one to end, then retry"),
+            )
+        })
+    }
 }
 
 /// `serve/` in the home: tokens, the service record, its lock, pid and log. Root only.
@@ -61,7 +105,7 @@ const JSON_LIMIT: usize = 64 * 1024;
 /// Every route. `/` and `/ui/*` answer without a token; everything else goes through
 /// [`super::auth::require_token`].
 pub fn router(state: AppState) -> Router {
-    use super::{apps, archive, files, mount, openapi, stream};
+    use super::{apps, archive, deploys, files, git_http, mount, openapi, stream};
     let files_route =
         get(files::get_path).put(files::put_file).post(files::post_path).delete(files::delete_path);
     let api = Router::new()
@@ -73,7 +117,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/apps/{app}/ps", get(apps::ps))
         .route("/api/apps/{app}/ps/scale", post(apps::scale))
         .route("/api/apps/{app}/ps/restart", post(apps::restart))
-        .route("/api/apps/{app}/deploys", post(stream::deploy))
+        .route("/api/apps/{app}/deploys", post(deploys::deploy))
         .route("/api/apps/{app}/logs", get(stream::logs))
         .route("/api/apps/{app}/mount", get(mount::status).put(mount::update))
         .route("/api/apps/{app}/mount/files", files_route.clone())
@@ -82,7 +126,9 @@ pub fn router(state: AppState) -> Router {
         .route("/api/apps/{app}/mount/export", get(archive::export))
         .route("/api/apps/{app}/mount/import", post(archive::import))
         .layer(axum::middleware::map_response(super::errors::json_rejections))
-        .route("/git/{repo}/{*rest}", get(super::git_http::serve).post(super::git_http::serve))
+        .route("/git/{repo}/info/refs", get(git_http::info_refs))
+        .route("/git/{repo}/git-upload-pack", post(git_http::upload_pack))
+        .route("/git/{repo}/git-receive-pack", post(git_http::receive_pack))
         .fallback(|| async {
             super::errors::ApiError::new(
                 axum::http::StatusCode::NOT_FOUND,
@@ -118,7 +164,7 @@ pub fn run(home: &Home, addr: SocketAddr) -> Result<(), ServeError> {
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
-        .max_blocking_threads(64)
+        .max_blocking_threads(BLOCKING_THREADS)
         .enable_all()
         .build()
         .map_err(io("start", &dir))?;
@@ -130,12 +176,32 @@ pub fn run(home: &Home, addr: SocketAddr) -> Result<(), ServeError> {
         atomic::replace_volatile(&pid_path, std::process::id().to_string().as_bytes())
             .map_err(io("write", &pid_path))?;
         eprintln!("-----> App Manager listening on http://{bound}/");
+        // Deploys run in this process beside other requests' children: a script's sweep must
+        // take only the script's own.
+        crate::supervise::reaper::share_process();
+        // Supervisors that in-process deploys started exit when their release retires, as
+        // do those of pushes, adopted by this process once it is a subreaper (a script ran).
+        tokio::spawn(async {
+            let mut tick = tokio::time::interval(Duration::from_secs(10));
+            loop {
+                tick.tick().await;
+                crate::detached::reap_exited();
+                crate::supervise::reaper::reap_adopted();
+            }
+        });
         // Every command repairs what a reboot left; the server is such a command too.
         tokio::task::spawn_blocking({
             let home = home.clone();
             move || crate::runtime::reconcile_all(&home, None)
         });
-        let state = AppState { home: home.clone(), tokens, limiter: Arc::default() };
+        let stopping = tokio_util::sync::CancellationToken::new();
+        let state = AppState {
+            home: home.clone(),
+            tokens,
+            limiter: Arc::default(),
+            stopping: stopping.clone(),
+            long_ops: LongOps::default(),
+        };
         let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .map_err(io("handle signals in", &dir))?;
@@ -144,6 +210,7 @@ pub fn run(home: &Home, addr: SocketAddr) -> Result<(), ServeError> {
                 _ = term.recv() => {}
                 _ = tokio::signal::ctrl_c() => {}
             }
+            stopping.cancel();
         };
         let served = axum::serve(listener, app).with_graceful_shutdown(stop).await;
         let _ = std::fs::remove_file(&pid_path);

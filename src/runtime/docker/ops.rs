@@ -5,7 +5,6 @@
 //! plan (type → instance count); start, scale, restart and reconciliation all go through it.
 
 use std::collections::{BTreeSet, HashMap};
-use std::io::Write;
 use std::time::{Duration, Instant};
 
 use bollard::Docker;
@@ -491,6 +490,7 @@ pub(super) async fn logs(
     process: Option<&str>,
     lines: usize,
     follow: bool,
+    sink: &mut dyn crate::runtime::LogSink,
 ) -> Result<(), DockerError> {
     let what = process.unwrap_or("any process").to_owned();
     let no_processes = || DockerError::NoProcesses { app: app.name.clone(), what: what.clone() };
@@ -513,16 +513,14 @@ pub(super) async fn logs(
         }
     }
     all.sort();
-    let mut out = std::io::stdout().lock();
-    let stdout = |source| DockerError::Io { action: "write", path: "stdout".into(), source };
+    let gone = |source| DockerError::Io { action: "write", path: "the log reader".into(), source };
     for l in &all[all.len().saturating_sub(lines)..] {
-        writeln!(out, "{l}").map_err(stdout)?;
+        sink.line(l).map_err(gone)?;
     }
-    out.flush().map_err(stdout)?;
-    drop(out);
+    sink.flush().map_err(gone)?;
     if follow {
         let dumped: BTreeSet<String> = selected.iter().map(|(_, c)| c.id.clone()).collect();
-        follow_instances(docker, &app.name, release, process, &dumped).await?;
+        follow_instances(docker, &app.name, release, process, &dumped, sink).await?;
     }
     Ok(())
 }
@@ -577,6 +575,7 @@ async fn follow_instances(
     release: ReleaseId,
     process: Option<&str>,
     dumped: &BTreeSet<String>,
+    sink: &mut dyn crate::runtime::LogSink,
 ) -> Result<(), DockerError> {
     // A container's log stream ends when it stops: a crash restarts it (same id), `ps
     // restart` replaces it (new id). Every second the followed set is brought up to date,
@@ -586,7 +585,7 @@ async fn follow_instances(
         Chunk(String, Result<bollard::container::LogOutput, bollard::errors::Error>),
         End(String, String),
     }
-    let stdout = |source| DockerError::Io { action: "write", path: "stdout".into(), source };
+    let gone = |source| DockerError::Io { action: "write", path: "the log reader".into(), source };
     let now = || i32::try_from(crate::state::now_unix()).unwrap_or(i32::MAX);
     let start = now();
     let mut following: HashMap<String, String> = HashMap::new();
@@ -597,11 +596,10 @@ async fn follow_instances(
         tokio::select! {
             Some(event) = merged.next(), if !merged.is_empty() => match event {
                 Event::Chunk(instance, Ok(chunk)) => {
-                    let mut out = std::io::stdout().lock();
                     for l in format_lines(&instance, release, &chunk.into_bytes()) {
-                        writeln!(out, "{l}").map_err(stdout)?;
+                        sink.line(&l).map_err(gone)?;
                     }
-                    out.flush().map_err(stdout)?;
+                    sink.flush().map_err(gone)?;
                 }
                 Event::Chunk(_, Err(_)) => {}
                 Event::End(instance, id) => {
@@ -612,6 +610,8 @@ async fn follow_instances(
                 }
             },
             _ = tick.tick() => {
+                // Also while the app is silent: a reader that left ends the tail.
+                sink.flush().map_err(gone)?;
                 for (instance, c) in select_instances(docker, app, release, process).await? {
                     if c.state != "running" || following.get(&instance) == Some(&c.id) {
                         continue;

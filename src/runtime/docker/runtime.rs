@@ -25,7 +25,7 @@ use super::{ConnectError, DEFAULT_STACK, connect, labels};
 use crate::ids::{AppName, ProcessType, ReleaseId};
 use crate::plan::{BuildKind, BuildpackSource, DeployPlan, ScriptSpec};
 use crate::progress::Progress;
-use crate::runtime::{ProcessReport, Repairs, Runtime, RuntimeError, Started};
+use crate::runtime::{LogSink, ProcessReport, Repairs, Runtime, RuntimeError, Started};
 use crate::source::Repo;
 use crate::state::{AppRecord, Home, atomic};
 
@@ -282,7 +282,7 @@ impl DockerRuntime {
         if let Some(ca) = &req.host_env.ca {
             progress.detail(&format!("build trusts the CA bundle {}", ca.display()));
         }
-        let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+        let terminal = progress.is_terminal();
         let mut sink = |line: &str| progress.detail(&super::output::for_output(line, terminal));
         let built = image::build_kind(docker, &req, kind, &mut sink).await;
         drop(scratch_dir);
@@ -319,7 +319,7 @@ impl DockerRuntime {
         spec.limits = super::limits::load(&self.home, &plan.app)?;
         spec.mount_volume = self.mount_volume(docker, &plan.app).await?;
         spec.workdir = image.workdir;
-        let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+        let terminal = progress.is_terminal();
         let mut sink = |line: &str| progress.detail(&super::output::for_output(line, terminal));
         if predeploy {
             // Success commits the container as the release image: app-folder changes are kept.
@@ -386,7 +386,7 @@ impl Runtime for DockerRuntime {
         self.block(async |docker| self.build_release(docker, plan, repo, progress).await)
     }
 
-    fn attach_mount(&self, plan: &DeployPlan) -> Result<(), RuntimeError> {
+    fn attach_mount(&self, plan: &DeployPlan, _progress: &Progress) -> Result<(), RuntimeError> {
         self.block(async |docker| self.mount_volume(docker, &plan.app).await.map(drop))
     }
 
@@ -445,8 +445,9 @@ impl Runtime for DockerRuntime {
         process: Option<&str>,
         lines: usize,
         follow: bool,
+        sink: &mut dyn LogSink,
     ) -> Result<(), RuntimeError> {
-        self.block(async |docker| super::ops::logs(docker, app, process, lines, follow).await)
+        self.block(async |docker| super::ops::logs(docker, app, process, lines, follow, sink).await)
     }
 
     fn run_oneoff(

@@ -372,13 +372,14 @@ impl Cluster {
             .map_err(self.fail("restart", "Deployment", name))
     }
 
-    /// The last `lines` lines of a pod's log, and with `follow` every later one, to `out`.
+    /// The last `lines` lines of a pod's log, and with `follow` every later one, to `out`, until it
+    /// answers false.
     pub async fn pod_logs(
         &self,
         pod: &str,
         lines: i64,
         follow: bool,
-        out: &dyn Fn(&str),
+        out: &dyn Fn(&str) -> bool,
     ) -> Result<(), ClusterError> {
         let params = LogParams { follow, tail_lines: Some(lines), ..LogParams::default() };
         let stream = self.api::<Pod>().log_stream(pod, &params).await.map_err(self.fail(
@@ -388,7 +389,9 @@ impl Cluster {
         ))?;
         let mut l = Box::pin(stream.lines());
         while let Some(Ok(line)) = l.next().await {
-            out(&line);
+            if !out(&line) {
+                break;
+            }
         }
         Ok(())
     }

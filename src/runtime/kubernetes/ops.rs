@@ -1,8 +1,6 @@
 //! Everyday commands on a kubernetes app: `ps` (its pods), `ps scale`, `ps stop/start`,
 //! `restart` and `logs`, through the Deployments a release applied.
 
-use std::io::Write as _;
-
 use k8s_openapi::api::core::v1::Pod;
 
 use super::cluster::Cluster;
@@ -135,11 +133,6 @@ fn status(ptype: &ProcessType, index: u32, pod: &Pod) -> InstanceStatus {
     }
 }
 
-/// Prints a log line of `instance` (`web.1`) to stdout.
-pub(super) fn print_line(instance: &str, line: &str) {
-    let _ = writeln!(std::io::stdout().lock(), "{instance}| {line}");
-}
-
 /// Gives `emit` the logs of the current release's pods matching `process` (a type, `type.N`,
 /// or all), line by line with their instance; with `follow`, every pod's stream at once.
 pub(super) async fn logs(
@@ -148,7 +141,7 @@ pub(super) async fn logs(
     process: Option<&str>,
     lines: usize,
     follow: bool,
-    emit: &dyn Fn(&str, &str),
+    sink: &mut dyn crate::runtime::LogSink,
 ) -> Result<(), KubeError> {
     let Some(release) = app.current else {
         return Err(KubeError::NoProcesses { app: app.name.clone(), what: "a deployed release".into() });
@@ -164,8 +157,15 @@ pub(super) async fn logs(
         return Err(KubeError::NoProcesses { app: app.name.clone(), what });
     }
     let tail = i64::try_from(lines).unwrap_or(i64::MAX);
+    // The pods' streams run at once and take turns with the one sink; once it fails (the
+    // reader is gone), each stream stops at its next line.
+    let sink = std::sync::Mutex::new(sink);
+    let sink = &sink;
     let streams = pods.iter().map(|(inst, pod)| {
-        let print = move |line: &str| emit(inst, line);
+        let print = move |line: &str| {
+            let mut s = sink.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            s.line(&format!("{inst}| {line}")).and_then(|()| s.flush()).is_ok()
+        };
         async move { cluster.pod_logs(pod, tail, follow, &print).await }
     });
     for r in futures_util::future::join_all(streams).await {

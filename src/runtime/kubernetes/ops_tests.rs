@@ -72,6 +72,21 @@ async fn ps_lists_the_current_releases_pods_numbered_by_type() {
     assert_eq!(report.instances[2].last_exit.as_deref(), Some("exit 137 (OOMKilled)"));
 }
 
+/// Collects the lines a `logs` call writes.
+#[derive(Default)]
+struct Lines(Vec<String>);
+
+impl crate::runtime::LogSink for Lines {
+    fn line(&mut self, line: &str) -> std::io::Result<()> {
+        self.0.push(line.to_owned());
+        Ok(())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 #[tokio::test]
 async fn logs_follow_streams_every_matching_pod_with_its_instance() {
     let (cluster, handle) = mock();
@@ -97,12 +112,11 @@ async fn logs_follow_streams_every_matching_pod_with_its_instance() {
         ),
     ];
     let server = serve(handle, script, Arc::new(Mutex::new(Seen::default())));
-    let lines = Mutex::new(Vec::new());
-    let emit = |inst: &str, line: &str| lines.lock().unwrap().push(format!("{inst}| {line}"));
-    logs(&cluster, &app("v3"), Some("web"), 50, true, &emit).await.unwrap();
+    let mut sink = Lines::default();
+    logs(&cluster, &app("v3"), Some("web"), 50, true, &mut sink).await.unwrap();
     drop(cluster);
     assert_eq!(nothing_more(server).await, None, "worker's log is not read");
-    let mut lines = lines.into_inner().unwrap();
+    let mut lines = sink.0;
     lines.sort();
     assert_eq!(lines, ["web.1| GET / 200", "web.2| GET /x 404"]);
 
@@ -114,7 +128,7 @@ async fn logs_follow_streams_every_matching_pod_with_its_instance() {
         pods(&[pod("shop-web-a", "web", "v3", "Running", true, None)]),
     )];
     let server = serve(handle, script, Arc::new(Mutex::new(Seen::default())));
-    let err = logs(&cluster, &app("v3"), Some("web.2"), 50, true, &|_, _| {}).await.unwrap_err();
+    let err = logs(&cluster, &app("v3"), Some("web.2"), 50, true, &mut Lines::default()).await.unwrap_err();
     assert!(err.to_string().contains("web.2"), "{err}");
     drop(cluster);
     assert_eq!(nothing_more(server).await, None);

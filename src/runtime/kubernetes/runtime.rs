@@ -25,7 +25,7 @@ use crate::ids::{AppName, ProcessType, ReleaseId};
 use crate::plan::{DeployPlan, ScriptSpec};
 use crate::progress::Progress;
 use crate::runtime::docker::{self, DockerRuntime, labels};
-use crate::runtime::{ProcessReport, Repairs, Runtime, RuntimeError, Started};
+use crate::runtime::{LogSink, ProcessReport, Repairs, Runtime, RuntimeError, Started};
 use crate::source::Repo;
 use crate::state::{AppRecord, Home, atomic};
 
@@ -280,13 +280,13 @@ impl Runtime for KubernetesRuntime {
         Ok(())
     }
 
-    fn attach_mount(&self, plan: &DeployPlan) -> Result<(), RuntimeError> {
+    fn attach_mount(&self, plan: &DeployPlan, progress: &Progress) -> Result<(), RuntimeError> {
         if !plan.mount {
             return Ok(());
         }
         self.block(&plan.app, async |cluster, settings| {
             if settings.access_mode == AccessMode::Rwo {
-                eprintln!("       {}", settings::RWO_WARNING);
+                progress.detail(settings::RWO_WARNING);
             }
             match self.render(plan, settings)?.claim {
                 Some(claim) => Ok(cluster.apply_claim(&claim).await?),
@@ -379,9 +379,10 @@ impl Runtime for KubernetesRuntime {
         process: Option<&str>,
         lines: usize,
         follow: bool,
+        sink: &mut dyn LogSink,
     ) -> Result<(), RuntimeError> {
         self.block(&app.name, async |cluster, _| {
-            super::ops::logs(cluster, app, process, lines, follow, &super::ops::print_line).await
+            super::ops::logs(cluster, app, process, lines, follow, sink).await
         })
     }
 

@@ -23,7 +23,7 @@ mod start;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::{ProcessReport, Repairs, Runtime, RuntimeError, Started};
+use super::{LogSink, ProcessReport, Repairs, Runtime, RuntimeError, Started};
 use crate::ids::{AppName, ProcessType, ReleaseId};
 use crate::plan::{DeployPlan, ScriptSpec};
 use crate::progress::Progress;
@@ -101,12 +101,12 @@ impl LocalRuntime {
 
 impl Runtime for LocalRuntime {
     fn build(&self, plan: &mut DeployPlan, repo: &Repo, progress: &Progress) -> Result<(), RuntimeError> {
-        let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+        let terminal = progress.is_terminal();
         let mut sink = |line: &str| progress.detail(&crate::lifecycle::output::for_output(line, terminal));
         Ok(build::build(&self.home, plan, repo, &mut sink)?)
     }
 
-    fn attach_mount(&self, plan: &DeployPlan) -> Result<(), RuntimeError> {
+    fn attach_mount(&self, plan: &DeployPlan, _progress: &Progress) -> Result<(), RuntimeError> {
         build::attach_mount(&self.home, &plan.app, plan.release)?;
         Ok(())
     }
@@ -160,8 +160,9 @@ impl Runtime for LocalRuntime {
         process: Option<&str>,
         lines: usize,
         follow: bool,
+        sink: &mut dyn LogSink,
     ) -> Result<(), RuntimeError> {
-        Ok(self.logs_of(&app.name, process, lines, follow)?)
+        Ok(self.logs_of(&app.name, process, lines, follow, sink)?)
     }
 
     fn run_oneoff(

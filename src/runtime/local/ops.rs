@@ -2,7 +2,7 @@
 //! runs and crash repair, all through the release's supervisor.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -160,6 +160,7 @@ impl LocalRuntime {
         process: Option<&str>,
         lines: usize,
         follow: bool,
+        sink: &mut dyn crate::runtime::LogSink,
     ) -> Result<(), LocalError> {
         let dir = self.home.app(app).logs_dir();
         let files = log_files(&dir, process);
@@ -178,17 +179,18 @@ impl LocalRuntime {
         }
         // Each line starts with an RFC 3339 timestamp, so text order is time order.
         all.sort();
-        let mut out = std::io::stdout().lock();
-        let stdout_err = io_err("stdout");
+        let gone = || io_err("the log reader");
         for l in &all[all.len().saturating_sub(lines)..] {
-            writeln!(out, "{l}").map_err(io_err("stdout"))?;
+            sink.line(l).map_err(gone())?;
         }
-        out.flush().map_err(stdout_err)?;
+        sink.flush().map_err(gone())?;
         if !follow {
             return Ok(());
         }
         loop {
             std::thread::sleep(Duration::from_millis(200));
+            // Also while the app is silent: a reader that left ends the tail.
+            sink.flush().map_err(gone())?;
             for f in log_files(&dir, process) {
                 let offset = offsets.entry(f.clone()).or_insert(0);
                 let Ok(mut file) = std::fs::File::open(&f) else { continue };
@@ -205,7 +207,10 @@ impl LocalRuntime {
                     .map_err(io_err(&f))?;
                 // Only complete lines; a partial one waits for the next round.
                 let complete = buf.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
-                out.write_all(&buf[..complete]).and_then(|()| out.flush()).map_err(io_err("stdout"))?;
+                for l in String::from_utf8_lossy(&buf[..complete]).lines() {
+                    sink.line(l).map_err(gone())?;
+                }
+                sink.flush().map_err(gone())?;
                 *offset += complete as u64;
             }
         }

@@ -74,6 +74,9 @@ pub(super) fn run_in(
     reaper::become_subreaper();
     let since = reaper::ticks_now();
     let mut cmd = script_command(env, spec);
+    // What the sweep below may take, in a process that runs other work too (the App Manager).
+    let mut mark = reaper::ScriptMark::new(cgroup);
+    cmd.env(reaper::MARK_VAR, &mark.value);
     if let Some(cg) = cgroup {
         cgroup::join_on_exec(&mut cmd, cg);
     }
@@ -82,6 +85,7 @@ pub(super) fn run_in(
         why: env.explain_spawn_error(&format!("bash {path}"), &e),
     })?;
     let pgid = child.id();
+    mark.pgid = pgid;
     if let Some(f) = pgid_file {
         let _ = std::fs::write(f, pgid.to_string());
     }
@@ -140,7 +144,7 @@ pub(super) fn run_in(
     // Background jobs of the script would keep its pipes open and the readers blocked; so
     // would a process that left the group, which the subreaper catches.
     signal_group(pgid, Signal::KILL);
-    reaper::kill_children(Some(since), Duration::from_secs(5));
+    reaper::kill_script_children(since, &mark, Duration::from_secs(5));
     if let Some(cg) = cgroup {
         cgroup::remove(cg);
     }

@@ -26,7 +26,7 @@ use crate::progress::Progress;
 use crate::runtime::docker::labels::{APP, KIND, PROCESS, RELEASE};
 use crate::runtime::docker::runtime::{ReleaseImage, release_image};
 use crate::runtime::docker::{DockerError, DockerRuntime, labels as docker_labels};
-use crate::runtime::{ProcessReport, Repairs, Runtime, RuntimeError, Started};
+use crate::runtime::{LogSink, ProcessReport, Repairs, Runtime, RuntimeError, Started};
 use crate::source::Repo;
 use crate::state::{AppRecord, Home};
 use crate::supervise::status::{InstanceStatus, ProcessState};
@@ -71,7 +71,7 @@ pub enum SwarmError {
     RolledBack { service: String, message: String },
     #[error("no processes of {app} match {what}; see `slipway ps {app}`")]
     NoProcesses { app: AppName, what: String },
-    #[error("cannot write to stdout")]
+    #[error("cannot write the logs (stdout, or the App Manager's client)")]
     Stdout(#[source] std::io::Error),
 }
 
@@ -520,8 +520,8 @@ impl SwarmRuntime {
         process: Option<&str>,
         lines: usize,
         follow: bool,
+        sink: &mut dyn LogSink,
     ) -> Result<(), SwarmError> {
-        use std::io::Write;
         let docker = self.manager().await?;
         let wanted = process.map(|p| p.split_once('.').map_or(p, |(t, _)| t).to_owned());
         let chosen: Vec<Service> = services(docker, &app.name)
@@ -547,13 +547,21 @@ impl SwarmRuntime {
             docker.service_logs(&id, Some(opts)).boxed()
         });
         let mut all = futures_util::stream::select_all(streams);
-        let mut out = std::io::stdout();
-        while let Some(item) = all.next().await {
-            let Ok(line) = item else { continue };
-            out.write_all(&line.into_bytes()).map_err(SwarmError::Stdout)?;
-            out.flush().map_err(SwarmError::Stdout)?;
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                item = all.next() => {
+                    let Some(item) = item else { return Ok(()) };
+                    let Ok(chunk) = item else { continue };
+                    for line in String::from_utf8_lossy(&chunk.into_bytes()).lines() {
+                        sink.line(line).map_err(SwarmError::Stdout)?;
+                    }
+                    sink.flush().map_err(SwarmError::Stdout)?;
+                }
+                // Also while the app is silent: a reader that left ends the tail.
+                _ = tick.tick() => sink.flush().map_err(SwarmError::Stdout)?,
+            }
         }
-        Ok(())
     }
 
     async fn run_oneoff_in(
@@ -772,12 +780,12 @@ impl Runtime for SwarmRuntime {
         })
     }
 
-    fn attach_mount(&self, plan: &DeployPlan) -> Result<(), RuntimeError> {
+    fn attach_mount(&self, plan: &DeployPlan, progress: &Progress) -> Result<(), RuntimeError> {
         self.block(async || {
             let Some(shared) = self.shared_of(plan)? else { return Ok(()) };
             let settings = self.settings()?;
             let docker = self.manager().await?;
-            let mut note = |l: &str| eprintln!("       {l}");
+            let mut note = |l: &str| progress.detail(l);
             shared::prove(
                 docker,
                 &plan.app,
@@ -855,8 +863,9 @@ impl Runtime for SwarmRuntime {
         process: Option<&str>,
         lines: usize,
         follow: bool,
+        sink: &mut dyn LogSink,
     ) -> Result<(), RuntimeError> {
-        self.block(async || self.logs_in(app, process, lines, follow).await)
+        self.block(async || self.logs_in(app, process, lines, follow, sink).await)
     }
 
     fn run_oneoff(

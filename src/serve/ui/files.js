@@ -406,7 +406,8 @@ class Upload {
     this.file = file;
     this.dir = explorer.dir;
     this.rel = rel;
-    this.path = explorer.join(rel);
+    const path = explorer.join(rel);
+    this.path = path;
     this.conditions = conditions;
     this.state = 'queued';
     this.bar = h('progress', { max: file.size || 1, value: 0, 'aria-label': 'Upload of ' + path });

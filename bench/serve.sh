@@ -8,6 +8,7 @@
 #
 # Usage: bench/serve.sh   (as root the mount is a hard-limited ext4 image; otherwise soft)
 # Knobs: BENCH_UPLOAD_MB=1024 BENCH_FILES=10000 BENCH_TMPDIR=/tmp CARGO_TARGET_DIR=target
+#        SLIPWAY_BIN=path (a built binary: skips the build, e.g. to measure an older one)
 # Everything it creates (home, app, server, temp files) is removed on exit.
 set -euo pipefail
 
@@ -21,10 +22,15 @@ say() { printf '%s\n' "$*" >&2; }
 die() { say "bench: error: $*"; exit 1; }
 command -v curl >/dev/null || die "curl is required"
 
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
-say "==> cargo build --release (CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
-cargo build --release >&2
-BIN=$(cd "$CARGO_TARGET_DIR/release" && pwd)/slipway
+if [ -n "${SLIPWAY_BIN:-}" ]; then
+  BIN=$(cd "$(dirname "$SLIPWAY_BIN")" && pwd)/$(basename "$SLIPWAY_BIN")
+  say "==> using $BIN (SLIPWAY_BIN)"
+else
+  export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
+  say "==> cargo build --release (CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
+  cargo build --release >&2
+  BIN=$(cd "$CARGO_TARGET_DIR/release" && pwd)/slipway
+fi
 
 WORK=$(mktemp -d "$TMPBASE/slipway-bench-serve.XXXXXX")
 chmod 0711 "$WORK" # app users must pass through to their tree

@@ -25,16 +25,18 @@ fn soft_put_over_the_limit_is_refused_and_writes_nothing() {
     assert!(err.contains("this would use 8.0 MiB more") && err.contains("16.0 MiB limit"), "{err}");
     assert!(!home.mount_dir(&app).join("big").exists(), "nothing may be written");
 
-    // A stream of unknown length is checked before it is renamed into place.
+    // A stream of unknown length is refused as its bytes cross the limit (so the writer may
+    // find the pipe closed before it has written everything).
     let mut child = home
         .cmd(&["mount", "put", &app, "-", "streamed"])
         .stdin(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::io::Write::write_all(&mut child.stdin.take().unwrap(), &vec![3u8; 8 << 20]).unwrap();
+    let _ = std::io::Write::write_all(&mut child.stdin.take().unwrap(), &vec![3u8; 8 << 20]);
     let out = child.wait_with_output().unwrap();
     assert!(!out.status.success());
+    assert!(stderr(&out).contains("16.0 MiB limit"), "{}", stderr(&out));
     let names: Vec<_> =
         std::fs::read_dir(home.mount_dir(&app)).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(names, vec![std::ffi::OsString::from("fits")], "no file and no temp file may remain");

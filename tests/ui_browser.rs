@@ -248,6 +248,20 @@ async fn file_operations(b: &Browser, sw: &Slipway, app: &str) {
     assert_eq!(std::fs::read(mnt.join("renamed.bin")).unwrap(), bytes, "the bytes moved under the new name");
     assert!(!mnt.join("dropped.bin").exists());
 
+    // A file that changed meanwhile (rewritten behind the explorer's back after it was
+    // listed) is not deleted: the explorer says so inline, and works again after a reload.
+    std::fs::write(mnt.join("picked.csv"), "x,y\n1,2\n3,4\n").unwrap();
+    row_button(b, "picked.csv", "Delete").await;
+    b.click("#dialog-ok").await;
+    b.wait_text("#files-error", "changed meanwhile").await;
+    assert_eq!(
+        std::fs::read_to_string(mnt.join("picked.csv")).unwrap(),
+        "x,y\n1,2\n3,4\n",
+        "nothing deleted"
+    );
+    b.click("#files-reload").await;
+    b.wait_gone("#files-error").await;
+
     // Delete, with confirmation: cancelling keeps the file, confirming removes it.
     row_button(b, "picked.csv", "Delete").await;
     b.click("#dialog-cancel").await;

@@ -118,6 +118,11 @@ pub enum MountError {
         "{path:?} already exists in the persistent filesystem; nothing was renamed. Choose another name, or delete it first"
     )]
     Exists { path: String },
+    #[error(
+        "{path:?} changed meanwhile in the persistent filesystem of app {app}: it was edited, replaced, \
+         created or removed since it was read; nothing was changed. Reload it and try again"
+    )]
+    Changed { app: String, path: String },
     #[error("cannot move the folder {from:?} into itself ({to:?}); nothing was renamed")]
     IntoItself { from: String, to: String },
     #[error(

@@ -31,7 +31,10 @@ pub use lifecycle::{
 pub use quota::{DEFAULT_LIMIT, HostSupport, MIN_LIMIT};
 pub(crate) use record::save as save_settings;
 pub use record::{MountSettings, QuotaMode, settings};
-pub use safe_ops::{ArchiveReport, Entry, EntryKind, MountFs, PutReport, validate_rel_path};
+pub use safe_ops::{
+    ArchiveReport, Entry, EntryKind, MountFs, Precondition, Put, PutReport, PutSink, Unconditional, Version,
+    validate_rel_path,
+};
 pub use size::{SizeError, format_size, parse_size, percent, size_arg_up};
 pub use usage::Usage;
 

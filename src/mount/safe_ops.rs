@@ -8,8 +8,8 @@
 
 use std::ffi::OsStr;
 use std::fs::File;
-use std::io::{self, Read, Write};
-use std::os::fd::OwnedFd;
+use std::io::{self, Write};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,15 +21,17 @@ use serde::Serialize;
 use crate::state::AppPaths;
 
 use super::errors::{is_escape, is_full};
-use super::record::{self, MountSettings, QuotaMode};
-use super::{MountError, anchor, app_name, attach, lifecycle, quota};
+use super::record::{self, MountSettings};
+use super::{MountError, anchor, app_name, attach};
 
 mod archive;
 mod inflight;
-
-use inflight::InFlight;
+mod put;
+mod version;
 
 pub use archive::ArchiveReport;
+pub use put::{Put, PutSink};
+pub use version::{Precondition, Unconditional, Version};
 
 /// One name in a listing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -40,6 +42,8 @@ pub struct Entry {
     pub size: u64,
     /// Last modification, seconds since the Unix epoch.
     pub modified: i64,
+    /// Changes whenever the entry does; an edit can insist on it ([`Precondition`]).
+    pub version: Version,
 }
 
 /// What an entry is.
@@ -129,6 +133,10 @@ impl MountFs {
                 MountError::Escape { path }
             } else if e.kind() == io::ErrorKind::NotFound {
                 MountError::NotFound { app: self.app.clone(), path }
+            } else if e.raw_os_error() == Some(rustix::io::Errno::NOTDIR.raw_os_error()) {
+                MountError::InvalidPath { path, reason: "a part of it is a file, not a folder" }
+            } else if e.raw_os_error() == Some(rustix::io::Errno::NAMETOOLONG.raw_os_error()) {
+                MountError::InvalidPath { path, reason: "a name in it is longer than 255 bytes" }
             } else if is_full(&e) {
                 MountError::Full { app: self.app.clone(), path, limit: self.settings.limit_bytes }
             } else {
@@ -170,133 +178,6 @@ impl MountFs {
         }
         out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)
-    }
-
-    /// Stream `reader` into `dest` atomically. In soft mode a `len_hint` that would cross the
-    /// limit is refused before anything is written. Returns the bytes written.
-    pub fn put_file(
-        &self,
-        reader: &mut impl Read,
-        dest: &str,
-        len_hint: Option<u64>,
-    ) -> Result<u64, MountError> {
-        self.put_checked(reader, dest, len_hint, true)
-    }
-
-    fn put_checked(
-        &self,
-        reader: &mut impl Read,
-        dest: &str,
-        len_hint: Option<u64>,
-        check_quota: bool,
-    ) -> Result<u64, MountError> {
-        let rel = validate_rel_path(dest)?;
-        let Some(name) = rel.file_name() else {
-            return Err(MountError::IsDirectory { path: dest.to_owned(), hint: "give a file name" });
-        };
-        let parent_rel = rel.parent().unwrap_or(Path::new(""));
-        // Missing parents are created, as `mkdir` would (concurrent puts may race to do it).
-        let parent = match self.root.open_dir(cap(parent_rel)) {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                self.mkdir(&parent_rel.to_string_lossy())?;
-                self.root.open_dir(cap(parent_rel))
-            }
-            other => other,
-        }
-        .map_err(self.fail("open the directory of", dest))?;
-        inflight::sweep(&self.paths, &self.root);
-        let replacing = match parent.symlink_metadata(name) {
-            Ok(m) if m.is_dir() => {
-                return Err(MountError::IsDirectory {
-                    path: dest.to_owned(),
-                    hint: "end the destination with / to put into it",
-                });
-            }
-            Ok(m) if m.is_file() => m.len(),
-            _ => 0,
-        };
-        if check_quota && let Some(adding) = len_hint {
-            self.check_soft(replacing, adding, 0)?;
-        }
-        let tmp = temp_name();
-        let record = InFlight::begin(&self.paths, parent_rel, &tmp);
-        let mut options = OpenOptions::new();
-        options.write(true).create_new(true).mode(0o644);
-        let file = match parent.open_with(&tmp, &options) {
-            Ok(file) => file,
-            Err(e) => {
-                if let Some(r) = record {
-                    r.end();
-                }
-                return Err(self.fail("create a temp file for", dest)(e));
-            }
-        };
-        let written = (|| {
-            let mut file = file.into_std();
-            let n = io::copy(reader, &mut file).map_err(self.fail("write", dest))?;
-            if check_quota && len_hint.is_none() {
-                // A stream of unknown length is checked once written, before it is renamed
-                // into place. The walk counts the temp file itself: `n` is in flight.
-                self.check_soft(replacing, n, n)?;
-            }
-            file.sync_all().map_err(self.fail("write", dest))?;
-            self.chown(&OwnedFd::from(file)).map_err(self.fail("write", dest))?;
-            parent.rename(&tmp, &parent, name).map_err(self.fail("rename into place", dest))?;
-            // cap-std may hold directories as O_PATH descriptors, which cannot be fsynced.
-            rustix::fs::fsync(reopen(&parent)?).map_err(|e| self.fail("write", dest)(e.into()))?;
-            Ok(n)
-        })();
-        if written.is_err() {
-            let _ = parent.remove_file(&tmp);
-        }
-        if let Some(r) = record {
-            r.end();
-        }
-        written
-    }
-
-    /// Soft mode: refuse a write that would cross the limit.
-    /// `in_flight` bytes already on disk (a temp file) are not counted as used.
-    fn check_soft(&self, replacing: u64, adding: u64, in_flight: u64) -> Result<(), MountError> {
-        if self.settings.mode != QuotaMode::Soft {
-            return Ok(());
-        }
-        let used = lifecycle::used_bytes(&self.paths, &self.settings, &self.app)?.saturating_sub(in_flight);
-        quota::check_soft(&self.app, used, replacing, adding, self.settings.limit_bytes)
-    }
-
-    /// Copy a local file or directory (recursively) to `dest`.
-    pub fn put_local(&self, src: &Path, dest: &str) -> Result<PutReport, MountError> {
-        let local = |action| move |source| MountError::Local { action, path: src.to_owned(), source };
-        let meta = std::fs::metadata(src).map_err(local("read"))?;
-        let mut report = PutReport::default();
-        if meta.is_file() {
-            let mut f = File::open(src).map_err(local("open"))?;
-            report.bytes = self.put_file(&mut f, dest, Some(meta.len()))?;
-            report.files = 1;
-            return Ok(report);
-        }
-        let mut plan = Vec::new();
-        let total = plan_local(src, Path::new(""), &mut plan, &mut report.skipped)?;
-        self.check_soft(0, total, 0)?;
-        let base = validate_rel_path(dest)?;
-        self.mkdir(dest)?;
-        for (rel, is_dir) in plan {
-            let target = base.join(&rel).to_string_lossy().into_owned();
-            if is_dir {
-                self.mkdir(&target)?;
-            } else {
-                let path = src.join(&rel);
-                let mut f = File::open(&path).map_err(|source| MountError::Local {
-                    action: "open",
-                    path: path.clone(),
-                    source,
-                })?;
-                report.bytes += self.put_checked(&mut f, &target, None, false)?;
-                report.files += 1;
-            }
-        }
-        Ok(report)
     }
 
     /// Stream the regular file at `path` (symlinks followed only beneath the root).
@@ -401,6 +282,11 @@ impl MountFs {
 
     /// Remove a file, a symlink (not its target), an empty directory, or with `recursive` a tree.
     pub fn rm(&self, path: &str, recursive: bool) -> Result<(), MountError> {
+        self.rm_if(path, recursive, &Unconditional)
+    }
+
+    /// [`MountFs::rm`] if `pre` holds for what `path` is now ([`MountError::Changed`] if not).
+    pub fn rm_if(&self, path: &str, recursive: bool, pre: &dyn Precondition) -> Result<(), MountError> {
         let rel = validate_rel_path(path)?;
         let Some(name) = rel.file_name() else {
             return Err(MountError::RootRemoval { app: self.app.clone() });
@@ -409,6 +295,10 @@ impl MountFs {
             .root
             .open_dir(cap(rel.parent().unwrap_or(Path::new(""))))
             .map_err(self.fail("remove", path))?;
+        let _edit = self.edit_lock()?;
+        if !pre.is_unconditional() {
+            self.check(&parent, name, path, pre)?;
+        }
         let meta = parent.symlink_metadata(name).map_err(self.fail("remove", path))?;
         if !meta.is_dir() {
             return parent.remove_file(name).map_err(self.fail("remove", path));
@@ -432,6 +322,11 @@ impl MountFs {
     /// The parent of `to` must exist. Never replaces: an existing `to` is refused, atomically
     /// (`renameat2(RENAME_NOREPLACE)`), so a rename cannot silently destroy a file.
     pub fn rename(&self, from: &str, to: &str) -> Result<(), MountError> {
+        self.rename_if(from, to, &Unconditional)
+    }
+
+    /// [`MountFs::rename`] if `pre` holds for what `from` is now ([`MountError::Changed`] if not).
+    pub fn rename_if(&self, from: &str, to: &str, pre: &dyn Precondition) -> Result<(), MountError> {
         let (src, dst) = (validate_rel_path(from)?, validate_rel_path(to)?);
         let Some(src_name) = src.file_name() else { return Err(MountError::RootRename) };
         let Some(dst_name) = dst.file_name() else { return Err(MountError::Exists { path: to.to_owned() }) };
@@ -449,6 +344,10 @@ impl MountFs {
             })
         };
         let src_dir = parent(&src, from)?;
+        let _edit = self.edit_lock()?;
+        if !pre.is_unconditional() {
+            self.check(&src_dir, src_name, from, pre)?;
+        }
         // The source itself is not followed: renaming a symlink renames the link.
         let meta = src_dir.symlink_metadata(src_name).map_err(self.fail("rename", from))?;
         if meta.is_dir() && dst != src && dst.starts_with(&src) {
@@ -505,7 +404,7 @@ impl MountFs {
         Ok(cur)
     }
 
-    fn chown(&self, fd: &OwnedFd) -> io::Result<()> {
+    fn chown(&self, fd: impl AsFd) -> io::Result<()> {
         if let Some((uid, gid)) = self.owner {
             rustix::fs::fchown(fd, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))?;
         }
@@ -534,7 +433,7 @@ fn entry(name: String, m: &cap_std::fs::Metadata) -> Entry {
     } else {
         EntryKind::Other
     };
-    Entry { name, kind, size: m.len(), modified: m.mtime() }
+    Entry { name, kind, size: m.len(), modified: m.mtime(), version: Version::of(m) }
 }
 
 /// A name no other put (in this or another process) uses at the same time.

@@ -87,6 +87,7 @@ impl From<MountError> for ApiError {
             MountError::RootRename => (StatusCode::BAD_REQUEST, "root_rename"),
             MountError::IntoItself { .. } => (StatusCode::BAD_REQUEST, "into_itself"),
             MountError::Exists { .. } => (StatusCode::CONFLICT, "exists"),
+            MountError::Changed { .. } => (StatusCode::PRECONDITION_FAILED, "changed"),
             MountError::Full { .. } | MountError::OverQuota { .. } => {
                 (StatusCode::PAYLOAD_TOO_LARGE, "quota_exceeded")
             }

@@ -4,23 +4,23 @@
 //! place; a cancelled or failed upload leaves nothing behind.
 
 use std::collections::BTreeMap;
-use std::io::{self, Read};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::io;
 
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use futures_util::TryStreamExt as _;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
+use tokio::sync::{mpsc, oneshot};
 
 use super::apps::{app_name, blocking};
+use super::conditional::{self, Conditions};
 use super::errors::{ApiError, ErrorBody};
 use super::server::AppState;
-use crate::mount::{self, EntryKind, MountFs, QuotaMode};
+use super::upload::{self, Fed};
+use crate::mount::{self, EntryKind, MountFs, Version};
 
 /// One entry of a directory listing.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
@@ -31,6 +31,9 @@ pub struct FileEntry {
     pub size: u64,
     /// Seconds since the Unix epoch.
     pub modified: i64,
+    /// The entry's `ETag`, quoted as in the header: send it back as `If-Match` to delete,
+    /// rename or overwrite it only if nobody changed it meanwhile.
+    pub etag: String,
 }
 
 /// A directory listing.
@@ -72,51 +75,73 @@ fn open(st: &AppState, app: &crate::ids::AppName) -> Result<MountFs, ApiError> {
     Ok(MountFs::open(&st.home.app(app))?)
 }
 
-/// A folder's listing as JSON, or a file's bytes (with `Range` support).
+/// What a GET found: a folder's listing, or an open file.
+enum Found {
+    Listing(Listing, Option<Version>),
+    File(std::fs::File, u64, Version, String),
+}
+
+/// A folder's listing as JSON, or a file's bytes (with `Range` support). Both carry an `ETag`;
+/// `If-None-Match` answers 304, a failed `If-Match` 412, and a stale `If-Range` the whole file.
 #[utoipa::path(get, path = "/api/apps/{app}/mount/files/{path}", tag = "files",
-    params(("app" = String, Path), ("path" = String, Path, description = "relative to the mount's root; empty for the root")),
-    responses((status = 200, body = Listing, description = "a folder's listing, or a file's bytes (application/octet-stream)"),
-        (status = 206, description = "the requested range"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 416, body = ErrorBody)))]
+    params(("app" = String, Path), ("path" = String, Path, description = "relative to the mount's root; empty for the root"),
+        ("If-None-Match" = Option<String>, Header, description = "an ETag from an earlier answer: 304 if unchanged"),
+        ("If-Match" = Option<String>, Header, description = "412 unless the ETag still matches"),
+        ("If-Range" = Option<String>, Header, description = "honour Range only if the file's ETag is this one"),
+        ("Range" = Option<String>, Header, description = "`bytes=a-b`, `bytes=a-` or `bytes=-n`")),
+    responses((status = 200, body = Listing, description = "a folder's listing, or a file's bytes (application/octet-stream); \
+            the `ETag` header identifies this version", headers(("ETag" = String))),
+        (status = 206, description = "the requested range"), (status = 304, description = "not modified since the If-None-Match ETag"),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 412, body = ErrorBody, description = "`changed`: If-Match no longer matches"), (status = 416, body = ErrorBody)))]
 pub async fn get_path(
     State(st): State<AppState>,
     Path(params): Path<BTreeMap<String, String>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let (app, path) = parts(&params)?;
-    let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let opened = blocking(move || {
+    let conditions = Conditions::from_headers(&headers)?;
+    let text = |name| headers.get(name).and_then(|v: &HeaderValue| v.to_str().ok()).map(str::to_owned);
+    let (range, if_range) = (text(header::RANGE), text(header::IF_RANGE));
+    let found = blocking(move || {
         let fs = open(&st, &app)?;
         let shown = if path.is_empty() { "." } else { path.as_str() };
         if fs.is_dir(shown)? {
-            let entries = fs
-                .ls(shown)?
-                .into_iter()
-                .map(|e| FileEntry {
-                    name: e.name,
-                    kind: match e.kind {
-                        EntryKind::File => "file",
-                        EntryKind::Dir => "dir",
-                        EntryKind::Symlink => "symlink",
-                        EntryKind::Other => "other",
-                    }
-                    .to_owned(),
-                    size: e.size,
-                    modified: e.modified,
-                })
-                .collect();
-            return Ok(Err(Listing { path, entries }));
+            let version = fs.version(shown)?;
+            let entries = fs.ls(shown)?.into_iter().map(file_entry).collect();
+            return Ok(Found::Listing(Listing { path, entries }, version));
         }
         let file = fs.open_file(&path)?;
-        let len =
-            file.metadata().map_err(|e| ApiError::internal(format!("cannot read {path:?}: {e}")))?.len();
-        Ok(Ok((file, len, path)))
+        let meta = file.metadata().map_err(|e| ApiError::internal(format!("cannot read {path:?}: {e}")))?;
+        Ok(Found::File(file, meta.len(), Version::of_std(&meta), path))
     })
     .await?;
-    let (file, len, path) = match opened {
-        Err(listing) => return Ok(Json(listing).into_response()),
-        Ok(f) => f,
+    let (file, len, version, path) = match found {
+        Found::Listing(listing, version) => {
+            if let Some(v) = &version {
+                if conditions.read_refused(v) {
+                    return Err(conditional::precondition_failed(&listing.path));
+                }
+                if conditions.not_modified(v) {
+                    return Ok(not_modified(v));
+                }
+            }
+            let mut resp = Json(listing).into_response();
+            if let Some(v) = &version {
+                resp.headers_mut().insert(header::ETAG, conditional::etag_header(v));
+            }
+            return Ok(resp);
+        }
+        Found::File(file, len, version, path) => (file, len, version, path),
     };
+    if conditions.read_refused(&version) {
+        return Err(conditional::precondition_failed(&path));
+    }
+    if conditions.not_modified(&version) {
+        return Ok(not_modified(&version));
+    }
+    let range = range.filter(|_| conditional::range_applies(if_range.as_deref(), &version));
     let (status, start, count) = match range.as_deref().map(|r| parse_range(r, len)) {
         None | Some(RangeAsked::Ignore) => (StatusCode::OK, 0, len),
         Some(RangeAsked::Part(a, b)) => (StatusCode::PARTIAL_CONTENT, a, b - a + 1),
@@ -142,6 +167,7 @@ pub async fn get_path(
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
     h.insert(header::CONTENT_LENGTH, header_value(&count.to_string()));
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    h.insert(header::ETAG, conditional::etag_header(&version));
     // The mount holds what the app wrote: never let a browser render it in the UI's origin.
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     let name = path.rsplit('/').next().unwrap_or("file");
@@ -153,6 +179,28 @@ pub async fn get_path(
         h.insert(header::CONTENT_RANGE, header_value(&format!("bytes {start}-{}/{len}", start + count - 1)));
     }
     Ok(resp)
+}
+
+fn file_entry(e: mount::Entry) -> FileEntry {
+    FileEntry {
+        name: e.name,
+        kind: match e.kind {
+            EntryKind::File => "file",
+            EntryKind::Dir => "dir",
+            EntryKind::Symlink => "symlink",
+            EntryKind::Other => "other",
+        }
+        .to_owned(),
+        size: e.size,
+        modified: e.modified,
+        etag: conditional::etag(&e.version),
+    }
+}
+
+fn not_modified(v: &Version) -> Response {
+    let mut resp = StatusCode::NOT_MODIFIED.into_response();
+    resp.headers_mut().insert(header::ETAG, conditional::etag_header(v));
+    resp
 }
 
 fn header_value(s: &str) -> HeaderValue {
@@ -214,91 +262,91 @@ pub fn parse_range(header: &str, len: u64) -> RangeAsked {
     }
 }
 
-/// A reader that fails once more than `allowed` bytes came through: a soft quota checked as
-/// the bytes arrive, not after a huge upload has filled the disk.
-struct Budget<R> {
-    inner: R,
-    allowed: u64,
-    seen: u64,
-    over: Arc<AtomicBool>,
-}
-
-impl<R: Read> Read for Budget<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.seen += n as u64;
-        if self.seen > self.allowed {
-            self.over.store(true, Ordering::SeqCst);
-            return Err(io::Error::other("the upload crosses the persistent filesystem's limit"));
-        }
-        Ok(n)
-    }
-}
-
-/// Upload the request body as the file at `path`; missing parent folders are created.
+/// Upload the request body as the file at `path`; missing parent folders are created. The
+/// body streams to a temp file beside the target, checked against the quota as it arrives,
+/// and is renamed into place once complete and fsynced; a refused, failed or cancelled upload
+/// leaves nothing. `If-Match` overwrites only the version the client saw, `If-None-Match: *`
+/// only creates: either is checked before the body is read, and again at the rename.
 #[utoipa::path(put, path = "/api/apps/{app}/mount/files/{path}", tag = "files",
-    params(("app" = String, Path), ("path" = String, Path)),
+    params(("app" = String, Path), ("path" = String, Path),
+        ("If-Match" = Option<String>, Header, description = "the ETag of the file this upload replaces: 412 if it changed"),
+        ("If-None-Match" = Option<String>, Header, description = "`*`: create only; 412 if the file exists")),
     request_body(content = Vec<u8>, content_type = "application/octet-stream"),
-    responses((status = 201, body = Object, description = "`{path, bytes}`"), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody),
+    responses((status = 201, body = Object, description = "`{path, bytes, etag}`", headers(("ETag" = String))),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 412, body = ErrorBody, description = "`changed`: the precondition failed; nothing was written"),
         (status = 413, body = ErrorBody, description = "quota_exceeded")))]
 pub async fn put_file(
     State(st): State<AppState>,
     Path(params): Path<BTreeMap<String, String>>,
     headers: HeaderMap,
     body: Body,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<Response, ApiError> {
     let (app, path) = parts(&params)?;
     if path.is_empty() {
         return Err(ApiError::bad_request("invalid_path", "give a file name after /mount/files/"));
     }
-    let len_hint =
-        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
-    let stream = body.into_data_stream().map_err(io::Error::other);
-    let reader = tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(stream));
-    blocking(move || {
+    let conditions = Conditions::from_headers(&headers)?;
+    let len_hint = match headers.get(header::CONTENT_LENGTH) {
+        None => None,
+        Some(v) => Some(v.to_str().ok().and_then(|v| v.trim().parse::<u64>().ok()).ok_or_else(|| {
+            ApiError::bad_request("bad_request", "the Content-Length header is not a number of bytes")
+        })?),
+    };
+    let (tx, mut rx) = mpsc::channel(upload::QUEUE);
+    let (ready_tx, ready_rx) = oneshot::channel::<()>();
+    let shown = path.clone();
+    let writer = tokio::task::spawn_blocking(move || -> Result<mount::Put, ApiError> {
         let fs = open(&st, &app)?;
-        let over = Arc::new(AtomicBool::new(false));
-        let allowed = if fs.settings().mode == QuotaMode::Soft {
-            let s = mount::status(&st.home.app(&app))?;
-            let replacing = fs.ls(&path).ok().and_then(|e| e.first().filter(|e| e.kind == EntryKind::File).map(|e| e.size));
-            s.limit_bytes.saturating_sub(s.used_bytes) + replacing.unwrap_or(0)
-        } else {
-            u64::MAX // ext4 itself refuses the block past the limit (ENOSPC)
-        };
-        let mut reader = Budget { inner: std::io::BufReader::with_capacity(1 << 20, reader), allowed, seen: 0, over: over.clone() };
-        match fs.put_file(&mut reader, &path, len_hint) {
-            Ok(bytes) => Ok((StatusCode::CREATED, Json(serde_json::json!({ "path": path, "bytes": bytes })))),
-            Err(_) if over.load(Ordering::SeqCst) => Err(ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "quota_exceeded",
-                format!(
-                    "{path:?} does not fit in the persistent filesystem of app {app} ({} free of {}); nothing was written. \
-                     Delete files, or raise the limit",
-                    mount::format_size(allowed),
-                    mount::format_size(fs.settings().limit_bytes)
-                ),
-            )),
-            Err(e) => Err(e.into()),
-        }
-    })
-    .await
+        let mut ready = Some(ready_tx);
+        let put = fs.put_with(&path, len_hint, &conditions, |sink| {
+            if let Some(r) = ready.take() {
+                let _ = r.send(());
+            }
+            upload::drain(&mut rx, sink)
+        })?;
+        Ok(put)
+    });
+    // Nothing is read before the temp file is ready: a refused put (412, 413, a bad path)
+    // answers at once, and a client waiting on `Expect: 100-continue` never sends the body.
+    let fed = match ready_rx.await {
+        Ok(()) => upload::feed(body, tx).await,
+        Err(_) => Fed::WriterGone,
+    };
+    let put = writer.await?;
+    if let Fed::Interrupted(why) = fed {
+        return Err(ApiError::bad_request(
+            "interrupted",
+            format!("the upload of {shown:?} was cut short ({why}); nothing was written. Upload it again"),
+        ));
+    }
+    let put = put?;
+    let body =
+        serde_json::json!({ "path": shown, "bytes": put.bytes, "etag": conditional::etag(&put.version) });
+    let mut resp = (StatusCode::CREATED, Json(body)).into_response();
+    resp.headers_mut().insert(header::ETAG, conditional::etag_header(&put.version));
+    Ok(resp)
 }
 
 /// `?mkdir=1`: create the folder and its missing parents (201 `{path}`).
-/// `?rename_to=NEW_PATH`: rename or move the file or folder to `NEW_PATH` (200 `{path, renamed_to}`).
+/// `?rename_to=NEW_PATH`: rename or move the file or folder to `NEW_PATH` (200 `{path, renamed_to}`);
+/// with `If-Match`, only if it is still the version the client saw.
 #[utoipa::path(post, path = "/api/apps/{app}/mount/files/{path}", tag = "files",
-    params(("app" = String, Path), ("path" = String, Path), FileQuery),
+    params(("app" = String, Path), ("path" = String, Path), FileQuery,
+        ("If-Match" = Option<String>, Header, description = "rename: the ETag of the file or folder; 412 if it changed")),
     responses((status = 200, body = Object, description = "renamed: `{path, renamed_to}`"),
         (status = 201, body = Object, description = "folder created: `{path}`"), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 409, body = ErrorBody, description = "`exists`: the new name is taken")))]
+        (status = 409, body = ErrorBody, description = "`exists`: the new name is taken"),
+        (status = 412, body = ErrorBody, description = "`changed`: If-Match no longer matches; nothing was renamed")))]
 pub async fn post_path(
     State(st): State<AppState>,
     Path(params): Path<BTreeMap<String, String>>,
     Query(q): Query<FileQuery>,
+    headers: HeaderMap,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let (app, path) = parts(&params)?;
+    let conditions = Conditions::from_headers(&headers)?;
     let mkdir = flag(q.mkdir.as_deref());
     if let Some(to) = q.rename_to {
         if mkdir {
@@ -312,7 +360,7 @@ pub async fn post_path(
         }
         let to = to.trim_end_matches('/').to_owned();
         return blocking(move || {
-            open(&st, &app)?.rename(&path, &to)?;
+            open(&st, &app)?.rename_if(&path, &to, &conditions)?;
             Ok((StatusCode::OK, Json(serde_json::json!({ "path": path, "renamed_to": to }))))
         })
         .await;
@@ -333,24 +381,29 @@ pub async fn post_path(
     .await
 }
 
-/// Delete a file, a symlink, an empty folder, or with `?recursive=1` a folder and its contents.
+/// Delete a file, a symlink, an empty folder, or with `?recursive=1` a folder and its contents;
+/// with `If-Match`, only if it is still the version the client saw.
 #[utoipa::path(delete, path = "/api/apps/{app}/mount/files/{path}", tag = "files",
-    params(("app" = String, Path), ("path" = String, Path), FileQuery),
+    params(("app" = String, Path), ("path" = String, Path), FileQuery,
+        ("If-Match" = Option<String>, Header, description = "the ETag of the file or folder; 412 if it changed")),
     responses((status = 200, body = Object), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 412, body = ErrorBody, description = "`changed`: If-Match no longer matches; nothing was deleted")))]
 pub async fn delete_path(
     State(st): State<AppState>,
     Path(params): Path<BTreeMap<String, String>>,
     Query(q): Query<FileQuery>,
+    headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     let (app, path) = parts(&params)?;
+    let conditions = Conditions::from_headers(&headers)?;
     let recursive = flag(q.recursive.as_deref());
     blocking(move || {
         let fs = open(&st, &app)?;
         if path.is_empty() {
             return Err(mount::MountError::RootRemoval { app: app.to_string() }.into());
         }
-        fs.rm(&path, recursive).map_err(|e| match e {
+        fs.rm_if(&path, recursive, &conditions).map_err(|e| match e {
             mount::MountError::IsDirectory { path, .. } => ApiError::new(
                 StatusCode::CONFLICT,
                 "not_empty",

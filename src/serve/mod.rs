@@ -5,6 +5,7 @@ pub mod apps;
 pub mod archive;
 pub mod assets;
 pub mod auth;
+pub mod conditional;
 pub mod deploys;
 pub mod errors;
 pub mod files;
@@ -14,6 +15,7 @@ pub mod openapi;
 pub mod server;
 pub mod stream;
 pub mod tokens;
+pub mod upload;
 
 pub use server::{ServeError, detach, ensure_running, is_running, run, stop};
 pub use tokens::{Principal, TokenError, TokenStore};

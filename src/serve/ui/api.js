@@ -127,9 +127,10 @@ const Api = {
 
   /**
    * A PUT of one file's bytes with upload progress; returns { promise, abort }. XHR rather than
-   * fetch because fetch cannot report upload progress.
+   * fetch because fetch cannot report upload progress. `headers` may hold If-Match or
+   * If-None-Match, so that an upload never overwrites a file that changed meanwhile.
    */
-  upload(url, file, onProgress) {
+  upload(url, file, onProgress, headers) {
     const xhr = new XMLHttpRequest();
     const promise = new Promise((resolve, reject) => {
       xhr.open('PUT', url);
@@ -137,6 +138,7 @@ const Api = {
       const t = Api.token();
       if (t) xhr.setRequestHeader('Authorization', 'Bearer ' + t);
       xhr.setRequestHeader('Content-Type', 'application/octet-stream');
+      for (const [k, v] of Object.entries(headers || {})) xhr.setRequestHeader(k, v);
       xhr.upload.onprogress = (e) => onProgress(e.loaded, e.lengthComputable ? e.total : file.size);
       xhr.onload = () => {
         if (xhr.status >= 200 && xhr.status < 300) { resolve(xhr.responseText); return; }

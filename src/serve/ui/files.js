@@ -2,7 +2,17 @@
 // uploads (drag files or folders from the desktop, or File > Upload Files…) with a progress bar
 // and a cancel per file, download, rename, delete, new folder, export and import. Every error is
 // shown inline and the explorer stays usable.
+//
+// Edits are conditional: delete, rename and overwriting uploads send the ETag the listing
+// showed (If-Match), new uploads send If-None-Match: *, so a file someone else changed
+// meanwhile is never overwritten or deleted; the server answers 412 and the explorer offers a
+// reload.
 'use strict';
+
+/** Whether a failure is the server's 412: the entry changed since it was listed. */
+function isChanged(e) {
+  return e && (e.status === 412 || e.code === 'changed');
+}
 
 const Files = {
   async render(panel, app, dir) {
@@ -16,6 +26,7 @@ class Explorer {
   constructor(app, panel) {
     this.app = app;
     this.dir = '';
+    this.entries = new Map();
     this.uploads = [];
     this.active = 0;
     this.build(panel);
@@ -120,6 +131,19 @@ class Explorer {
 
   showError(message) { setInlineError(this.error, message); }
 
+  /** A 412: `path` changed since it was listed. Says so inline, with a Reload button. */
+  showChanged(path) {
+    const reload = h('button', { type: 'button', class: 'small', id: 'files-reload',
+      onclick: () => { this.showError(''); this.refresh(); } }, 'Reload');
+    this.error.replaceChildren(h('span', {}, '“' + path + '” changed meanwhile (someone else edited, renamed or deleted it) — reload and try again. Nothing was changed. '), reload);
+    this.error.hidden = false;
+  }
+
+  /** If-Match with the ETag the listing showed for `e`, when it had one. */
+  ifMatch(e) {
+    return e && e.etag ? { 'If-Match': e.etag } : {};
+  }
+
   showNotice(message) {
     this.notice.textContent = message;
     this.notice.hidden = !message;
@@ -173,6 +197,7 @@ class Explorer {
       this.showError(e.message);
       return;
     }
+    this.entries = new Map(entries.map((e) => [e.name, e]));
     entries.sort((a, b) => (a.kind === 'dir' ? 0 : 1) - (b.kind === 'dir' ? 0 : 1) || a.name.localeCompare(b.name));
     const rows = [];
     if (this.dir) {
@@ -230,14 +255,22 @@ class Explorer {
       canOk: () => wanted() !== '' && wanted() !== e.name,
       onOk: async () => {
         const to = this.join(wanted());
-        await Api.raw('POST', Api.filePath(this.app, this.join(e.name)) + '?rename_to=' + encodeURIComponent(to));
+        try {
+          await Api.raw('POST', Api.filePath(this.app, this.join(e.name)) + '?rename_to=' + encodeURIComponent(to),
+            { headers: this.ifMatch(e) });
+        } catch (ex) {
+          if (isChanged(ex)) return { changed: true };
+          throw ex;
+        }
         return to;
       },
     });
     // The name without its extension is selected, as desktop file managers do.
     const dot = e.name.lastIndexOf('.');
     if (e.kind !== 'dir' && dot > 0) input.setSelectionRange(0, dot);
-    if (await done) await this.refresh();
+    const result = await done;
+    if (result && result.changed) this.showChanged(this.join(e.name));
+    else if (result) await this.refresh();
   }
 
   async remove(e) {
@@ -248,9 +281,19 @@ class Explorer {
         isDir ? ' and everything in it' : '', '? This cannot be undone.'),
       okLabel: 'Delete',
       danger: true,
-      onOk: () => Api.raw('DELETE', Api.filePath(this.app, this.join(e.name)) + (isDir ? '?recursive=1' : '')),
+      onOk: async () => {
+        try {
+          await Api.raw('DELETE', Api.filePath(this.app, this.join(e.name)) + (isDir ? '?recursive=1' : ''),
+            { headers: this.ifMatch(e) });
+        } catch (ex) {
+          if (isChanged(ex)) return { changed: true };
+          throw ex;
+        }
+        return true;
+      },
     });
-    if (done) await this.refresh();
+    if (done && done.changed) this.showChanged(this.join(e.name));
+    else if (done) await this.refresh();
   }
 
   async exportTar() {
@@ -301,11 +344,23 @@ class Explorer {
     if (!jobs.length) return;
     this.showError('');
     for (const j of jobs) {
-      const u = new Upload(this, j.file, this.join(j.rel));
+      const u = new Upload(this, j.file, j.rel, this.uploadConditions(j.rel));
       this.uploads.push(u);
       this.uploadList.append(u.el);
     }
     this.pump();
+  }
+
+  /**
+   * A file dropped into this folder overwrites only the version listed here (If-Match), or
+   * is created only if nothing has that name yet (If-None-Match: *). Files inside dropped
+   * folders go where this listing cannot see, so they are uploaded without a condition.
+   */
+  uploadConditions(rel) {
+    if (rel.includes('/')) return {};
+    const e = this.entries.get(rel);
+    if (!e) return { 'If-None-Match': '*' };
+    return e.kind === 'file' ? this.ifMatch(e) : {};
   }
 
   /** Two uploads at a time: enough to keep the link busy without starving the listing. */
@@ -346,10 +401,14 @@ async function walkEntry(entry, prefix, out) {
 
 /** One file's upload: a row with a progress bar, a status and a Cancel button. */
 class Upload {
-  constructor(explorer, file, path) {
+  constructor(explorer, file, rel, conditions) {
     this.explorer = explorer;
     this.file = file;
+    this.dir = explorer.dir;
+    this.rel = rel;
+    const path = explorer.join(rel);
     this.path = path;
+    this.conditions = conditions;
     this.state = 'queued';
     this.bar = h('progress', { max: file.size || 1, value: 0, 'aria-label': 'Upload of ' + path });
     this.status = h('span', { class: 'upload-status' }, 'queued');
@@ -380,16 +439,26 @@ class Upload {
       this.bar.max = total || 1;
       this.bar.value = loaded;
       this.status.textContent = total ? Math.floor((loaded / total) * 100) + '%' : formatBytes(loaded);
-    });
+    }, this.conditions);
     try {
-      await this.handle.promise;
+      const text = await this.handle.promise;
+      let answer = null;
+      try { answer = JSON.parse(text); } catch (_notJson) { answer = null; }
+      // A second upload of the same name, before the listing is refreshed, replaces this one.
+      const ex = this.explorer;
+      if (answer && answer.etag && !this.rel.includes('/') && ex.dir === this.dir) {
+        ex.entries.set(this.rel, { name: this.rel, kind: 'file', etag: answer.etag });
+      }
       this.bar.value = this.bar.max;
       const secs = (performance.now() - started) / 1000;
       this.setState('done', 'uploaded ' + formatBytes(this.file.size) + ' in ' + secs.toFixed(1) + ' s');
       setTimeout(() => { if (this.state === 'done') this.el.remove(); }, 8000);
     } catch (e) {
       if (e.code === 'cancelled') this.setState('cancelled', 'cancelled');
-      else this.setState('failed', e.message);
+      else if (isChanged(e)) {
+        this.setState('failed', 'changed meanwhile — not uploaded');
+        this.explorer.showChanged(this.path);
+      } else this.setState('failed', e.message);
     }
   }
 

@@ -103,6 +103,7 @@ fn manifests() -> Manifests {
         stop_grace: Duration::from_secs(30),
         healthcheck: None,
         buildpacks: Vec::new(),
+        platform: crate::buildpack::platform::PlatformSpec::default(),
     };
     let image = ImageRef {
         reference: "reg:5000/slipway/shop:v3".into(),

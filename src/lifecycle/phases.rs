@@ -2,6 +2,8 @@
 //! `bin/detect` and `bin/build`, and the buildpack plan each build receives. Pure; the
 //! buildpack contract they follow is [`crate::buildpack`].
 
+use std::collections::BTreeMap;
+
 use super::{Buildpack, LifecycleDirs, PhaseCommand};
 use crate::buildpack::env::{BuildTarget, LAYER_ENV_SH, PhaseBuildpack};
 use crate::buildpack::order::{self, Group, GroupMember, OrderError};
@@ -38,11 +40,21 @@ pub fn detect_command(
     bp: &Buildpack,
     plan_path: &str,
     target: &BuildTarget,
+    user_env: &BTreeMap<String, String>,
 ) -> PhaseCommand {
     let id = bp.descriptor.escaped_id();
     let phase_bp = PhaseBuildpack { escaped_id: &id, api: bp.descriptor.api };
     let cmd = dirs.build.detect_command(&phase_bp, plan_path, target);
-    PhaseCommand { argv: cmd.argv, env: cmd.env, cwd: dirs.build.app.clone() }
+    PhaseCommand { argv: cmd.argv, env: with_user_env(bp, user_env, cmd.env), cwd: dirs.build.app.clone() }
+}
+
+/// The user's variables first (unless the buildpack sets `clear-env`), then the phase's own,
+/// which a user's variable of the same name cannot replace.
+fn with_user_env(bp: &Buildpack, user_env: &BTreeMap<String, String>, own: Vec<String>) -> Vec<String> {
+    if bp.descriptor.buildpack.clear_env {
+        return own;
+    }
+    user_env.iter().map(|(k, v)| format!("{k}={v}")).chain(own).collect()
 }
 
 /// Where detect of `bp` writes its build plan.
@@ -62,6 +74,7 @@ pub fn build_command(
     bp: &Buildpack,
     build_layers: &[String],
     target: &BuildTarget,
+    user_env: &BTreeMap<String, String>,
 ) -> PhaseCommand {
     let id = bp.descriptor.escaped_id();
     let phase_bp = PhaseBuildpack { escaped_id: &id, api: bp.descriptor.api };
@@ -77,7 +90,7 @@ pub fn build_command(
     ];
     argv.extend(build_layers.iter().cloned());
     argv.extend(cmd.argv);
-    PhaseCommand { argv, env: cmd.env, cwd: dirs.build.app.clone() }
+    PhaseCommand { argv, env: with_user_env(bp, user_env, cmd.env), cwd: dirs.build.app.clone() }
 }
 
 #[cfg(test)]
@@ -93,7 +106,8 @@ mod tests {
         let dirs = LifecycleDirs::container();
         let bp = procfile_bp();
         let t = BuildTarget::host_debian12();
-        let d = detect_command(&dirs, &bp, &plan_path(&dirs, &bp), &t);
+        let none = BTreeMap::new();
+        let d = detect_command(&dirs, &bp, &plan_path(&dirs, &bp), &t, &none);
         assert_eq!(
             d.argv,
             [
@@ -104,7 +118,7 @@ mod tests {
         );
         assert_eq!(d.cwd, "/workspace");
         assert!(d.env.contains(&"CNB_BUILD_PLAN_PATH=/tmp/cnb/slipway_procfile/plan.toml".to_owned()));
-        let b = build_command(&dirs, &bp, &["/layers/x/tools".into()], &t);
+        let b = build_command(&dirs, &bp, &["/layers/x/tools".into()], &t, &none);
         assert_eq!(b.argv[4], "1");
         assert_eq!(b.argv[5], "/layers/x/tools");
         assert_eq!(

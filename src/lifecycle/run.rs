@@ -71,7 +71,7 @@ pub async fn run<E: Executor>(
         let build_layers: Vec<String> =
             layers.iter().filter(|l| l.types.build).map(|l| layer_dir(exec, l)).collect();
         cx.write_file(&bp_plan_path(dirs, bp), &plan.to_toml()).await?;
-        let cmd = build_command(dirs, bp, &build_layers, target);
+        let cmd = build_command(dirs, bp, &build_layers, target, exec.user_env());
         let r = exec.run_phase(&cmd, &mut *output).await.map_err(|e| cx.exec_err("run build", e))?;
         if r.code != 0 {
             return Err(cx.phase("build", &bp.descriptor.buildpack.id, r));
@@ -213,7 +213,7 @@ impl<E: Executor> Ctx<'_, E> {
         }
         let dirs = self.exec.dirs();
         let plan_path = plan_path(dirs, bp);
-        let cmd = detect_command(dirs, bp, &plan_path, self.target);
+        let cmd = detect_command(dirs, bp, &plan_path, self.target, self.exec.user_env());
         let r = self.exec.run_phase(&cmd, &mut *output).await.map_err(|e| self.exec_err("run detect", e))?;
         d.outcome = DetectOutcome::from_exit_code(r.code);
         match d.outcome {

@@ -243,6 +243,10 @@ impl Executor for ContainerExecutor<'_> {
         &self.dirs
     }
 
+    fn user_env(&self) -> &std::collections::BTreeMap<String, String> {
+        &self.req.platform.env
+    }
+
     async fn prepare(&self, buildpacks: &[Buildpack]) -> Result<(), ExecError> {
         // project.toml include/exclude: the build, and so the image, sees only what they keep.
         let mut ctx =

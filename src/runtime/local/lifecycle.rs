@@ -204,6 +204,8 @@ pub fn build(home: &Home, plan: &DeployPlan, output: LineSink<'_>) -> Result<Bui
     if let Some(ca) = &host_env.ca {
         output(&format!("[lifecycle] builds trust the CA bundle {}", ca.display()));
     }
+    let user_env = crate::buildpack::platform::env_files(&plan.platform.build_env, &plan.env)
+        .map_err(|e| platform_err(plan, e))?;
     let exec = HostExecutor {
         dirs: LifecycleDirs {
             build: BuildDirs {
@@ -219,6 +221,7 @@ pub fn build(home: &Home, plan: &DeployPlan, output: LineSink<'_>) -> Result<Bui
         home: paths.home(),
         run_as: plan.run_as.clone(),
         host_env,
+        user_env,
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
@@ -297,6 +300,8 @@ struct HostExecutor {
     run_as: Option<RunAs>,
     /// CA bundle, proxies and pip settings from the host (`crate::build_env`).
     host_env: crate::build_env::BuildEnv,
+    /// The `platform/env` variables.
+    user_env: std::collections::BTreeMap<String, String>,
 }
 
 impl HostExecutor {
@@ -372,6 +377,10 @@ impl Executor for HostExecutor {
 
     fn dirs(&self) -> &LifecycleDirs {
         &self.dirs
+    }
+
+    fn user_env(&self) -> &std::collections::BTreeMap<String, String> {
+        &self.user_env
     }
 
     async fn prepare(&self, buildpacks: &[Buildpack]) -> Result<(), HostExecError> {

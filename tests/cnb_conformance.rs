@@ -35,7 +35,9 @@ impl Runtime {
         match self {
             Runtime::Local => common::require::root_or_skip("a local buildpack build as the app's user")
                 .then(|| sw.app(prefix)),
-            Runtime::Docker => common::docker_ready(sw).then(|| sw.app_with(prefix, &["--runtime", "docker"])),
+            Runtime::Docker => {
+                common::docker_ready(sw).then(|| sw.app_with(prefix, &["--runtime", "docker"]))
+            }
         }
     }
 
@@ -47,11 +49,17 @@ impl Runtime {
             Runtime::Local => {
                 sw.ok(&["ps", "scale", app, &format!("{ptype}=1")]);
                 let line = common::wait_for(Duration::from_secs(20), || {
+                    // `TIME vN TYPE.1: LINE`; exec.d's stdout goes to the log as noise.
                     let logs = sw.ok(&["logs", app, ptype, "-n", "20"]);
-                    logs.lines().last().map(|l| l.split_once(": ").map_or(l, |(_, m)| m).trim().to_owned())
+                    let mark = format!(" {ptype}.1: ");
+                    logs.lines()
+                        .filter_map(|l| l.split_once(&mark).map(|(_, m)| m.trim().to_owned()))
+                        .find(|m| m != "exec.d noise")
                 });
                 sw.ok(&["ps", "scale", app, &format!("{ptype}=0")]);
-                line.unwrap_or_else(|| panic!("{ptype} printed nothing: {}", sw.ok(&["logs", app, "-n", "50"])))
+                line.unwrap_or_else(|| {
+                    panic!("{ptype} printed nothing: {}", sw.ok(&["logs", app, "-n", "50"]))
+                })
             }
         }
     }
@@ -147,12 +155,19 @@ fn a_full_group_builds(rt: Runtime) {
     for minor in 7..=12 {
         assert!(err.contains(&format!("api 0.{minor}: ok")), "api 0.{minor} did not build:\n{err}");
     }
-    assert!(!err.contains('\u{1b}') && !err.contains('\u{7}'), "escape codes reached a non-terminal:\n{err:?}");
+    assert!(
+        !err.contains('\u{1b}') && !err.contains('\u{7}'),
+        "escape codes reached a non-terminal:\n{err:?}"
+    );
     assert!(http_get(sw.web_port(&app)).unwrap().1.contains("conformance app"));
 
     // exclude: the release holds none of what project.toml leaves out.
     let files = app_files(&sw, &app);
-    assert_eq!(files, ["Procfile", "index.html", "project.toml", "sub/file.txt", "sub/keep.txt"], "{files:?}");
+    assert_eq!(
+        files,
+        ["Procfile", "index.html", "project.toml", "sub/file.txt", "sub/keep.txt"],
+        "{files:?}"
+    );
     // Layer env suffixes and exec.d reach a one-off command, the per-process env does not...
     assert_eq!(
         sw.ok(&["run", &app, "--", "echo $GREETING $LIST $LEGACY $EXECD ${ONLY_GREET:-none}"]),

@@ -76,7 +76,17 @@ pub async fn run<E: Executor>(
         if r.code != 0 {
             return Err(cx.phase("build", &bp.descriptor.buildpack.id, r));
         }
-        layers.extend(cx.read_layers(&bp.descriptor.buildpack.id, &id).await?);
+        let (made, sboms) = cx.read_layers(&bp.descriptor.buildpack.id, &id).await?;
+        layers.extend(made);
+        if !sboms.is_empty() {
+            // Buildpack API 0.7+ "Bill of Materials": the exporter would put these in an SBOM
+            // layer; slipway makes no SBOM, and says so rather than dropping them silently.
+            output(&format!(
+                "[lifecycle] note: {}: SBOM files skipped (slipway keeps no SBOM): {}",
+                bp.descriptor.buildpack.id,
+                sboms.join(", ")
+            ));
+        }
         // What this buildpack left unmet ([[unmet]]) goes on to the next provider of it.
         let build_path = format!("{}/build.toml", dirs.build.layers_dir(&id));
         let unmet = match cx.read_file(&build_path).await? {
@@ -262,13 +272,19 @@ impl<E: Executor> Ctx<'_, E> {
         Ok(())
     }
 
-    /// The layers buildpack `escaped` left, by their `<layer>.toml`.
-    async fn read_layers(&self, bp_id: &str, escaped: &str) -> Result<Vec<BuiltLayer>, E> {
+    /// The layers buildpack `escaped` left, by their `<layer>.toml`, and the names of its SBOM
+    /// files (`<layer>.sbom.<ext>`, `launch.sbom.<ext>`, `build.sbom.<ext>`).
+    async fn read_layers(&self, bp_id: &str, escaped: &str) -> Result<(Vec<BuiltLayer>, Vec<String>), E> {
         let dir = self.exec.dirs().build.layers_dir(escaped);
-        let list = "cd \"$1\" && for f in *.toml; do case \"$f\" in launch.toml|build.toml|store.toml|'*.toml') ;; *) printf '%s\\n' \"${f%.toml}\" ;; esac; done".to_owned();
+        let list = "cd \"$1\" && for f in *.toml *.sbom.*; do case \"$f\" in launch.toml|build.toml|store.toml|'*.toml'|'*.sbom.*') ;; *.sbom.*) printf 'sbom %s\\n' \"$f\" ;; *) printf '%s\\n' \"${f%.toml}\" ;; esac; done".to_owned();
         let out = self.capture(vec!["bash".into(), "-c".into(), list, "_".into(), dir.clone()]).await?;
         let mut layers = Vec::new();
+        let mut sboms = Vec::new();
         for name in String::from_utf8_lossy(&out).lines().filter(|l| !l.is_empty()) {
+            if let Some(sbom) = name.strip_prefix("sbom ") {
+                sboms.push(sbom.to_owned());
+                continue;
+            }
             let text = self.read_file(&format!("{dir}/{name}.toml")).await?.unwrap_or_default();
             let toml = LayerToml::parse(name, &text).map_err(|source| LifecycleError::Layer {
                 buildpack: bp_id.to_owned(),
@@ -280,6 +296,6 @@ impl<E: Executor> Ctx<'_, E> {
                 types: toml.types,
             });
         }
-        Ok(layers)
+        Ok((layers, sboms))
     }
 }

@@ -587,6 +587,28 @@ mod tests {
     }
 
     #[test]
+    fn the_platform_carries_project_build_env_and_filters_and_refuses_a_bad_pattern() {
+        let app = app();
+        let procfile = Procfile::parse("web: x").unwrap();
+        let good = project(
+            "[io.buildpacks]\nexclude = [\"*.log\"]\n[[io.buildpacks.build.env]]\nname = \"A\"\nvalue = \"1\"\n",
+        );
+        let p = plan(&input(&app, &procfile, Some(&good), &Overrides::default())).unwrap();
+        assert_eq!(p.platform.build_env, [("A".to_owned(), "1".to_owned())]);
+        assert_eq!(p.platform.exclude, ["*.log"]);
+        assert_eq!(p.env["GREETING"], "hi", "the app's config stays the plan's env");
+        let bad = project("[io.buildpacks]\ninclude = [\"src/{a,b\"]\n");
+        let err = plan(&input(&app, &procfile, Some(&bad), &Overrides::default())).unwrap_err();
+        assert!(matches!(err, PlanError::SourcePattern { key: "include", .. }), "{err}");
+        assert!(err.to_string().contains("\"src/{a,b\""), "{err}");
+        // A plan saved before the platform field reads as an empty platform.
+        let mut json = serde_json::to_value(&p).unwrap();
+        json.as_object_mut().unwrap().remove("platform");
+        let old: DeployPlan = serde_json::from_value(json).unwrap();
+        assert_eq!(old.platform, PlatformSpec::default());
+    }
+
+    #[test]
     fn group_uris_are_app_or_host_directories_in_order() {
         let app = app();
         let procfile = Procfile::parse("web: x").unwrap();

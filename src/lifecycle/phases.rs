@@ -164,4 +164,23 @@ mod tests {
             ]
         );
     }
+
+    #[test]
+    fn user_variables_come_first_unless_the_buildpack_clears_its_env() {
+        let dirs = LifecycleDirs::container();
+        let t = BuildTarget::host_debian12();
+        let user: BTreeMap<String, String> =
+            [("BP_MODE".to_owned(), "fast".to_owned()), ("CNB_BUILDPACK_DIR".to_owned(), "/evil".to_owned())]
+                .into();
+        let open = bp("api = \"0.10\"\n[buildpack]\nid = \"x/open\"\nversion = \"1\"\n");
+        let d = detect_command(&dirs, &open, "/p", &t, &user);
+        assert_eq!(d.env[0], "BP_MODE=fast");
+        // The phase's own variable comes later, so it wins where the environment is built.
+        let last = d.env.iter().rposition(|e| e.starts_with("CNB_BUILDPACK_DIR=")).unwrap();
+        assert_eq!(d.env[last], "CNB_BUILDPACK_DIR=/cnb/buildpacks/x_open");
+        let closed =
+            bp("api = \"0.10\"\n[buildpack]\nid = \"x/closed\"\nversion = \"1\"\nclear-env = true\n");
+        let b = build_command(&dirs, &closed, &[], &t, &user);
+        assert!(b.env.iter().all(|e| !e.starts_with("BP_MODE=")), "{:?}", b.env);
+    }
 }

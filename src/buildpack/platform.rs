@@ -250,19 +250,16 @@ mod tests {
         b.append_data(&mut g, "pax_global_header", &comment[..]).unwrap();
         for (path, data) in entries {
             let mut h = tar::Header::new_ustar();
-            match data {
-                Some(d) => {
-                    h.set_entry_type(tar::EntryType::Regular);
-                    h.set_size(d.len() as u64);
-                    h.set_mode(0o644);
-                    b.append_data(&mut h, path, d.as_bytes()).unwrap();
-                }
-                None => {
-                    h.set_entry_type(tar::EntryType::Directory);
-                    h.set_mode(0o755);
-                    h.set_size(0);
-                    b.append_data(&mut h, path, std::io::empty()).unwrap();
-                }
+            if let Some(d) = data {
+                h.set_entry_type(tar::EntryType::Regular);
+                h.set_size(d.len() as u64);
+                h.set_mode(0o644);
+                b.append_data(&mut h, path, d.as_bytes()).unwrap();
+            } else {
+                h.set_entry_type(tar::EntryType::Directory);
+                h.set_mode(0o755);
+                h.set_size(0);
+                b.append_data(&mut h, path, std::io::empty()).unwrap();
             }
         }
         b.into_inner().unwrap()

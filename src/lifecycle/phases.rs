@@ -68,7 +68,7 @@ pub fn bp_plan_path(dirs: &LifecycleDirs, bp: &Buildpack) -> String {
 }
 
 /// `bin/build LAYERS_DIR PLATFORM_DIR PLAN_PATH` of `bp`, its buildpack plan (`plan`, TOML)
-/// written to PLAN_PATH first, with the `build_layers` (absolute directories of earlier
+/// written to `PLAN_PATH` first, with the `build_layers` (absolute directories of earlier
 /// buildpacks' `build = true` layers) set up in its environment.
 pub fn build_command(
     dirs: &LifecycleDirs,

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::buildpack::platform::{PlatformSpec, SourceFilter};
 use crate::config::{Procfile, ProjectToml};
 use crate::health::HealthPath;
 use crate::ids::{AppName, CommitSha, ProcessType, ReleaseId};
@@ -148,6 +149,18 @@ pub enum PlanError {
         /// The running release.
         running: ReleaseId,
     },
+    /// An include/exclude pattern that is not a gitignore pattern.
+    #[error(
+        "project.toml: io.buildpacks.{key}: {pattern:?} is not a valid gitignore-style pattern ({reason}); fix or remove it"
+    )]
+    SourcePattern {
+        /// `include` or `exclude`.
+        key: &'static str,
+        /// The pattern.
+        pattern: String,
+        /// What the pattern parser said.
+        reason: String,
+    },
     /// A relative uri climbs out of the app root.
     #[error(
         "project.toml: io.buildpacks.group[{index}]: uri {uri:?} leaves the app root; name a directory inside the app"
@@ -194,6 +207,9 @@ pub struct DeployPlan {
     /// Which build it is.
     #[serde(default)]
     pub build: BuildKind,
+    /// project.toml's build env and include/exclude, for a buildpack build's platform.
+    #[serde(default)]
+    pub platform: PlatformSpec,
 }
 
 /// Settings given on the command line; they win over project.toml.
@@ -286,6 +302,26 @@ pub fn plan(input: &PlanInput<'_>) -> Result<DeployPlan, PlanError> {
         settle: input.overrides.settle.or_else(|| project.and_then(|p| p.settle)).unwrap_or(DEFAULT_SETTLE),
         buildpacks: buildpacks(input.overrides, project)?,
         build: BuildKind::of(input.app.runtime, input.has_dockerfile),
+        platform: platform(project)?,
+    })
+}
+
+/// project.toml's build env and source filter, its patterns checked now so that a bad one
+/// fails before anything is built.
+fn platform(project: Option<&ProjectToml>) -> Result<PlatformSpec, PlanError> {
+    let Some(p) = project else { return Ok(PlatformSpec::default()) };
+    for (key, list) in [("include", &p.include), ("exclude", &p.exclude)] {
+        for pattern in list {
+            if let Err(e) = SourceFilter::new(std::slice::from_ref(pattern), &[]) {
+                let reason = std::error::Error::source(&e).map(ToString::to_string).unwrap_or_default();
+                return Err(PlanError::SourcePattern { key, pattern: pattern.clone(), reason });
+            }
+        }
+    }
+    Ok(PlatformSpec {
+        build_env: p.build_env.clone(),
+        include: p.include.clone(),
+        exclude: p.exclude.clone(),
     })
 }
 
@@ -548,6 +584,28 @@ mod tests {
 
     fn project(text: &str) -> ProjectToml {
         crate::config::project_toml::parse(text).unwrap().project
+    }
+
+    #[test]
+    fn the_platform_carries_project_build_env_and_filters_and_refuses_a_bad_pattern() {
+        let app = app();
+        let procfile = Procfile::parse("web: x").unwrap();
+        let good = project(
+            "[io.buildpacks]\nexclude = [\"*.log\"]\n[[io.buildpacks.build.env]]\nname = \"A\"\nvalue = \"1\"\n",
+        );
+        let p = plan(&input(&app, &procfile, Some(&good), &Overrides::default())).unwrap();
+        assert_eq!(p.platform.build_env, [("A".to_owned(), "1".to_owned())]);
+        assert_eq!(p.platform.exclude, ["*.log"]);
+        assert_eq!(p.env["GREETING"], "hi", "the app's config stays the plan's env");
+        let bad = project("[io.buildpacks]\ninclude = [\"src/{a,b\"]\n");
+        let err = plan(&input(&app, &procfile, Some(&bad), &Overrides::default())).unwrap_err();
+        assert!(matches!(err, PlanError::SourcePattern { key: "include", .. }), "{err}");
+        assert!(err.to_string().contains("\"src/{a,b\""), "{err}");
+        // A plan saved before the platform field reads as an empty platform.
+        let mut json = serde_json::to_value(&p).unwrap();
+        json.as_object_mut().unwrap().remove("platform");
+        let old: DeployPlan = serde_json::from_value(json).unwrap();
+        assert_eq!(old.platform, PlatformSpec::default());
     }
 
     #[test]

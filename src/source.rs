@@ -6,6 +6,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use crate::buildpack::platform::SourceFilter;
 use crate::ids::CommitSha;
 
 /// Options that bound `git archive`'s memory: git maps pack files into memory in windows, by
@@ -136,6 +137,17 @@ impl Repo {
     /// Stream the tree of `commit` into `dest` (which must exist and be empty): `git archive`
     /// piped into the tar crate, which refuses entries that would land outside `dest`.
     pub fn extract(&self, commit: &CommitSha, dest: &Path) -> Result<(), SourceError> {
+        self.extract_filtered(commit, dest, &SourceFilter::All)
+    }
+
+    /// Like [`Self::extract`], with only the paths `filter` keeps (project.toml
+    /// `include`/`exclude`): the stream is filtered on a thread between git and the unpacker.
+    pub fn extract_filtered(
+        &self,
+        commit: &CommitSha,
+        dest: &Path,
+        filter: &SourceFilter,
+    ) -> Result<(), SourceError> {
         let mut args = GIT_BOUNDED_PACK_WINDOWS.to_vec();
         // Run in a subdirectory, git archive takes that subdirectory's tree, with paths
         // relative to it.
@@ -149,11 +161,27 @@ impl Repo {
         let extract_err =
             |source| SourceError::Extract { commit: commit.clone(), dest: dest.to_owned(), source };
         let stdout = child.stdout.take().ok_or_else(|| extract_err(std::io::Error::other("no stdout")))?;
-        let mut archive = tar::Archive::new(stdout);
-        archive.set_preserve_permissions(true);
-        archive.set_preserve_mtime(true);
-        archive.set_overwrite(false);
-        let unpacked = archive.unpack(dest);
+        let unpack = |input: &mut dyn Read| {
+            let mut archive = tar::Archive::new(input);
+            archive.set_preserve_permissions(true);
+            archive.set_preserve_mtime(true);
+            archive.set_overwrite(false);
+            archive.unpack(dest)
+        };
+        let unpacked = if filter.is_all() {
+            unpack(&mut { stdout })
+        } else {
+            let (mut reader, writer) = std::io::pipe().map_err(extract_err)?;
+            std::thread::scope(|scope| {
+                let filtering = scope.spawn(move || filter.filter_tar(stdout, writer));
+                let unpacked = unpack(&mut reader);
+                // Drained so the filter never blocks on a full pipe if unpacking stopped early.
+                let _ = std::io::copy(&mut reader, &mut std::io::sink());
+                let filtered =
+                    filtering.join().unwrap_or_else(|_| Err(std::io::Error::other("filter panicked")));
+                unpacked.and(filtered.map(drop))
+            })
+        };
         let mut stderr = String::new();
         if let Some(mut e) = child.stderr.take() {
             let _ = e.read_to_string(&mut stderr);

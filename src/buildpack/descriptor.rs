@@ -48,6 +48,10 @@ pub struct BuildpackInfo {
     /// A human name.
     #[serde(default)]
     pub name: Option<String>,
+    /// Whether detect and build run without the user's variables (`/platform/env`) in their
+    /// environment; they are set there by default (Buildpack API "clear-env").
+    #[serde(default, rename = "clear-env")]
+    pub clear_env: bool,
 }
 
 /// One `[[order]]` of a composite buildpack.

@@ -91,6 +91,9 @@ pub trait Executor {
     type Error: std::error::Error + Send + Sync + 'static;
     /// The directories the phases see.
     fn dirs(&self) -> &LifecycleDirs;
+    /// The user's variables (`/platform/env`), also set in the environment of buildpacks
+    /// without `clear-env`.
+    fn user_env(&self) -> &std::collections::BTreeMap<String, String>;
     /// Puts the source and `buildpacks` in place and makes their layers directories.
     async fn prepare(&self, buildpacks: &[Buildpack]) -> Result<(), Self::Error>;
     /// Runs a phase command as the build user; its output lines go to `output`.

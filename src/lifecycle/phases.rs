@@ -2,6 +2,8 @@
 //! `bin/detect` and `bin/build`, and the buildpack plan each build receives. Pure; the
 //! buildpack contract they follow is [`crate::buildpack`].
 
+use std::collections::BTreeMap;
+
 use super::{Buildpack, LifecycleDirs, PhaseCommand};
 use crate::buildpack::env::{BuildTarget, LAYER_ENV_SH, PhaseBuildpack};
 use crate::buildpack::order::{self, Group, GroupMember, OrderError};
@@ -38,11 +40,21 @@ pub fn detect_command(
     bp: &Buildpack,
     plan_path: &str,
     target: &BuildTarget,
+    user_env: &BTreeMap<String, String>,
 ) -> PhaseCommand {
     let id = bp.descriptor.escaped_id();
     let phase_bp = PhaseBuildpack { escaped_id: &id, api: bp.descriptor.api };
     let cmd = dirs.build.detect_command(&phase_bp, plan_path, target);
-    PhaseCommand { argv: cmd.argv, env: cmd.env, cwd: dirs.build.app.clone() }
+    PhaseCommand { argv: cmd.argv, env: with_user_env(bp, user_env, cmd.env), cwd: dirs.build.app.clone() }
+}
+
+/// The user's variables first (unless the buildpack sets `clear-env`), then the phase's own,
+/// which a user's variable of the same name cannot replace.
+fn with_user_env(bp: &Buildpack, user_env: &BTreeMap<String, String>, own: Vec<String>) -> Vec<String> {
+    if bp.descriptor.buildpack.clear_env {
+        return own;
+    }
+    user_env.iter().map(|(k, v)| format!("{k}={v}")).chain(own).collect()
 }
 
 /// Where detect of `bp` writes its build plan.
@@ -55,13 +67,16 @@ pub fn bp_plan_path(dirs: &LifecycleDirs, bp: &Buildpack) -> String {
     format!("{}/{}/bp-plan.toml", dirs.scratch, bp.descriptor.escaped_id())
 }
 
-/// `bin/build LAYERS_DIR PLATFORM_DIR PLAN_PATH` of `bp`, with the `build_layers` (absolute
-/// directories of earlier buildpacks' `build = true` layers) set up in its environment first.
+/// `bin/build LAYERS_DIR PLATFORM_DIR PLAN_PATH` of `bp`, its buildpack plan (`plan`, TOML)
+/// written to `PLAN_PATH` first, with the `build_layers` (absolute directories of earlier
+/// buildpacks' `build = true` layers) set up in its environment.
 pub fn build_command(
     dirs: &LifecycleDirs,
     bp: &Buildpack,
+    plan: &str,
     build_layers: &[String],
     target: &BuildTarget,
+    user_env: &BTreeMap<String, String>,
 ) -> PhaseCommand {
     let id = bp.descriptor.escaped_id();
     let phase_bp = PhaseBuildpack { escaped_id: &id, api: bp.descriptor.api };
@@ -70,14 +85,16 @@ pub fn build_command(
         "bash".to_owned(),
         "-c".to_owned(),
         format!(
-            "{LAYER_ENV_SH}n=$1; shift; for l in \"${{@:1:n}}\"; do slipway_layer_env \"$l\" build; done; shift \"$n\"; exec \"$@\""
+            "{LAYER_ENV_SH}printf '%s' \"$1\" > \"$2\" || exit 1; shift 2; n=$1; shift; for l in \"${{@:1:n}}\"; do slipway_layer_env \"$l\" build; done; shift \"$n\"; exec \"$@\""
         ),
         "slipway-lifecycle".to_owned(),
+        plan.to_owned(),
+        bp_plan_path(dirs, bp),
         build_layers.len().to_string(),
     ];
     argv.extend(build_layers.iter().cloned());
     argv.extend(cmd.argv);
-    PhaseCommand { argv, env: cmd.env, cwd: dirs.build.app.clone() }
+    PhaseCommand { argv, env: with_user_env(bp, user_env, cmd.env), cwd: dirs.build.app.clone() }
 }
 
 #[cfg(test)]
@@ -93,7 +110,8 @@ mod tests {
         let dirs = LifecycleDirs::container();
         let bp = procfile_bp();
         let t = BuildTarget::host_debian12();
-        let d = detect_command(&dirs, &bp, &plan_path(&dirs, &bp), &t);
+        let none = BTreeMap::new();
+        let d = detect_command(&dirs, &bp, &plan_path(&dirs, &bp), &t, &none);
         assert_eq!(
             d.argv,
             [
@@ -104,11 +122,11 @@ mod tests {
         );
         assert_eq!(d.cwd, "/workspace");
         assert!(d.env.contains(&"CNB_BUILD_PLAN_PATH=/tmp/cnb/slipway_procfile/plan.toml".to_owned()));
-        let b = build_command(&dirs, &bp, &["/layers/x/tools".into()], &t);
-        assert_eq!(b.argv[4], "1");
-        assert_eq!(b.argv[5], "/layers/x/tools");
+        let b = build_command(&dirs, &bp, "[[entries]]\n", &["/layers/x/tools".into()], &t, &none);
+        assert_eq!(b.argv[4..7], ["[[entries]]\n", "/tmp/cnb/slipway_procfile/bp-plan.toml", "1"]);
+        assert_eq!(b.argv[7], "/layers/x/tools");
         assert_eq!(
-            b.argv[6..],
+            b.argv[8..],
             [
                 "/cnb/buildpacks/slipway_procfile/bin/build",
                 "/layers/slipway_procfile",
@@ -116,13 +134,18 @@ mod tests {
                 "/tmp/cnb/slipway_procfile/bp-plan.toml"
             ]
         );
-        // The wrapper sets up the layer, then runs build with exactly its positional arguments.
+        // The wrapper writes the plan, sets up the layer, then runs build with exactly its
+        // positional arguments.
+        let tmp = tempfile::tempdir().unwrap();
+        let plan = tmp.path().join("plan.toml");
         let out = std::process::Command::new("bash")
-            .args(&b.argv[1..5])
-            .args([std::env::temp_dir().to_str().unwrap(), "printf", "%s|", "a b", "c"])
+            .args(&b.argv[1..4])
+            .args(["x = 1\n", plan.to_str().unwrap(), "1", tmp.path().to_str().unwrap()])
+            .args(["printf", "%s|", "a b", "c"])
             .output()
             .unwrap();
         assert_eq!(String::from_utf8_lossy(&out.stdout), "a b|c|");
+        assert_eq!(std::fs::read_to_string(&plan).unwrap(), "x = 1\n");
         assert!(b.env.contains(&"CNB_BP_PLAN_PATH=/tmp/cnb/slipway_procfile/bp-plan.toml".to_owned()));
         assert!(b.env.contains(&"CNB_LAYERS_DIR=/layers/slipway_procfile".to_owned()));
     }
@@ -149,5 +172,24 @@ mod tests {
                 vec![("x/b", false), ("slipway/procfile", true)]
             ]
         );
+    }
+
+    #[test]
+    fn user_variables_come_first_unless_the_buildpack_clears_its_env() {
+        let dirs = LifecycleDirs::container();
+        let t = BuildTarget::host_debian12();
+        let user: BTreeMap<String, String> =
+            [("BP_MODE".to_owned(), "fast".to_owned()), ("CNB_BUILDPACK_DIR".to_owned(), "/evil".to_owned())]
+                .into();
+        let open = bp("api = \"0.10\"\n[buildpack]\nid = \"x/open\"\nversion = \"1\"\n");
+        let d = detect_command(&dirs, &open, "/p", &t, &user);
+        assert_eq!(d.env[0], "BP_MODE=fast");
+        // The phase's own variable comes later, so it wins where the environment is built.
+        let last = d.env.iter().rposition(|e| e.starts_with("CNB_BUILDPACK_DIR=")).unwrap();
+        assert_eq!(d.env[last], "CNB_BUILDPACK_DIR=/cnb/buildpacks/x_open");
+        let closed =
+            bp("api = \"0.10\"\n[buildpack]\nid = \"x/closed\"\nversion = \"1\"\nclear-env = true\n");
+        let b = build_command(&dirs, &closed, "", &[], &t, &user);
+        assert!(b.env.iter().all(|e| !e.starts_with("BP_MODE=")), "{:?}", b.env);
     }
 }

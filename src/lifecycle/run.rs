@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::time::Instant;
 
-use super::phases::{self, bp_plan_path, build_command, detect_command, plan_path};
+use super::phases::{self, build_command, detect_command, plan_path};
 use super::steps::{BuiltLayer, export_script, restore_script};
 use super::{BuildFor, Buildpack, Executor, LifecycleError, LineSink, PhaseResult, Tail};
 use crate::buildpack::detect::{BuildPlan, DetectOutcome};
@@ -24,6 +24,16 @@ pub struct Built {
     pub launch: LaunchToml,
     /// The absolute directories of the launch layers, in buildpack order.
     pub launch_layers: Vec<String>,
+}
+
+/// What one buildpack's build left in its layers directory.
+#[derive(Debug, Default)]
+struct BuildResults {
+    layers: Vec<BuiltLayer>,
+    /// SBOM file names, which slipway does not keep.
+    sboms: Vec<String>,
+    build_toml: Option<String>,
+    launch_toml: Option<String>,
 }
 
 struct Ctx<'a, E: Executor> {
@@ -70,24 +80,35 @@ pub async fn run<E: Executor>(
         let plan = resolved.buildpack_plan(&bp.descriptor.buildpack.id);
         let build_layers: Vec<String> =
             layers.iter().filter(|l| l.types.build).map(|l| layer_dir(exec, l)).collect();
-        cx.write_file(&bp_plan_path(dirs, bp), &plan.to_toml()).await?;
-        let cmd = build_command(dirs, bp, &build_layers, target);
+        // The buildpack plan is written by build's own wrapper, and everything build left is
+        // read back in one command: each command the build user runs costs a process start,
+        // which is most of what one more buildpack adds to a build.
+        let cmd = build_command(dirs, bp, &plan.to_toml(), &build_layers, target, exec.user_env());
         let r = exec.run_phase(&cmd, &mut *output).await.map_err(|e| cx.exec_err("run build", e))?;
         if r.code != 0 {
             return Err(cx.phase("build", &bp.descriptor.buildpack.id, r));
         }
-        layers.extend(cx.read_layers(&bp.descriptor.buildpack.id, &id).await?);
+        let results = cx.read_results(&bp.descriptor.buildpack.id, &id).await?;
+        let (made, sboms) = (results.layers, results.sboms);
+        layers.extend(made);
+        if !sboms.is_empty() {
+            // Buildpack API 0.7+ "Bill of Materials": the exporter would put these in an SBOM
+            // layer; slipway makes no SBOM, and says so rather than dropping them silently.
+            output(&format!(
+                "[lifecycle] note: {}: SBOM files skipped (slipway keeps no SBOM): {}",
+                bp.descriptor.buildpack.id,
+                sboms.join(", ")
+            ));
+        }
         // What this buildpack left unmet ([[unmet]]) goes on to the next provider of it.
-        let build_path = format!("{}/build.toml", dirs.build.layers_dir(&id));
-        let unmet = match cx.read_file(&build_path).await? {
+        let unmet = match results.build_toml {
             Some(text) => BuildToml::parse(&bp.descriptor.buildpack.id, &text, &plan)
                 .map_err(|e| LifecycleError::BuildToml(Box::new(e)))?
                 .unmet_names(),
             None => Vec::new(),
         };
         resolved.after_build(&bp.descriptor.buildpack.id, &unmet);
-        let launch_path = format!("{}/launch.toml", dirs.build.layers_dir(&id));
-        if let Some(text) = cx.read_file(&launch_path).await? {
+        if let Some(text) = results.launch_toml {
             let launch = LaunchToml::parse(&bp.descriptor.buildpack.id, bp.descriptor.api, &text)?;
             for note in &launch.notes {
                 output(&format!("[lifecycle] note: {note}"));
@@ -213,7 +234,7 @@ impl<E: Executor> Ctx<'_, E> {
         }
         let dirs = self.exec.dirs();
         let plan_path = plan_path(dirs, bp);
-        let cmd = detect_command(dirs, bp, &plan_path, self.target);
+        let cmd = detect_command(dirs, bp, &plan_path, self.target, self.exec.user_env());
         let r = self.exec.run_phase(&cmd, &mut *output).await.map_err(|e| self.exec_err("run detect", e))?;
         d.outcome = DetectOutcome::from_exit_code(r.code);
         match d.outcome {
@@ -255,31 +276,40 @@ impl<E: Executor> Ctx<'_, E> {
         Ok(text.strip_prefix('y').map(str::to_owned))
     }
 
-    /// Writes a file as the build user.
-    async fn write_file(&self, path: &str, text: &str) -> Result<(), E> {
-        let script = "printf '%s' \"$1\" > \"$2\"".to_owned();
-        self.capture(vec!["bash".into(), "-c".into(), script, "_".into(), text.into(), path.into()]).await?;
-        Ok(())
-    }
-
-    /// The layers buildpack `escaped` left, by their `<layer>.toml`.
-    async fn read_layers(&self, bp_id: &str, escaped: &str) -> Result<Vec<BuiltLayer>, E> {
+    /// What buildpack `escaped`'s build left in its layers directory, read as the build user
+    /// in one command: NUL-separated `key`, contents pairs. A file the build user cannot read
+    /// (a link it cannot follow) fails the read, rather than passing for an absent file.
+    async fn read_results(&self, bp_id: &str, escaped: &str) -> Result<BuildResults, E> {
         let dir = self.exec.dirs().build.layers_dir(escaped);
-        let list = "cd \"$1\" && for f in *.toml; do case \"$f\" in launch.toml|build.toml|store.toml|'*.toml') ;; *) printf '%s\\n' \"${f%.toml}\" ;; esac; done".to_owned();
-        let out = self.capture(vec!["bash".into(), "-c".into(), list, "_".into(), dir.clone()]).await?;
-        let mut layers = Vec::new();
-        for name in String::from_utf8_lossy(&out).lines().filter(|l| !l.is_empty()) {
-            let text = self.read_file(&format!("{dir}/{name}.toml")).await?.unwrap_or_default();
-            let toml = LayerToml::parse(name, &text).map_err(|source| LifecycleError::Layer {
-                buildpack: bp_id.to_owned(),
-                source: Box::new(source),
-            })?;
-            layers.push(BuiltLayer {
-                buildpack: escaped.to_owned(),
-                name: name.to_owned(),
-                types: toml.types,
-            });
+        let script = r#"emit() { printf '%s\0' "$1"; cat -- "$2" || exit 1; printf '\0'; }
+cd -- "$1" || exit 1
+for f in *.toml; do case "$f" in launch.toml|build.toml|store.toml|'*.toml') ;; *) emit "layer ${f%.toml}" "$f" ;; esac; done
+for f in *.sbom.*; do if [ "$f" != '*.sbom.*' ]; then printf 'sbom %s\0\0' "$f"; fi; done
+for f in build.toml launch.toml; do if [ -e "$f" ] || [ -L "$f" ]; then emit "$f" "$f"; fi; done
+"#;
+        let out = self.capture(vec!["bash".into(), "-c".into(), script.into(), "_".into(), dir]).await?;
+        let text = String::from_utf8_lossy(&out);
+        let mut parts = text.split('\0');
+        let mut results = BuildResults::default();
+        while let (Some(key), Some(body)) = (parts.next(), parts.next()) {
+            if let Some(name) = key.strip_prefix("layer ") {
+                let toml = LayerToml::parse(name, body).map_err(|source| LifecycleError::Layer {
+                    buildpack: bp_id.to_owned(),
+                    source: Box::new(source),
+                })?;
+                results.layers.push(BuiltLayer {
+                    buildpack: escaped.to_owned(),
+                    name: name.to_owned(),
+                    types: toml.types,
+                });
+            } else if let Some(name) = key.strip_prefix("sbom ") {
+                results.sboms.push(name.to_owned());
+            } else if key == "build.toml" {
+                results.build_toml = Some(body.to_owned());
+            } else if key == "launch.toml" {
+                results.launch_toml = Some(body.to_owned());
+            }
         }
-        Ok(layers)
+        Ok(results)
     }
 }

@@ -52,6 +52,10 @@ pub fn export_script(dirs: &LifecycleDirs, built: &[String], layers: &[BuiltLaye
         }
     }
     s.push_str(&format!("rm -rf {}\n", q(&dirs.scratch)));
+    if dirs.owner.is_some() {
+        // A build container becomes the image: the app's config in /platform/env stays out.
+        s.push_str(&format!("find {}/env -mindepth 1 -delete\n", q(&dirs.build.platform)));
+    }
     s
 }
 
@@ -73,7 +77,12 @@ pub fn prepare_script(dirs: &LifecycleDirs, buildpacks: &[String]) -> String {
     if let Some(owner) = &dirs.owner {
         s.push_str(&format!("chown -R {owner} {}\n", q(&dirs.build.app)));
         s.push_str(&format!("chmod -R a+rX {}\n", q(&dirs.build.buildpacks)));
-        s.push_str(&format!("install -d{o} {}/env\n", q(&dirs.build.platform)));
+        // The platform directory is root's and read-only to the build user: a buildpack may
+        // not change what the platform tells the next one.
+        s.push_str(&format!(
+            "install -d -o 0 -g 0 -m 0755 {p} {p}/env\nchown -R 0:0 {p}/env\nfind {p}/env -type f -exec chmod 0444 {{}} +\n",
+            p = q(&dirs.build.platform)
+        ));
     }
     s.push_str(&format!("install -d{o} {}\n", q(&dirs.scratch)));
     for bp in buildpacks {

@@ -148,7 +148,12 @@ async fn supervise(home: &Home, ctx: &Arc<Ctx>, plan: &DeployPlan) -> std::io::R
         let record = home.load_app(&plan.app).ok();
         plan.processes
             .iter()
-            .map(|p| (p.ptype.clone(), record.as_ref().map_or(p.instances, |r| r.instances(&p.ptype))))
+            // A type never scaled keeps the plan's count: a buildpack's non-default types start
+            // at 0, where the record's own default (1) is for Procfile types.
+            .map(|p| {
+                let scaled = record.as_ref().and_then(|r| r.scale.get(&p.ptype).copied());
+                (p.ptype.clone(), scaled.unwrap_or(p.instances))
+            })
             .collect()
     };
     apply_scale(ctx, plan, &desired(home), &mut running).await;

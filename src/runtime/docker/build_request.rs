@@ -52,4 +52,6 @@ pub struct BuildRequest {
     pub ledger: Ledger,
     /// What the buildpack phases get from the host: CA bundle, proxies, pip settings.
     pub host_env: crate::build_env::BuildEnv,
+    /// A buildpack build's `/platform/env` files and source filter (project.toml, app config).
+    pub platform: crate::buildpack::platform::BuildPlatform,
 }

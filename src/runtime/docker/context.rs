@@ -15,6 +15,7 @@ use tokio::io::AsyncReadExt;
 use tokio_util::io::ReaderStream;
 
 use super::body;
+use crate::buildpack::platform::SourceFilter;
 use crate::ids::CommitSha;
 use crate::source::Repo;
 
@@ -79,6 +80,17 @@ impl std::fmt::Debug for GitContext {
 impl GitContext {
     /// Starts `git archive` of `commit` in `source` (through [`Repo`], the one git layer); gzip-compresses the stream when `gzip`.
     pub fn start(source: &Repo, commit: &CommitSha, gzip: bool) -> Result<Self, ContextError> {
+        Self::start_filtered(source, commit, gzip, &SourceFilter::All)
+    }
+
+    /// Like [`Self::start`], keeping only the paths `filter` keeps (project.toml
+    /// `include`/`exclude` of a buildpack build): filtered on a blocking thread as it streams.
+    pub fn start_filtered(
+        source: &Repo,
+        commit: &CommitSha,
+        gzip: bool,
+        filter: &SourceFilter,
+    ) -> Result<Self, ContextError> {
         let repo = source.dir();
         let mut child = tokio::process::Command::from(source.archive_command(commit, &[]))
             .stdout(Stdio::piped())
@@ -90,7 +102,23 @@ impl GitContext {
             repo: repo.to_owned(),
             source: io::Error::other("no stdout pipe"),
         })?;
-        let stream: BoxStream<'static, Result<Bytes, io::Error>> = if gzip {
+        let stream: BoxStream<'static, Result<Bytes, io::Error>> = if !filter.is_all() {
+            let (mut writer, stream) = body::pipe();
+            let reader = tokio_util::io::SyncIoBridge::new(stdout);
+            let filter = filter.clone();
+            tokio::task::spawn_blocking(move || {
+                let result = if gzip {
+                    let mut enc = flate2::write::GzEncoder::new(&mut writer, flate2::Compression::fast());
+                    filter.filter_tar(reader, &mut enc).and_then(|_| enc.finish().map(drop))
+                } else {
+                    filter.filter_tar(reader, &mut writer).map(drop)
+                };
+                if let Err(e) = result {
+                    writer.fail(e);
+                }
+            });
+            Box::pin(stream)
+        } else if gzip {
             let (mut writer, stream) = body::pipe();
             let mut reader = tokio_util::io::SyncIoBridge::new(stdout);
             tokio::task::spawn_blocking(move || {

@@ -151,6 +151,18 @@ where
     })
 }
 
+/// Appends a directory `name` (root's, `mode`) to an upload.
+pub fn append_dir(builder: &mut tar::Builder<BodyWriter>, name: &str, mode: u32) -> io::Result<()> {
+    let mut header = tar::Header::new_gnu();
+    header.set_size(0);
+    header.set_mode(mode);
+    header.set_uid(0);
+    header.set_gid(0);
+    header.set_mtime(0);
+    header.set_entry_type(tar::EntryType::Directory);
+    builder.append_data(&mut header, name, io::empty())
+}
+
 /// Appends one in-memory file to a tar.
 pub fn append_file(
     builder: &mut tar::Builder<BodyWriter>,

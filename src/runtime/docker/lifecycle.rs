@@ -243,8 +243,14 @@ impl Executor for ContainerExecutor<'_> {
         &self.dirs
     }
 
+    fn user_env(&self) -> &std::collections::BTreeMap<String, String> {
+        &self.req.platform.env
+    }
+
     async fn prepare(&self, buildpacks: &[Buildpack]) -> Result<(), ExecError> {
-        let mut ctx = GitContext::start(&self.req.source, &self.req.commit, false)?;
+        // project.toml include/exclude: the build, and so the image, sees only what they keep.
+        let mut ctx =
+            GitContext::start_filtered(&self.req.source, &self.req.commit, false, &self.req.platform.filter)?;
         if let Some(stream) = ctx.take_stream() {
             let sent = self
                 .docker
@@ -275,6 +281,21 @@ impl Executor for ContainerExecutor<'_> {
         exec::upload(self.docker, &self.name, &self.dirs.build.buildpacks, move |tar| {
             for (id, dir, entries) in &trees {
                 crate::buildpack::tree::append_to_tar(tar, id, dir, entries)?;
+            }
+            Ok(())
+        })
+        .await?;
+        // /platform/env: root's files the build user may only read (the prepare step below
+        // makes them so whatever the engine does with the archive's owners); export empties it,
+        // so the app's config never lands in the image.
+        let env = self.req.platform.env.clone();
+        let platform = self.dirs.build.platform.clone();
+        exec::upload(self.docker, &self.name, "/", move |tar| {
+            let root = platform.trim_start_matches('/');
+            exec::append_dir(tar, root, 0o755)?;
+            exec::append_dir(tar, &format!("{root}/env"), 0o755)?;
+            for (name, value) in &env {
+                exec::append_file(tar, &format!("{root}/env/{name}"), 0o444, value.as_bytes())?;
             }
             Ok(())
         })

@@ -202,8 +202,11 @@ impl DockerRuntime {
         fresh_env: bool,
     ) -> Result<DeployPlan, DockerError> {
         let mut plan = load_plan(&self.home, &app.name, release)?;
+        // A type never scaled keeps the plan's count (a buildpack's non-default types: 0).
         for p in &mut plan.processes {
-            p.instances = app.instances(&p.ptype);
+            if let Some(n) = app.scale.get(&p.ptype) {
+                p.instances = *n;
+            }
         }
         if fresh_env {
             plan.env.clone_from(&app.env);

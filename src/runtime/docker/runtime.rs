@@ -66,6 +66,12 @@ pub enum DockerError {
     Limits(#[from] super::limits::LimitsError),
     #[error(transparent)]
     BuildEnv(#[from] crate::build_env::BuildEnvError),
+    #[error("building {app}: cannot set up the build's platform directory")]
+    Platform {
+        app: AppName,
+        #[source]
+        source: crate::buildpack::platform::PlatformError,
+    },
     #[error("cannot {action} {}", path.display())]
     Io {
         action: &'static str,
@@ -278,6 +284,8 @@ impl DockerRuntime {
             ledger: Ledger::of(&self.home, &plan.app),
             host_env: crate::build_env::HostSettings::gather(record.ca_certs.as_deref())
                 .plan(crate::build_env::BuildSite::Container)?,
+            platform: crate::buildpack::platform::BuildPlatform::new(&plan.platform, &plan.env)
+                .map_err(|source| DockerError::Platform { app: plan.app.clone(), source })?,
         };
         if let Some(ca) = &req.host_env.ca {
             progress.detail(&format!("build trusts the CA bundle {}", ca.display()));

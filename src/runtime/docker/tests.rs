@@ -134,6 +134,7 @@ impl TestApp {
             gzip_context: false,
             ledger: self.ledger(),
             host_env: crate::build_env::BuildEnv::default(),
+            platform: crate::buildpack::platform::BuildPlatform::default(),
         }
     }
 

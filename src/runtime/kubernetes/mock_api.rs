@@ -117,6 +117,7 @@ pub(super) fn manifests_at(release: u64, settings: &KubeSettings) -> Manifests {
         release_phase: None,
         settle: Duration::from_secs(1),
         build: crate::plan::BuildKind::Buildpacks,
+        platform: crate::buildpack::platform::PlatformSpec::default(),
         postdeploy: None,
         processes: vec![
             crate::plan::ProcessSpec {

@@ -30,6 +30,7 @@ fn plan() -> DeployPlan {
         stop_grace: Duration::from_secs(30),
         healthcheck: Some(HealthPath::parse("/up").unwrap()),
         buildpacks: Vec::new(),
+        platform: crate::buildpack::platform::PlatformSpec::default(),
     }
 }
 

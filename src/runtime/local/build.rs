@@ -42,7 +42,14 @@ pub(super) fn build(
     let release_fd = tree::make_dir(&staging_fd, OsStr::new(&name), &staging, Access::AppReads, user)?;
     let app_dir = staging.join("app");
     fs::create_dir(&app_dir).map_err(io_err(&app_dir))?;
-    repo.extract(&plan.commit, &app_dir)?;
+    if plan.build == BuildKind::Buildpacks {
+        // project.toml include/exclude: the build, and so the release, sees only what they keep.
+        let filter =
+            plan.platform.source_filter().map_err(|e| Box::new(super::lifecycle::platform_err(plan, e)))?;
+        repo.extract_filtered(&plan.commit, &app_dir, &filter)?;
+    } else {
+        repo.extract(&plan.commit, &app_dir)?;
+    }
     let layers = staging.join("layers");
     if plan.build == BuildKind::Buildpacks {
         // Installed while the tree is root's alone: the commit's buildpacks are read before

@@ -69,6 +69,9 @@ pub enum HostExecError {
     /// The app's user cannot reach its release folder (a home it may not enter).
     #[error("{0}")]
     Unreachable(String),
+    /// The platform env or the source filter was refused (a config name that cannot be a file).
+    #[error(transparent)]
+    Platform(#[from] crate::buildpack::platform::PlatformError),
 }
 
 /// A local buildpack build failure.
@@ -128,6 +131,14 @@ fn no_links_in(app: &Path, rel: &str) -> Result<PathBuf, HostExecError> {
         }
     }
     Ok(at)
+}
+
+/// A build failure for a refused platform env or source filter.
+pub(super) fn platform_err(
+    plan: &DeployPlan,
+    e: crate::buildpack::platform::PlatformError,
+) -> HostBuildError {
+    exec_err(plan, "set up the build's platform directory", e.into())
 }
 
 fn exec_err(plan: &DeployPlan, what: &'static str, source: HostExecError) -> HostBuildError {
@@ -193,6 +204,8 @@ pub fn build(home: &Home, plan: &DeployPlan, output: LineSink<'_>) -> Result<Bui
     if let Some(ca) = &host_env.ca {
         output(&format!("[lifecycle] builds trust the CA bundle {}", ca.display()));
     }
+    let user_env = crate::buildpack::platform::env_files(&plan.platform.build_env, &plan.env)
+        .map_err(|e| platform_err(plan, e))?;
     let exec = HostExecutor {
         dirs: LifecycleDirs {
             build: BuildDirs {
@@ -208,6 +221,7 @@ pub fn build(home: &Home, plan: &DeployPlan, output: LineSink<'_>) -> Result<Bui
         home: paths.home(),
         run_as: plan.run_as.clone(),
         host_env,
+        user_env,
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
@@ -265,6 +279,13 @@ fn cache_dir(home: &Home, app: &AppName, user: Option<&RunAs>) -> Result<PathBuf
     Ok(layers)
 }
 
+/// Writes one `platform/env` file: root's, read-only to everyone.
+fn write_platform_file(path: &Path, value: &str) -> Result<(), HostExecError> {
+    use std::os::unix::fs::PermissionsExt;
+    crate::state::atomic::write(path, value.as_bytes()).map_err(io(path))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o444)).map_err(io(path))
+}
+
 /// Writes the launcher into root's `cnb/` (every component of the path is root's).
 fn write_launcher(path: &Path, script: &str) -> Result<(), HostExecError> {
     use std::os::unix::fs::PermissionsExt;
@@ -279,6 +300,8 @@ struct HostExecutor {
     run_as: Option<RunAs>,
     /// CA bundle, proxies and pip settings from the host (`crate::build_env`).
     host_env: crate::build_env::BuildEnv,
+    /// The `platform/env` variables.
+    user_env: std::collections::BTreeMap<String, String>,
 }
 
 impl HostExecutor {
@@ -356,6 +379,10 @@ impl Executor for HostExecutor {
         &self.dirs
     }
 
+    fn user_env(&self) -> &std::collections::BTreeMap<String, String> {
+        &self.user_env
+    }
+
     async fn prepare(&self, buildpacks: &[Buildpack]) -> Result<(), HostExecError> {
         let ids: Vec<String> = buildpacks.iter().map(|b| b.descriptor.escaped_id()).collect();
         let r = self.run_step(&steps::prepare_script(&self.dirs, &ids)).await?;
@@ -385,7 +412,8 @@ impl Executor for HostExecutor {
 }
 
 /// Makes root's `cnb/` in a staged release (`release_fd`), with the buildpacks installed in
-/// order and an empty platform directory.
+/// order and the platform directory: `platform/env/NAME` for project.toml's build env and
+/// the app's config (which wins), root's files the app's user may only read.
 pub fn stage(
     release_fd: &impl std::os::fd::AsFd,
     staging: &Path,
@@ -398,6 +426,13 @@ pub fn stage(
         .map_err(|e| fail(e.into()))?;
     let platform_env = cnb.join("platform/env");
     std::fs::create_dir_all(&platform_env).map_err(|e| fail(io(&platform_env)(e)))?;
+    let files = crate::buildpack::platform::env_files(&plan.platform.build_env, &plan.env)
+        .map_err(|e| platform_err(plan, e))?;
+    // The staging tree is root's alone until it moves into place, so no name here can be a
+    // link the app placed; each file is written whole (temp, fsync, rename) and left 0444.
+    for (name, value) in &files {
+        write_platform_file(&platform_env.join(name), value).map_err(fail)?;
+    }
     let bp_dir = cnb.join("buildpacks");
     install_buildpacks(plan, &staging.join("app"), scratch, &bp_dir)
 }

@@ -9,6 +9,9 @@
 # out of slipway's figure (its `build` phase, from `releases --json`, is subtracted); slipway's
 # extra work, the proof that the mount is shared, stays in, and is also printed on its own.
 #
+# Both sides start from the same nodes: the stack image is preloaded on every node
+# (SLIPWAY_SWARM_PRELOAD), and the first deploy, not measured, warms each side's caches.
+#
 # Goal (issue 10): a redeploy within 1.2x the hand-run. Needs root, the stack image
 # (`slipway stack import`), debootstrap (the node image, built once), curl.
 set -euo pipefail
@@ -36,7 +39,7 @@ now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
 
 mkdir -p "$shared/$app" "$shared/raw"
-out=$("$root/fixtures/swarm/cluster.sh" up "$name" "$port" "$shared")
+out=$(SLIPWAY_SWARM_PRELOAD=slipway/stack:bookworm "$root/fixtures/swarm/cluster.sh" up "$name" "$port" "$shared")
 mip=$(sed -n 's/^manager=//p' <<<"$out")
 M=(docker -H "tcp://$mip:2375")
 

@@ -259,14 +259,24 @@ impl SwarmRuntime {
             tail.push(l.to_owned());
         };
         let outcomes = jobs::run(docker, job, 1, script.timeout + PULL_ALLOWANCE, &mut sink).await?;
+        if let Some(o) = outcomes.first() {
+            // Where it ran, for an operator reading a deploy across nodes.
+            let nodes = shared::ready_nodes(docker).await.unwrap_or_default();
+            let host =
+                nodes.iter().find(|(id, _)| *id == o.node).map_or(o.node.as_str(), |(_, h)| h.as_str());
+            progress.detail(&format!("{what} ran on node {host}"));
+        }
         match outcomes.first() {
             Some(o) if o.succeeded() => Ok(()),
             o => Err(SwarmError::Failed {
                 app: plan.app.clone(),
                 release: plan.release,
                 what: format!("{what} {}", script.path),
-                detail: o.map_or("no task ran".to_owned(), |o| {
-                    o.error.clone().unwrap_or_else(|| format!("exit code {}", o.code.unwrap_or(-1)))
+                // The exit code when the script ran and failed; swarm's reason when it never ran.
+                detail: o.map_or("no task ran".to_owned(), |o| match (o.code, &o.error) {
+                    (Some(c), _) if c != 0 => format!("exit code {c}"),
+                    (_, Some(e)) => e.clone(),
+                    (c, None) => format!("exit code {}", c.unwrap_or(-1)),
                 }),
                 tail: tail[tail.len().saturating_sub(20)..].join("\n"),
             }),

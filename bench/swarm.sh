@@ -22,6 +22,7 @@ slipway=${SLIPWAY:-$root/target/release/slipway}
 runs=${RUNS:-3}
 name=slipway-bench-swarm-$$
 work=$(mktemp -d)
+chmod 755 "$work"  # app users must reach their apps below the home
 shared=$work/shared
 home=$work/home
 app=swbench$$

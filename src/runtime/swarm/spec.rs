@@ -274,6 +274,8 @@ pub fn job_service(name: String, input: &TaskInput<'_>, node: Option<&str>) -> S
 
 /// A run-to-completion job with one task on every node that can run tasks; each task's
 /// hostname is its node's, so what it prints says where it ran.
+// bollard models the API's empty `GlobalJob: {}` object as a map of units.
+#[allow(clippy::zero_sized_map_values)]
 pub fn global_job_service(name: String, input: &TaskInput<'_>) -> ServiceSpec {
     let mut task = task_spec(input, false, TaskSpecRestartPolicyConditionEnum::NONE);
     if let Some(c) = task.container_spec.as_mut() {

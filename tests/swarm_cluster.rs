@@ -10,8 +10,8 @@
 //! app's own layer. Budget in CI: the whole file within 8 minutes on a loaded 2-core machine.
 //!
 //! Needs root (debootstrap, the shared directory's owner) and the Docker engine; skipped with
-//! a printed reason otherwise, which CI turns into a failure (SLIPWAY_REQUIRE_ROOT=1,
-//! SLIPWAY_REQUIRE_DOCKER=1). A cluster that cannot be built always fails, loudly.
+//! a printed reason otherwise, which CI turns into a failure (`SLIPWAY_REQUIRE_ROOT=1`,
+//! `SLIPWAY_REQUIRE_DOCKER=1`). A cluster that cannot be built always fails, loudly.
 
 #![allow(clippy::unwrap_used)]
 
@@ -67,7 +67,7 @@ fn parse(name: &str, stdout: &str, registry: String, shared: PathBuf) -> Cluster
     c
 }
 
-/// A cluster left up by `cluster.sh up` (SLIPWAY_SWARM_REUSE=NAME), kept after the tests: to
+/// A cluster left up by `cluster.sh up` (`SLIPWAY_SWARM_REUSE=NAME`), kept after the tests: to
 /// work on these tests without paying for a cluster each run.
 fn reuse(name: &str) -> Cluster {
     let out = Command::new(script("cluster.sh")).args(["info", name]).output().unwrap();
@@ -193,6 +193,8 @@ fn stderr_of(out: &std::process::Output) -> String {
 }
 
 #[test]
+// One scenario on one cluster: each step starts from the state the previous one left.
+#[allow(clippy::too_many_lines)]
 fn a_swarm_app_shares_one_mount_across_nodes_redeploys_and_node_loss() {
     let sw = Slipway::new();
     let Some(c) = cluster(&sw) else { return };
@@ -352,10 +354,10 @@ fn deploy_then(sw: &Slipway, args: &[&str], marker: &str, then: impl FnOnce()) -
     let mut then = Some(then);
     let mut line = String::new();
     while stderr.read_line(&mut line).unwrap() > 0 {
-        if line.contains(marker) {
-            if let Some(f) = then.take() {
-                f();
-            }
+        if line.contains(marker)
+            && let Some(f) = then.take()
+        {
+            f();
         }
         err.push_str(&line);
         line.clear();

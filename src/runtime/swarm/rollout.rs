@@ -200,6 +200,7 @@ struct Look {
     failed: BTreeSet<String>,
     /// The service of the last task seen failing or replaced, and what swarm said of it.
     culprit: Option<(String, String)>,
+    culprit_failed: bool,
 }
 
 impl Look {
@@ -235,9 +236,11 @@ pub async fn settle(
                 let id = t.id.clone().unwrap_or_default();
                 let fresh = look.seen.insert(id.clone());
                 let newly_failed = failed(t) && look.failed.insert(id);
-                if newly_failed || fresh {
+                // A failure names the crash better than its replacement ("assigned to node").
+                if newly_failed || (fresh && !look.culprit_failed) {
                     let what = t.status.as_ref().and_then(|s| s.err.clone().or(s.message.clone()));
                     look.culprit = Some((name.clone(), what.unwrap_or_default()));
+                    look.culprit_failed |= newly_failed;
                 }
             }
         }

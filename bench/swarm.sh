@@ -9,6 +9,9 @@
 # out of slipway's figure (its `build` phase, from `releases --json`, is subtracted); slipway's
 # extra work, the proof that the mount is shared, stays in, and is also printed on its own.
 #
+# Both sides start from the same nodes: the stack image is preloaded on every node
+# (SLIPWAY_SWARM_PRELOAD), and the first deploy, not measured, warms each side's caches.
+#
 # Goal (issue 10): a redeploy within 1.2x the hand-run. Needs root, the stack image
 # (`slipway stack import`), debootstrap (the node image, built once), curl.
 set -euo pipefail
@@ -19,24 +22,36 @@ slipway=${SLIPWAY:-$root/target/release/slipway}
 runs=${RUNS:-3}
 name=slipway-bench-swarm-$$
 work=$(mktemp -d)
+chmod 755 "$work"  # app users must reach their apps below the home
 shared=$work/shared
 home=$work/home
 app=swbench$$
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 reg=127.0.0.1:$port
 sw() { "$slipway" --home "$home" "$@"; }
+reuse=${SLIPWAY_SWARM_REUSE:-}  # a cluster left up by `cluster.sh up NAME ...`, kept afterwards
+[[ -n $reuse ]] && name=$reuse
 cleanup() {
   sw apps destroy "$app" --confirm "$app" >/dev/null 2>&1 || true
-  "$root/fixtures/swarm/cluster.sh" down "$name"
+  [[ -n $reuse ]] && { "${M[@]}" service rm "raw-$app-web" "raw-$app-worker" >/dev/null 2>&1 || true; }
+  [[ -n $reuse ]] || "$root/fixtures/swarm/cluster.sh" down "$name"
   docker images --format '{{.Repository}}:{{.Tag}}' | grep "^$reg/" | xargs -r docker rmi >/dev/null 2>&1 || true
+  [[ -n $reuse ]] && rm -rf "${shared:?}/$app" "${shared:?}/raw"
   rm -rf "$work"
 }
 trap cleanup EXIT
 now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
 
+M=(false)
+if [[ -n $reuse ]]; then
+  out=$("$root/fixtures/swarm/cluster.sh" info "$name")
+  port=$(sed -n 's/^registry=//p' <<<"$out"); reg=127.0.0.1:$port
+  shared=$(sed -n 's/^shared=//p' <<<"$out")
+else
+  out=$(SLIPWAY_SWARM_PRELOAD=slipway/stack:bookworm "$root/fixtures/swarm/cluster.sh" up "$name" "$port" "$shared")
+fi
 mkdir -p "$shared/$app" "$shared/raw"
-out=$("$root/fixtures/swarm/cluster.sh" up "$name" "$port" "$shared")
 mip=$(sed -n 's/^manager=//p' <<<"$out")
 M=(docker -H "tcp://$mip:2375")
 

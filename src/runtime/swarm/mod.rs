@@ -6,6 +6,7 @@
 //! - [`spec`]: names, labels, mounts and service specs, as data.
 //! - [`registry`]: the registry's HTTP API (manifest digests, deletes).
 //! - [`jobs`]: run-to-completion services (predeploy, one-offs, checks): wait, logs, exit code.
+//! - [`rollout`]: a release's services converging, held to the settle period, rolled back.
 //! - [`shared`]: the app's shared mount setting and the proof that every node sees one filesystem.
 //! - [`runtime`]: [`SwarmRuntime`], the [`crate::runtime::Runtime`] made of these.
 //!
@@ -16,6 +17,7 @@
 pub mod cluster;
 pub mod jobs;
 pub mod registry;
+pub mod rollout;
 pub mod runtime;
 pub mod shared;
 pub mod spec;

@@ -5,9 +5,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use bollard::Docker;
-use bollard::models::{
-    Service, ServiceSpec, ServiceSpecMode, ServiceSpecModeReplicated, ServiceUpdateStatusStateEnum, TaskState,
-};
+use bollard::models::{Service, ServiceSpec, ServiceSpecMode, ServiceSpecModeReplicated, TaskState};
 use bollard::query_parameters::{
     InspectServiceOptions, ListServicesOptions, LogsOptions, PushImageOptions, RemoveImageOptions,
     TagImageOptions, UpdateServiceOptions,
@@ -18,6 +16,7 @@ use tokio::sync::OnceCell;
 use super::cluster::{self, ClusterError, ClusterSettings};
 use super::jobs::{self, JobError};
 use super::registry::{self, RegistryError};
+use super::rollout::{self, RolloutError};
 use super::shared::{self, SharedError};
 use super::spec::{self, KIND_JOB, KIND_PROCESS, TaskInput};
 use crate::ids::{AppName, ProcessType, ReleaseId};
@@ -65,10 +64,8 @@ pub enum SwarmError {
     Shared(#[from] SharedError),
     #[error("{what} of {app} {release} failed ({detail}); its last log lines:\n{tail}")]
     Failed { app: AppName, release: ReleaseId, what: String, detail: String, tail: String },
-    #[error("{service} did not converge on {release} within {}: {state}", humantime::format_duration(*.waited))]
-    NotConverged { service: String, release: ReleaseId, waited: Duration, state: String },
-    #[error("swarm rolled {service} back to the running release: {message}")]
-    RolledBack { service: String, message: String },
+    #[error(transparent)]
+    Rollout(#[from] RolloutError),
     #[error("no processes of {app} match {what}; see `slipway ps {app}`")]
     NoProcesses { app: AppName, what: String },
     #[error("cannot write the logs (stdout, or the App Manager's client)")]
@@ -94,6 +91,9 @@ fn stack_ref(registry: &str) -> String {
 /// How long a deploy waits for a service to converge beyond the app's web timeout: nodes pull
 /// the image first.
 const PULL_ALLOWANCE: Duration = Duration::from_secs(300);
+
+/// How long a failed start waits for the updated services to serve the previous release again.
+const ROLLBACK_WAIT: Duration = Duration::from_secs(120);
 
 /// What a task of `plan`'s release runs.
 fn task_input<'a>(
@@ -259,14 +259,24 @@ impl SwarmRuntime {
             tail.push(l.to_owned());
         };
         let outcomes = jobs::run(docker, job, 1, script.timeout + PULL_ALLOWANCE, &mut sink).await?;
+        if let Some(o) = outcomes.first() {
+            // Where it ran, for an operator reading a deploy across nodes.
+            let nodes = shared::ready_nodes(docker).await.unwrap_or_default();
+            let host =
+                nodes.iter().find(|(id, _)| *id == o.node).map_or(o.node.as_str(), |(_, h)| h.as_str());
+            progress.detail(&format!("{what} ran on node {host}"));
+        }
         match outcomes.first() {
             Some(o) if o.succeeded() => Ok(()),
             o => Err(SwarmError::Failed {
                 app: plan.app.clone(),
                 release: plan.release,
                 what: format!("{what} {}", script.path),
-                detail: o.map_or("no task ran".to_owned(), |o| {
-                    o.error.clone().unwrap_or_else(|| format!("exit code {}", o.code.unwrap_or(-1)))
+                // The exit code when the script ran and failed; swarm's reason when it never ran.
+                detail: o.map_or("no task ran".to_owned(), |o| match (o.code, &o.error) {
+                    (Some(c), _) if c != 0 => format!("exit code {c}"),
+                    (_, Some(e)) => e.clone(),
+                    (c, None) => format!("exit code {}", c.unwrap_or(-1)),
                 }),
                 tail: tail[tail.len().saturating_sub(20)..].join("\n"),
             }),
@@ -356,18 +366,41 @@ impl SwarmRuntime {
         let mut result = Ok(());
         for p in &plan.processes {
             let name = spec::service_name(&plan.app, &p.ptype);
-            if let Err(e) = converge(docker, &name, plan.release, p.instances, deadline).await {
+            if let Err(e) = rollout::converge(docker, &name, plan.release, p.instances, deadline).await {
                 result = Err(e);
                 break;
             }
             progress.detail(&format!("{name}: {} replica(s) of {} running", p.instances, plan.release));
         }
-        if let Err(e) = result {
-            // Updated services go back to the running release; new ones go with `remove`.
-            for name in &updated {
-                let _ = rollback_if(docker, name, plan.release).await;
+        if result.is_ok() && !plan.settle.is_zero() {
+            // The old release is retired only after this: a crash in the period rolls back.
+            let t = Instant::now();
+            let all: Vec<(String, u32)> = plan
+                .processes
+                .iter()
+                .map(|p| (spec::service_name(&plan.app, &p.ptype), p.instances))
+                .collect();
+            result = rollout::settle(docker, &all, plan.release, plan.settle, plan.settle + deadline).await;
+            if result.is_ok() {
+                progress.detail(&format!(
+                    "no task of {} failed in the settle period ({:.1}s)",
+                    plan.release,
+                    t.elapsed().as_secs_f64()
+                ));
             }
-            return Err(e);
+        }
+        if let Err(e) = result {
+            // Updated services go back to the running release, and this waits until they
+            // serve it again; new ones go with `remove`.
+            for name in &updated {
+                let _ = rollout::rollback_if(docker, name, plan.release).await;
+            }
+            for name in &updated {
+                if !rollout::wait_rolled_back(docker, name, ROLLBACK_WAIT).await {
+                    progress.detail(&format!("{name} has not finished rolling back; swarm goes on with it"));
+                }
+            }
+            return Err(e.into());
         }
         if let Some(port) = port {
             progress.detail(&format!("web is published on port {port} of the nodes that run it"));
@@ -438,25 +471,22 @@ impl SwarmRuntime {
             shared: None,
             stop_grace: grace,
         };
-        let runs = nodes.into_iter().map(|(id, host)| {
-            let mut job = spec::job_service(
-                spec::job_name(app, release, &format!("clean-{}", &id[..id.len().min(12)])),
-                &input,
-                Some(&id),
-            );
-            if let Some(c) = job.task_template.as_mut().and_then(|t| t.container_spec.as_mut()) {
-                c.user = Some("0:0".to_owned());
-                c.mounts = Some(vec![bollard::models::Mount {
-                    target: Some("/var/run/docker.sock".to_owned()),
-                    source: Some("/var/run/docker.sock".to_owned()),
-                    typ: Some(bollard::models::MountType::BIND),
-                    ..Default::default()
-                }]);
-            }
-            async move { (host, jobs::run(docker, job, 1, Duration::from_secs(120), &mut |_| {}).await) }
-        });
-        for (host, out) in futures_util::future::join_all(runs).await {
-            if !out?.iter().all(jobs::Outcome::succeeded) {
+        // One global job: a task on every node at once, one service round trip in all.
+        let mut job = spec::global_job_service(spec::job_name(app, release, "clean"), &input);
+        if let Some(c) = job.task_template.as_mut().and_then(|t| t.container_spec.as_mut()) {
+            c.user = Some("0:0".to_owned());
+            c.mounts = Some(vec![bollard::models::Mount {
+                target: Some("/var/run/docker.sock".to_owned()),
+                source: Some("/var/run/docker.sock".to_owned()),
+                typ: Some(bollard::models::MountType::BIND),
+                ..Default::default()
+            }]);
+        }
+        let timeout = Duration::from_secs(120);
+        let outcomes =
+            jobs::run_draining(docker, job, nodes.len(), timeout, jobs::DRAIN_CHECK, &mut |_| {}).await?;
+        for (id, host) in &nodes {
+            if !outcomes.iter().any(|o| o.node == *id && o.succeeded()) {
                 tracing::warn!(node = %host, image = %image, "cannot remove the old image from the node");
             }
         }
@@ -617,7 +647,7 @@ impl SwarmRuntime {
             let release: Option<ReleaseId> = labels.get(RELEASE).and_then(|r| r.parse().ok());
             match (release, app.current) {
                 (Some(r), Some(c)) if r > c && labels.contains_key(PROCESS) => {
-                    if !rollback_if(docker, &id, r).await {
+                    if !rollout::rollback_if(docker, &id, r).await {
                         docker.delete_service(&id).await.map_err(engine("remove", &id))?;
                     }
                 }
@@ -661,106 +691,6 @@ async fn update(docker: &Docker, s: &Service, spec: ServiceSpec) -> Result<(), S
         UpdateServiceOptions { version: i32::try_from(version).unwrap_or(i32::MAX), ..Default::default() };
     docker.update_service(&id, spec, opts, None).await.map_err(engine("update", &id))?;
     Ok(())
-}
-
-/// Roll `name` back to its previous spec if it still runs `release` and swarm has not; whether
-/// it is (or was already) rolling back.
-async fn rollback_if(docker: &Docker, name: &str, release: ReleaseId) -> bool {
-    let Ok(Some(s)) = inspect(docker, name).await else { return false };
-    let labels = s.spec.as_ref().and_then(|s| s.labels.clone()).unwrap_or_default();
-    let rolling = s.update_status.as_ref().and_then(|u| u.state).is_some_and(|st| {
-        matches!(
-            st,
-            ServiceUpdateStatusStateEnum::ROLLBACK_STARTED | ServiceUpdateStatusStateEnum::ROLLBACK_COMPLETED
-        )
-    });
-    if rolling || labels.get(RELEASE) != Some(&release.to_string()) {
-        return rolling;
-    }
-    let version = s.version.as_ref().and_then(|v| v.index).unwrap_or_default();
-    let opts = UpdateServiceOptions {
-        version: i32::try_from(version).unwrap_or(i32::MAX),
-        rollback: Some("previous".to_owned()),
-        ..Default::default()
-    };
-    match docker.update_service(name, s.spec.clone().unwrap_or_default(), opts, None).await {
-        Ok(_) => true,
-        Err(e) => {
-            tracing::warn!(service = name, error = %e, "cannot roll the service back");
-            false
-        }
-    }
-}
-
-/// Wait until `name` runs `replicas` healthy tasks of `release` and its update (if any) is
-/// complete; a rollback by swarm is a failure.
-async fn converge(
-    docker: &Docker,
-    name: &str,
-    release: ReleaseId,
-    replicas: u32,
-    timeout: Duration,
-) -> Result<(), SwarmError> {
-    let started = Instant::now();
-    let want = release.to_string();
-    loop {
-        let s = inspect(docker, name).await?.unwrap_or_default();
-        let status = s.update_status.clone().unwrap_or_default();
-        if let Some(
-            ServiceUpdateStatusStateEnum::ROLLBACK_STARTED
-            | ServiceUpdateStatusStateEnum::ROLLBACK_COMPLETED
-            | ServiceUpdateStatusStateEnum::ROLLBACK_PAUSED
-            | ServiceUpdateStatusStateEnum::PAUSED,
-        ) = status.state
-        {
-            return Err(SwarmError::RolledBack {
-                service: name.to_owned(),
-                message: status.message.unwrap_or_default(),
-            });
-        }
-        let updating = status.state == Some(ServiceUpdateStatusStateEnum::UPDATING);
-        let tasks = jobs::tasks(docker, name).await.map_err(engine("list the tasks of", name))?;
-        let image = s
-            .spec
-            .as_ref()
-            .and_then(|s| s.task_template.as_ref())
-            .and_then(|t| t.container_spec.as_ref())
-            .and_then(|c| c.image.clone())
-            .unwrap_or_default();
-        let running = tasks
-            .iter()
-            .filter(|t| t.desired_state == Some(TaskState::RUNNING))
-            .filter(|t| t.status.as_ref().and_then(|s| s.state) == Some(TaskState::RUNNING))
-            .filter(|t| {
-                let img = t
-                    .spec
-                    .as_ref()
-                    .and_then(|s| s.container_spec.as_ref())
-                    .and_then(|c| c.image.clone())
-                    .unwrap_or_default();
-                img.split('@').next() == image.split('@').next()
-            })
-            .count();
-        let ours = image.split('@').next().unwrap_or_default().ends_with(&format!(":{want}"));
-        if ours && !updating && running == usize::try_from(replicas).unwrap_or(usize::MAX) {
-            return Ok(());
-        }
-        if started.elapsed() > timeout {
-            let last = tasks
-                .iter()
-                .filter_map(|t| t.status.as_ref())
-                .filter_map(|s| s.err.clone().or(s.message.clone()))
-                .next_back()
-                .unwrap_or_default();
-            return Err(SwarmError::NotConverged {
-                service: name.to_owned(),
-                release,
-                waited: timeout,
-                state: format!("{running} of {replicas} running; {last}"),
-            });
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
 }
 
 impl Runtime for SwarmRuntime {

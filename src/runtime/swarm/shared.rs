@@ -120,9 +120,16 @@ pub async fn ready_nodes(docker: &Docker) -> Result<Vec<(String, String)>, Share
         .collect())
 }
 
+/// How long a reader looks for the marker once the writer's task runs (the write itself takes
+/// a moment after that): the whole cost of a refusal, never of a success.
+const READ_PATIENCE_TENTHS: u32 = 30;
+
 /// Prove that `shared` is one filesystem on every ready node, with tasks of `image` (the
-/// stack, as the nodes pull it). The writer runs as root: it also hands the mount's root to
-/// the containers' user, as the docker runtime does on its host.
+/// stack, as the nodes pull it). A writer task on one node writes a random marker and stays
+/// up; once it runs, one global job reads the marker on every node at once; then the writer
+/// is removed, and its stop removes the marker. Two service round trips, whatever the number
+/// of nodes. The writer runs as root: it also hands the mount's root to the containers' user,
+/// as the docker runtime does on its host.
 pub async fn prove(
     docker: &Docker,
     app: &AppName,
@@ -132,7 +139,6 @@ pub async fn prove(
     progress: &mut (dyn FnMut(&str) + Send),
 ) -> Result<(), SharedError> {
     let nodes = ready_nodes(docker).await?;
-    let name_of = |id: &str| nodes.iter().find(|(n, _)| n == id).map_or(id.to_owned(), |(_, h)| h.clone());
     let Some((writer, writer_host)) = nodes.first().cloned() else {
         return Err(SharedError::NotShared {
             app: app.clone(),
@@ -154,60 +160,56 @@ pub async fn prove(
         stop_grace: Duration::from_secs(5),
     };
     let timeout = Duration::from_secs(300);
+    // Markers of an interrupted check go first (rm never follows a link the app made). The
+    // writer then waits to be stopped; its stop (or, as a backstop, ten minutes) removes the
+    // marker, so no deploy waits for that cleanup.
+    let writer_name = spec::job_name(app, release, "mountcheck-write");
     let mut write = spec::job_service(
-        spec::job_name(app, release, "mountcheck-write"),
-        &input(format!("chown 1000:1000 /mount && printf %s {token} > {marker}")),
+        writer_name.clone(),
+        &input(format!(
+            "rm -f /mount/.slipway-shared-check-*; chown 1000:1000 /mount && printf %s {token} > {marker} || exit 1; \
+             trap 'rm -f {marker}; exit 0' TERM; sleep 600 & wait $!; rm -f {marker}"
+        )),
         Some(&writer),
     );
     if let Some(c) = write.task_template.as_mut().and_then(|t| t.container_spec.as_mut()) {
         c.user = Some("0:0".to_owned());
     }
-    let written = jobs::run(docker, write, 1, timeout, progress).await?;
-    if let Some(o) = written.iter().find(|o| !o.succeeded()) {
-        return Err(SharedError::NotShared {
-            app: app.clone(),
-            shared: shared.clone(),
-            found: format!("a task on {writer_host} could not write to it: {}", describe(o)),
-        });
+    let not_written = |o: &Outcome| SharedError::NotShared {
+        app: app.clone(),
+        shared: shared.clone(),
+        found: format!("a task on {writer_host} could not write to it: {}", describe(o)),
+    };
+    if let Err(o) = jobs::start(docker, write, timeout).await? {
+        jobs::remove(docker, &writer_name).await;
+        return Err(not_written(&o));
     }
-    // Each node reads the marker and says what it saw; the writer's node removes it last.
+    // Every node reads at once, retrying briefly: the writer's task runs a moment before its
+    // write lands.
     let read = format!(
-        "if [ \"$(cat {marker} 2>/dev/null)\" = {token} ]; then echo \"$(hostname): sees the marker\"; \
-         else echo \"$(hostname): no marker; /mount holds $(ls -A /mount | wc -l) entries\"; exit 3; fi"
+        "for _ in $(seq 1 {READ_PATIENCE_TENTHS}); do \
+           if [ \"$(cat {marker} 2>/dev/null)\" = {token} ]; then echo \"$(hostname): sees the marker\"; exit 0; fi; \
+           sleep 0.1; done; \
+         echo \"$(hostname): no marker; /mount holds $(ls -A /mount | wc -l) entries\"; exit 3"
     );
-    let mut readers = Vec::new();
-    for (id, _) in &nodes {
-        let spec = spec::job_service(
-            spec::job_name(app, release, &format!("mountcheck-{}", &id[..id.len().min(12)])),
-            &input(read.clone()),
-            Some(id),
-        );
-        readers.push(spec);
-    }
-    // Every node reads at once: one round trip, not one per node.
-    let runs = readers.into_iter().map(|spec| async move {
-        let mut lines = Vec::new();
-        let mut sink = |l: &str| lines.push(l.to_owned());
-        let out = jobs::run(docker, spec, 1, timeout, &mut sink).await;
-        out.map(|o| (o, lines))
-    });
-    let mut seen = Vec::new();
+    let readers = spec::global_job_service(spec::job_name(app, release, "mountcheck-read"), &input(read));
     let mut lines = Vec::new();
-    for r in futures_util::future::join_all(runs).await {
-        let (o, l) = r?;
-        seen.extend(o);
-        lines.extend(l);
+    let mut sink = |l: &str| lines.push(l.to_owned());
+    let seen = jobs::run_draining(docker, readers, nodes.len(), timeout, jobs::DRAIN_CHECK, &mut sink).await;
+    // A writer that ended early (it could not write) explains every reader's miss.
+    let writer_ended = jobs::ended(docker, &writer_name).await;
+    jobs::remove(docker, &writer_name).await;
+    if let Some(o) = writer_ended?.iter().find(|o| !o.succeeded()) {
+        return Err(not_written(o));
     }
-    let cleanup = spec::job_service(
-        spec::job_name(app, release, "mountcheck-clean"),
-        &input(format!("rm -f {marker}")),
-        Some(&writer),
-    );
-    let _ = jobs::run(docker, cleanup, 1, timeout, &mut |_| {}).await;
-    let missing: Vec<String> = seen
+    let seen = seen?;
+    let missing: Vec<String> = nodes
         .iter()
-        .filter(|o| !o.succeeded())
-        .map(|o| format!("{}: {}", name_of(&o.node), describe(o)))
+        .filter_map(|(id, host)| match seen.iter().find(|o| o.node == *id) {
+            Some(o) if o.succeeded() => None,
+            Some(o) => Some(format!("{host}: {}", describe(o))),
+            None => Some(format!("{host}: ran no reader")),
+        })
         .collect();
     if !missing.is_empty() {
         return Err(SharedError::NotShared {

@@ -217,12 +217,14 @@ pub fn process_service(
             ..Default::default()
         }),
         // One replica at a time, the new one first: the old keeps serving until the new one is
-        // healthy; a replica that fails within `monitor` rolls the whole service back.
+        // healthy (one at a time also because a host-mode port admits one replica per node). A
+        // replica that fails within `monitor` rolls the whole service back; later failures are
+        // slipway's settle period's (rollout::settle), so swarm's own watch can be short.
         update_config: Some(ServiceSpecUpdateConfig {
             parallelism: Some(1),
             order: Some(ServiceSpecUpdateConfigOrderEnum::START_FIRST),
             failure_action: Some(ServiceSpecUpdateConfigFailureActionEnum::ROLLBACK),
-            monitor: Some(nanos(Duration::from_secs(3))),
+            monitor: Some(nanos(Duration::from_secs(1))),
             ..Default::default()
         }),
         rollback_config: Some(ServiceSpecRollbackConfig {
@@ -266,6 +268,24 @@ pub fn job_service(name: String, input: &TaskInput<'_>, node: Option<&str>) -> S
             }),
             ..Default::default()
         }),
+        ..Default::default()
+    }
+}
+
+/// A run-to-completion job with one task on every node that can run tasks; each task's
+/// hostname is its node's, so what it prints says where it ran.
+// bollard models the API's empty `GlobalJob: {}` object as a map of units.
+#[allow(clippy::zero_sized_map_values)]
+pub fn global_job_service(name: String, input: &TaskInput<'_>) -> ServiceSpec {
+    let mut task = task_spec(input, false, TaskSpecRestartPolicyConditionEnum::NONE);
+    if let Some(c) = task.container_spec.as_mut() {
+        c.hostname = Some("{{.Node.Hostname}}".to_owned());
+    }
+    ServiceSpec {
+        name: Some(name),
+        labels: Some(labels(input.app, input.release, KIND_JOB, None)),
+        task_template: Some(task),
+        mode: Some(ServiceSpecMode { global_job: Some(HashMap::new()), ..Default::default() }),
         ..Default::default()
     }
 }
@@ -358,5 +378,10 @@ mod tests {
         assert_eq!(t.restart_policy.unwrap().condition, Some(TaskSpecRestartPolicyConditionEnum::NONE));
         assert_eq!(t.placement.unwrap().constraints.unwrap(), vec!["node.id==n1".to_owned()]);
         assert_eq!(s.labels.unwrap()[KIND], KIND_JOB);
+        let g = global_job_service(job_name(&app, "v3".parse().unwrap(), "check"), &input(&app, None));
+        let json = serde_json::to_value(&g).unwrap();
+        assert_eq!(json["Mode"], serde_json::json!({ "GlobalJob": {} }));
+        assert_eq!(json["TaskTemplate"]["ContainerSpec"]["Hostname"], "{{.Node.Hostname}}");
+        assert_eq!(json["TaskTemplate"]["RestartPolicy"]["Condition"], "none");
     }
 }

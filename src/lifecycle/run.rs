@@ -278,6 +278,7 @@ impl<E: Executor> Ctx<'_, E> {
                 buildpack: escaped.to_owned(),
                 name: name.to_owned(),
                 types: toml.types,
+                sealed: BuiltLayer::wants_seal(toml.types, &toml.metadata),
             });
         }
         Ok(layers)

@@ -410,6 +410,47 @@ mod tests {
         assert_eq!(v("/h/apps/a/layers/slipway_python/venv/v/venv"), None);
     }
 
+    fn open_dir(path: &Path) -> OwnedFd {
+        rustix::fs::open(path, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).unwrap()
+    }
+
+    #[test]
+    fn sealing_makes_a_tree_read_only_and_refuses_hard_links_and_fifos() {
+        use std::os::unix::fs::PermissionsExt;
+        let me = rustix::process::geteuid().as_raw();
+        let dir = tempfile::tempdir().unwrap();
+        let venv = dir.path().join("venv");
+        std::fs::create_dir_all(venv.join("bin")).unwrap();
+        std::fs::write(venv.join("bin/tool"), "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(venv.join("bin/tool"), std::fs::Permissions::from_mode(0o4777)).unwrap();
+        std::fs::write(venv.join("data"), "x").unwrap();
+        std::os::unix::fs::symlink("/usr/bin/python3", venv.join("bin/python")).unwrap();
+        seal_tree(&open_dir(&venv), &venv, me).unwrap();
+        let mode = |p: &Path| std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode(&venv.join("bin/tool")), 0o755, "no set-id bit, no write for others");
+        assert_eq!(mode(&venv.join("data")), 0o644);
+        assert_eq!(mode(&venv.join("bin")), 0o755);
+        assert_eq!(std::fs::read_link(venv.join("bin/python")).unwrap(), Path::new("/usr/bin/python3"));
+
+        // Another name for a layer file (elsewhere, out of the seal's reach) is refused.
+        let linked = dir.path().join("linked");
+        std::fs::create_dir(&linked).unwrap();
+        std::fs::write(dir.path().join("outside"), "x").unwrap();
+        std::fs::hard_link(dir.path().join("outside"), linked.join("inside")).unwrap();
+        let err = seal_tree(&open_dir(&linked), &linked, me).unwrap_err();
+        assert!(err.to_string().contains("2 hard links"), "{err}");
+        // A fifo is refused without being opened (which would block).
+        let fifo = dir.path().join("fifo");
+        std::fs::create_dir(&fifo).unwrap();
+        rustix::fs::mknodat(rustix::fs::CWD, fifo.join("f"), FileType::Fifo, Mode::from_raw_mode(0o644), 0)
+            .unwrap();
+        let err = seal_tree(&open_dir(&fifo), &fifo, me).unwrap_err();
+        assert!(err.to_string().contains("special file"), "{err}");
+        // A tree someone else made is not the build's to seal.
+        let err = seal_tree(&open_dir(&venv), &venv, me + 1).unwrap_err();
+        assert!(err.to_string().contains("not the build's user"), "{err}");
+    }
+
     #[test]
     fn collection_keeps_current_and_referenced_entries_and_drops_partials() {
         let all = names(&["current", "v1", "v2", "v3", ".v4.partial", ".current.tmp"]);

@@ -47,6 +47,11 @@ pub struct LifecycleDirs {
     /// `uid:gid` that the lifecycle's own steps hand results to, when they run as root (in a
     /// build container); `None` when they already run as the build user.
     pub owner: Option<String>,
+    /// A store of sealed layers (`<store>/<bp>/<layer>/current -> vN`), read-only to the
+    /// build user: restore links a `launch` + `cache` layer there instead of copying it, and
+    /// export leaves such layers for the runtime to seal (the local runtime's
+    /// `layer_store`). `None`: every cache layer is copied through `cache` (containers).
+    pub store: Option<String>,
 }
 
 impl LifecycleDirs {
@@ -57,6 +62,7 @@ impl LifecycleDirs {
             cache: "/cache".into(),
             scratch: "/tmp/cnb".into(),
             owner: Some("1000:1000".into()),
+            store: None,
         }
     }
 }

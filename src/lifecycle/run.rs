@@ -301,6 +301,7 @@ for f in build.toml launch.toml; do if [ -e "$f" ] || [ -L "$f" ]; then emit "$f
                     buildpack: escaped.to_owned(),
                     name: name.to_owned(),
                     types: toml.types,
+                    sealed: BuiltLayer::wants_seal(toml.types, &toml.metadata),
                 });
             } else if let Some(name) = key.strip_prefix("sbom ") {
                 results.sboms.push(name.to_owned());

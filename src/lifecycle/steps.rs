@@ -21,6 +21,21 @@ pub struct BuiltLayer {
     pub name: String,
     /// Its `[types]`.
     pub types: LayerTypes,
+    /// A `launch` + `cache` layer whose buildpack promises never to change it in place once
+    /// built (`[metadata] "io.slipway.sealed" = true`: it reuses it as is, or removes and
+    /// rebuilds it): a runtime with a layer store keeps it there, read-only, and links it
+    /// into later builds instead of copying it.
+    pub sealed: bool,
+}
+
+/// The `[metadata]` key of a `<layer>.toml` that asks for [`BuiltLayer::sealed`].
+pub const SEALED_KEY: &str = "io.slipway.sealed";
+
+impl BuiltLayer {
+    /// Whether the layer's toml asks to be sealed (and may be: launch and cache).
+    pub fn wants_seal(types: LayerTypes, metadata: &toml::Table) -> bool {
+        types.launch && types.cache && metadata.get(SEALED_KEY).and_then(toml::Value::as_bool) == Some(true)
+    }
 }
 
 /// The root script that saves `cache = true` layers and drops layers not for launch.
@@ -39,9 +54,17 @@ pub fn export_script(dirs: &LifecycleDirs, built: &[String], layers: &[BuiltLaye
     for l in layers {
         let dir = format!("{}/{}", dirs.build.layers_dir(&l.buildpack), l.name);
         let fate = l.types.fate();
-        if fate.cache {
+        // With a store, a sealed layer is kept there by the runtime (not copied here), and a
+        // cache-only layer is moved back, not copied; other launch + cache layers are copied,
+        // as the release keeps them too.
+        let (save, verb) = match &dirs.store {
+            Some(_) if l.sealed => (false, ""),
+            Some(_) if !fate.export => (fate.cache, "mv"),
+            _ => (fate.cache, "cp -a"),
+        };
+        if save {
             s.push_str(&format!(
-                "for p in {d} {t}; do if [ -e \"$p\" ] || [ -L \"$p\" ]; then cp -a \"$p\" {c}/; fi; done\n",
+                "for p in {d} {t}; do if [ -e \"$p\" ] || [ -L \"$p\" ]; then {verb} \"$p\" {c}/; fi; done\n",
                 d = q(&dir),
                 t = q(&format!("{dir}.toml")),
                 c = q(&format!("{}/{}", dirs.cache, l.buildpack))
@@ -99,14 +122,30 @@ pub fn prepare_script(dirs: &LifecycleDirs, buildpacks: &[String]) -> String {
 pub fn restore_script(dirs: &LifecycleDirs, group: &[String]) -> String {
     let mut s = String::from("set -eu\n");
     for bp in group {
+        let (c, l) = (q(&format!("{}/{bp}", dirs.cache)), q(&dirs.build.layers_dir(bp)));
+        let Some(store) = &dirs.store else {
+            s.push_str(&format!("if [ -d {c} ]; then cp -a {c}/. {l}/; fi\n"));
+            if let Some(owner) = &dirs.owner {
+                s.push_str(&format!("chown {owner} {l}\n"));
+            }
+            continue;
+        };
+        // Sealed layers are linked: `<layer>` -> `<store>/<bp>/<layer>/vN/<layer>`, beside a
+        // copy of its `<layer>.toml`, which the buildpack may rewrite; the content is read-only
+        // to it. Then the app's own cached layers are moved in (export moves or copies them
+        // back), except a name the store already gave: the app's cache, which its running
+        // processes can write, never stands in for a sealed layer.
         s.push_str(&format!(
-            "if [ -d {c} ]; then cp -a {c}/. {l}/; fi\n",
-            c = q(&format!("{}/{bp}", dirs.cache)),
-            l = q(&dirs.build.layers_dir(bp))
+            "for d in {st}/*/; do d=${{d%/}}; n=${{d##*/}}; v=$(readlink \"$d/current\" 2>/dev/null) || continue; \
+             case \"$v\" in v[0-9]*) ;; *) continue ;; esac; \
+             if [ -d \"$d/$v/$n\" ] && [ -f \"$d/$v/$n.toml\" ] && [ ! -e {l}/\"$n\" ] && [ ! -L {l}/\"$n\" ]; then \
+             cp \"$d/$v/$n.toml\" {l}/; ln -s \"$d/$v/$n\" {l}/; fi; done\n",
+            st = q(&format!("{store}/{bp}"))
         ));
-        if let Some(owner) = &dirs.owner {
-            s.push_str(&format!("chown {owner} {}\n", q(&dirs.build.layers_dir(bp))));
-        }
+        s.push_str(&format!(
+            "if [ -d {c} ]; then for p in {c}/* {c}/.[!.]*; do if [ -e \"$p\" ] || [ -L \"$p\" ]; then \
+             if [ -e {l}/\"${{p##*/}}\" ] || [ -L {l}/\"${{p##*/}}\" ]; then rm -rf \"$p\"; else mv \"$p\" {l}/; fi; fi; done; fi\n"
+        ));
     }
     s
 }
@@ -120,7 +159,49 @@ mod tests {
             buildpack: "acme_tools".into(),
             name: name.into(),
             types: LayerTypes { launch, build, cache },
+            sealed: false,
         }
+    }
+
+    fn store_dirs() -> LifecycleDirs {
+        let mut dirs = LifecycleDirs::container();
+        dirs.owner = None;
+        dirs.store = Some("/h/apps/a/layers".into());
+        dirs
+    }
+
+    #[test]
+    fn with_a_store_sealed_layers_are_left_to_the_runtime_and_cache_layers_moved() {
+        let mut venv = layer("venv", true, false, true);
+        venv.sealed = true;
+        let s = export_script(
+            &store_dirs(),
+            &["acme_tools".into()],
+            &[venv, layer("pip", false, false, true), layer("tools", true, false, true)],
+        );
+        assert!(!s.contains("'/layers/acme_tools/venv'"), "a sealed layer is not copied: {s}");
+        assert!(s.contains("for p in '/layers/acme_tools/pip' '/layers/acme_tools/pip.toml'; do if [ -e \"$p\" ] || [ -L \"$p\" ]; then mv "));
+        assert!(s.contains("for p in '/layers/acme_tools/tools' '/layers/acme_tools/tools.toml'; do if [ -e \"$p\" ] || [ -L \"$p\" ]; then cp -a "));
+        let r = restore_script(&store_dirs(), &["acme_tools".into()]);
+        assert!(r.contains("rm -rf \"$p\"; else mv \"$p\" '/layers/acme_tools'/;"), "{r}");
+        let (link, take) = (r.find("ln -s").unwrap(), r.find("mv \"$p\"").unwrap());
+        assert!(link < take, "sealed layers are linked before the app's cache is taken: {r}");
+        assert!(r.contains("for d in '/h/apps/a/layers/acme_tools'/*/; do"), "{r}");
+        assert!(!r.contains("cp -a"), "nothing is copied whole: {r}");
+        for script in [s, r] {
+            let status = std::process::Command::new("bash").args(["-n", "-c", &script]).status().unwrap();
+            assert!(status.success(), "{script}");
+        }
+    }
+
+    #[test]
+    fn only_a_launch_cache_layer_that_asks_is_sealed() {
+        let meta: toml::Table = toml::from_str("\"io.slipway.sealed\" = true").unwrap();
+        let lc = LayerTypes { launch: true, build: false, cache: true };
+        assert!(BuiltLayer::wants_seal(lc, &meta));
+        assert!(!BuiltLayer::wants_seal(lc, &toml::Table::new()));
+        assert!(!BuiltLayer::wants_seal(LayerTypes { launch: false, ..lc }, &meta));
+        assert!(!BuiltLayer::wants_seal(LayerTypes { cache: false, ..lc }, &meta));
     }
 
     #[test]

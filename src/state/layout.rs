@@ -145,6 +145,11 @@ impl AppPaths {
     pub fn build_cache_dir(&self) -> PathBuf {
         self.dir.join("cache")
     }
+    /// Root's store of sealed `launch` + `cache` layers (`<bp>/<layer>/vN`, read-only to the
+    /// app), which releases reference instead of holding a copy.
+    pub fn layer_store_dir(&self) -> PathBuf {
+        self.dir.join("layers")
+    }
     /// The folder of one release.
     pub fn release(&self, id: ReleaseId) -> ReleasePaths {
         ReleasePaths {
@@ -198,6 +203,10 @@ impl ReleasePaths {
     /// `state/<app>/releases/<id>`: the release's root-only files.
     pub fn state_dir(&self) -> &Path {
         &self.state
+    }
+    /// The sealed layers (`<bp>/<layer>/vN` in the app's layer store) the release runs from.
+    pub fn layer_refs(&self) -> PathBuf {
+        self.state.join("layers.json")
     }
     /// Held by the release's supervisor for as long as it lives.
     pub fn supervisor_lock(&self) -> PathBuf {

@@ -56,8 +56,9 @@ pub fn toml_value(toml: &str, key: &str) -> String {
 }
 
 /// Deploys seed-dash and proves everything in the module docs. `venv_toml` reads the current
-/// release's `venv.toml` of the python buildpack.
-pub fn seed_dash_scenario(sw: &Slipway, app: &str, venv_toml: &dyn Fn() -> String) {
+/// release's `venv.toml` of the python buildpack. Returns the repository, at the failed
+/// install's commit: its parent holds the requirements the serving release was built from.
+pub fn seed_dash_scenario(sw: &Slipway, app: &str, venv_toml: &dyn Fn() -> String) -> Repo {
     let repo = Repo::from_fixture("seed-dash");
     let out = sw.run(&["deploy", app, "--repo", repo.path()]);
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
@@ -113,4 +114,5 @@ pub fn seed_dash_scenario(sw: &Slipway, app: &str, venv_toml: &dyn Fn() -> Strin
     assert!(stderr.contains("build"), "it failed in the build phase: {stderr}");
     assert_eq!(sw.release(app), serving, "the old release is still current");
     callback_rows(port, 1);
+    repo
 }

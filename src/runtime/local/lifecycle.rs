@@ -72,6 +72,9 @@ pub enum HostExecError {
     /// The platform env or the source filter was refused (a config name that cannot be a file).
     #[error(transparent)]
     Platform(#[from] crate::buildpack::platform::PlatformError),
+    /// A reused or new `launch` + `cache` layer could not be kept in the app's layer store.
+    #[error(transparent)]
+    Store(#[from] super::layer_store::LayerStoreError),
 }
 
 /// A local buildpack build failure.
@@ -217,6 +220,7 @@ pub fn build(home: &Home, plan: &DeployPlan, output: LineSink<'_>) -> Result<Bui
             cache: path_str(&cache),
             scratch: path_str(&paths.layers().join(".slipway")),
             owner: None,
+            store: Some(path_str(&app_paths.layer_store_dir())),
         },
         home: paths.home(),
         run_as: plan.run_as.clone(),
@@ -226,16 +230,37 @@ pub fn build(home: &Home, plan: &DeployPlan, output: LineSink<'_>) -> Result<Bui
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .map_err(|e| fail("start the build", io(Path::new("/"))(e)))?;
-    let built: Built = runtime.block_on(crate::lifecycle::run(
+    let mut built: Built = runtime.block_on(crate::lifecycle::run(
         &exec,
         &for_build,
         &buildpacks,
         &BuildTarget::host_debian12(),
         output,
     ))?;
+    // `launch` + `cache` layers go to root's store (sealed) or are found there (reused): the
+    // launcher runs them from the store, so that nothing of them is copied per release.
+    let t = std::time::Instant::now();
+    let sealed =
+        super::layer_store::seal_release(home, &plan.app, plan.release, plan.run_as.as_ref(), &built.layers)
+            .map_err(|e| fail("keep the layers", e.into()))?;
+    let launch_layers: Vec<String> = built
+        .layers
+        .iter()
+        .filter(|l| l.types.launch)
+        .map(|l| match sealed.get(&(l.buildpack.clone(), l.name.clone())) {
+            Some(dir) => path_str(dir),
+            None => path_str(&paths.layers().join(&l.buildpack).join(&l.name)),
+        })
+        .collect();
+    output(&format!(
+        "[lifecycle] store: {} layer(s) sealed or reused, none copied ({:.1}s)",
+        sealed.len(),
+        t.elapsed().as_secs_f64()
+    ));
     // Commands are given as `LAUNCHER bash -c ...`, so it needs no process table of its own.
-    let script = launcher_script(&LaunchToml::default(), &built.launch_layers, None);
+    let script = launcher_script(&LaunchToml::default(), &launch_layers, None);
     write_launcher(&paths.launcher(), &script).map_err(|e| fail("write the launcher", e))?;
+    built.launch_layers = launch_layers;
     Ok(built)
 }
 

@@ -10,11 +10,13 @@
 //! apps/<app>/releases/v3/home/mount -> ../mount   (so ~/mount works; the app cannot swap it)
 //! apps/<app>/releases/v3/layers/   buildpack layers, the app's (see lifecycle.rs)
 //! apps/<app>/releases/v3/cnb/      root's: installed buildpacks, launcher
-//! apps/<app>/cache/layers/         cache layers, the app's, kept across releases
+//! apps/<app>/cache/layers/         cache-only layers (pip's cache), the app's, kept across releases
+//! apps/<app>/layers/               root's store of sealed launch + cache layers (layer_store.rs)
 //! state/<app>/releases/v3/         plan.json, status.json, supervisor.{pid,lock}, script.pgid
 //! ```
 
 mod build;
+pub mod layer_store;
 pub mod lifecycle;
 mod ops;
 mod script;

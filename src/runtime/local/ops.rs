@@ -114,10 +114,16 @@ impl LocalRuntime {
         logs::prune(&app_paths.logs_dir(), &keep);
         // Last, so that a failure above leaves the release findable for the next try.
         match std::fs::remove_dir_all(paths.state_dir()) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(io_err(paths.state_dir())(e)),
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err(paths.state_dir())(e)),
         }
+        // Sealed layers only this release ran from go with it (never the live release's, nor
+        // the one the next build reuses).
+        if let Err(e) = super::layer_store::collect_garbage(&self.home, app) {
+            tracing::warn!(app = %app, error = %e, "cannot remove unused sealed layers");
+        }
+        Ok(())
     }
 
     /// Discard every release folder but the current one, stop their supervisors and leftover

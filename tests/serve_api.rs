@@ -12,28 +12,14 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::{Repo, Slipway, wait_for};
-use serve_support::{Server, app_token};
-
-fn soft_app(s: &Slipway, size: &str) -> String {
-    let app = common::app_name("apisoft");
-    s.ok(&["apps", "create", &app]);
-    s.track(&app);
-    let out = s
-        .cmd()
-        .env("SLIPWAY_MOUNT_MODE", "soft")
-        .args(["mount", "enable", &app, "--size", size])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", common::describe(&out));
-    app
-}
+use serve_support::{Server, app_token, soft_app};
 
 #[test]
 fn every_documented_route_needs_a_token_and_reaches_only_the_tokens_app() {
     let s = Slipway::new();
     let srv = Server::start(&s);
-    let mine = soft_app(&s, "32M");
-    let other = soft_app(&s, "32M");
+    let mine = soft_app(&s, "apisoft", "32M");
+    let other = soft_app(&s, "apisoft", "32M");
     let token = app_token(&s, &mine);
     // Static UI files answer without a token; nothing else does.
     assert_eq!(srv.curl(None, &[], "/").0, 200);
@@ -102,7 +88,7 @@ fn every_documented_route_needs_a_token_and_reaches_only_the_tokens_app() {
 fn files_upload_list_range_folders_delete_and_refused_names() {
     let s = Slipway::new();
     let srv = Server::start(&s);
-    let app = soft_app(&s, "32M");
+    let app = soft_app(&s, "apisoft", "32M");
     let t = srv.admin.clone();
     let base = format!("/api/apps/{app}/mount/files");
     let (code, body) =
@@ -209,7 +195,7 @@ fn files_upload_list_range_folders_delete_and_refused_names() {
 fn uploads_past_the_quota_or_cancelled_leave_nothing_behind() {
     let s = Slipway::new();
     let srv = Server::start(&s);
-    let app = soft_app(&s, "16M");
+    let app = soft_app(&s, "apisoft", "16M");
     let t = srv.admin.clone();
     let big = s.home.path().join("big.bin");
     std::fs::write(&big, vec![7u8; 20 << 20]).unwrap();
@@ -258,7 +244,7 @@ fn uploads_past_the_quota_or_cancelled_leave_nothing_behind() {
 fn mount_disable_needs_the_typed_name_and_export_import_round_trip() {
     let s = Slipway::new();
     let srv = Server::start(&s);
-    let app = soft_app(&s, "32M");
+    let app = soft_app(&s, "apisoft", "32M");
     let t = srv.admin.clone();
     let base = format!("/api/apps/{app}/mount/files");
     assert_eq!(
@@ -316,7 +302,7 @@ fn mount_disable_needs_the_typed_name_and_export_import_round_trip() {
 fn deploy_streams_progress_then_ps_scale_restart_releases_and_logs() {
     let s = Slipway::new();
     let srv = Server::start(&s);
-    let app = soft_app(&s, "32M");
+    let app = soft_app(&s, "apisoft", "32M");
     let token = app_token(&s, &app);
     let repo = Repo::from_fixture("seed-demo");
     // An app token cannot deploy an arbitrary repository on the server.

@@ -16,21 +16,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::{Slipway, wait_for};
-use serve_support::Server;
-
-fn soft_app(s: &Slipway, size: &str) -> String {
-    let app = common::app_name("filesoft");
-    s.ok(&["apps", "create", &app]);
-    s.track(&app);
-    let out = s
-        .cmd()
-        .env("SLIPWAY_MOUNT_MODE", "soft")
-        .args(["mount", "enable", &app, "--size", size])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", common::describe(&out));
-    app
-}
+use serve_support::{Server, soft_app};
 
 /// One HTTP exchange through curl: status, response headers (lower-case names), body.
 struct Answer {
@@ -99,7 +85,7 @@ fn strays(dir: &Path, keep: &[&str]) -> Vec<String> {
 fn etags_make_puts_deletes_and_renames_refuse_what_changed_meanwhile() {
     let s = Slipway::new();
     let srv = Server::start(&s);
-    let app = soft_app(&s, "64M");
+    let app = soft_app(&s, "filesoft", "64M");
     let mnt = s.mount_dir(&app);
     let base = format!("/api/apps/{app}/mount/files");
     let file = format!("{base}/notes.txt");
@@ -193,7 +179,7 @@ fn etags_make_puts_deletes_and_renames_refuse_what_changed_meanwhile() {
 fn racing_puts_on_one_version_let_exactly_one_through() {
     let s = Slipway::new();
     let srv = Server::start(&s);
-    let app = soft_app(&s, "64M");
+    let app = soft_app(&s, "filesoft", "64M");
     let path = format!("/api/apps/{app}/mount/files/shared.txt");
     let v = put(&srv, &path, "original", &[]).etag();
     // Eight clients read the same version and each tries to replace it at once.
@@ -230,7 +216,7 @@ fn racing_puts_on_one_version_let_exactly_one_through() {
 fn ranges_follow_if_range_and_a_changed_file_is_sent_whole() {
     let s = Slipway::new();
     let srv = Server::start(&s);
-    let app = soft_app(&s, "64M");
+    let app = soft_app(&s, "filesoft", "64M");
     let path = format!("/api/apps/{app}/mount/files/data.bin");
     let v = put(&srv, &path, "0123456789", &[]).etag();
     let part = call(&srv, &["-H", "Range: bytes=2-4", "-H", &format!("If-Range: {v}")], &path);
@@ -249,7 +235,7 @@ fn ranges_follow_if_range_and_a_changed_file_is_sent_whole() {
 fn malformed_and_cut_short_file_requests_get_4xx_and_leave_nothing() {
     let s = Slipway::new();
     let srv = Server::start(&s);
-    let app = soft_app(&s, "16M");
+    let app = soft_app(&s, "filesoft", "16M");
     let mnt = s.mount_dir(&app);
     let base = format!("/api/apps/{app}/mount/files");
     assert_eq!(put(&srv, &format!("{base}/a.txt"), "a", &[]).code, 201);

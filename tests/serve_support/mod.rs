@@ -6,7 +6,22 @@
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use crate::common::{Slipway, free_port, wait_for};
+use crate::common::{self, Slipway, free_port, wait_for};
+
+/// A new app of `s` (named from `prefix`) with a soft-limited mount of `size`, destroyed with `s`.
+pub fn soft_app(s: &Slipway, prefix: &str, size: &str) -> String {
+    let app = common::app_name(prefix);
+    s.ok(&["apps", "create", &app]);
+    s.track(&app);
+    let out = s
+        .cmd()
+        .env("SLIPWAY_MOUNT_MODE", "soft")
+        .args(["mount", "enable", &app, "--size", size])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", common::describe(&out));
+    app
+}
 
 pub struct Server {
     pub port: u16,

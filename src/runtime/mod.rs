@@ -6,6 +6,7 @@ pub mod kubernetes;
 pub mod local;
 mod log_sink;
 mod reconcile;
+pub mod registry_http;
 pub mod swarm;
 
 use std::time::Duration;

@@ -10,23 +10,10 @@
 //! registry in `insecure-registries`); a TLS or authenticated registry answers with a status
 //! that the caller turns into a warning.
 
-use std::time::Duration;
-
-use bytes::Bytes;
-use http_body_util::Empty;
-use hyper::{Method, Request, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper::{Method, StatusCode};
 
 use crate::ids::{AppName, ReleaseId};
-
-/// The manifest types `docker push` writes: schema 2, OCI, and their multi-platform lists.
-pub const ACCEPT: &str = "application/vnd.docker.distribution.manifest.v2+json, \
-                          application/vnd.oci.image.manifest.v1+json, \
-                          application/vnd.docker.distribution.manifest.list.v2+json, \
-                          application/vnd.oci.image.index.v1+json";
-
-/// How long one request may take: a retired release is not worth holding up a deploy for.
-const TIMEOUT: Duration = Duration::from_secs(20);
+use crate::runtime::registry_http;
 
 /// A release's image in the registry: `<authority>/<repository>:<tag>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -161,35 +148,16 @@ fn status_error(
     RegistryError::Status { image: image.to_string(), method, path, status: status.as_u16(), hint }
 }
 
-/// One HTTP/1.1 request; the status and the Docker-Content-Digest header.
+/// One request; the status and the Docker-Content-Digest header.
 async fn request(
     authority: &str,
     method: Method,
     path: &str,
 ) -> Result<(StatusCode, Option<String>), RegistryError> {
-    let unreachable = |detail: String| RegistryError::Unreachable { authority: authority.to_owned(), detail };
-    let go = async {
-        let stream =
-            tokio::net::TcpStream::connect(authority).await.map_err(|e| unreachable(e.to_string()))?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| unreachable(e.to_string()))?;
-        tokio::spawn(conn);
-        let req = Request::builder()
-            .method(method)
-            .uri(path)
-            .header("host", authority)
-            .header("accept", ACCEPT)
-            .body(Empty::<Bytes>::new())
-            .map_err(|e| unreachable(e.to_string()))?;
-        let resp = sender.send_request(req).await.map_err(|e| unreachable(e.to_string()))?;
-        let digest =
-            resp.headers().get("docker-content-digest").and_then(|v| v.to_str().ok()).map(str::to_owned);
-        Ok((resp.status(), digest))
-    };
-    tokio::time::timeout(TIMEOUT, go)
+    let a = registry_http::request(authority, method, path)
         .await
-        .map_err(|_| unreachable(format!("no answer within {TIMEOUT:?}")))?
+        .map_err(|detail| RegistryError::Unreachable { authority: authority.to_owned(), detail })?;
+    Ok((a.status, a.digest))
 }
 
 #[cfg(test)]

@@ -3,21 +3,9 @@
 //! the registry. The registry must allow deletes (`storage.delete.enabled`); plain HTTP, as
 //! an insecure registry inside the cluster's network.
 
-use std::time::Duration;
+use hyper::{Method, StatusCode};
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
-use hyper::{Method, Request, StatusCode};
-use hyper_util::rt::TokioIo;
-
-/// The manifest types the engine pushes; asking for them gets the digest the engine pulled by.
-const ACCEPT: &str = "application/vnd.docker.distribution.manifest.v2+json, \
-                      application/vnd.oci.image.manifest.v1+json, \
-                      application/vnd.docker.distribution.manifest.list.v2+json, \
-                      application/vnd.oci.image.index.v1+json";
-
-/// How long one request may take.
-const TIMEOUT: Duration = Duration::from_secs(20);
+use crate::runtime::registry_http::{self, Answer};
 
 /// A registry request that failed.
 #[derive(Debug, thiserror::Error)]
@@ -33,38 +21,10 @@ pub enum RegistryError {
     Status { registry: String, method: &'static str, path: String, status: u16 },
 }
 
-struct Answer {
-    status: StatusCode,
-    digest: Option<String>,
-    body: Bytes,
-}
-
 async fn request(registry: &str, method: Method, path: &str) -> Result<Answer, RegistryError> {
-    let unreachable = |detail: String| RegistryError::Unreachable { registry: registry.to_owned(), detail };
-    let go = async {
-        let stream =
-            tokio::net::TcpStream::connect(registry).await.map_err(|e| unreachable(e.to_string()))?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| unreachable(e.to_string()))?;
-        tokio::spawn(conn);
-        let req = Request::builder()
-            .method(method)
-            .uri(path)
-            .header("host", registry)
-            .header("accept", ACCEPT)
-            .body(Empty::<Bytes>::new())
-            .map_err(|e| unreachable(e.to_string()))?;
-        let resp = sender.send_request(req).await.map_err(|e| unreachable(e.to_string()))?;
-        let status = resp.status();
-        let digest =
-            resp.headers().get("docker-content-digest").and_then(|v| v.to_str().ok()).map(str::to_owned);
-        let body = resp.into_body().collect().await.map_err(|e| unreachable(e.to_string()))?.to_bytes();
-        Ok(Answer { status, digest, body })
-    };
-    tokio::time::timeout(TIMEOUT, go)
+    registry_http::request(registry, method, path)
         .await
-        .map_err(|_| unreachable(format!("no answer within {TIMEOUT:?}")))?
+        .map_err(|detail| RegistryError::Unreachable { registry: registry.to_owned(), detail })
 }
 
 /// The digest of `repo:tag`, or None if the registry has no such tag.

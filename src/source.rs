@@ -160,7 +160,8 @@ impl Repo {
             .map_err(SourceError::Git)?;
         let extract_err =
             |source| SourceError::Extract { commit: commit.clone(), dest: dest.to_owned(), source };
-        let stdout = child.stdout.take().ok_or_else(|| extract_err(std::io::Error::other("no stdout")))?;
+        let mut stdout =
+            child.stdout.take().ok_or_else(|| extract_err(std::io::Error::other("no stdout")))?;
         let unpack = |input: &mut dyn Read| {
             let mut archive = tar::Archive::new(input);
             archive.set_preserve_permissions(true);
@@ -169,11 +170,12 @@ impl Repo {
             archive.unpack(dest)
         };
         let unpacked = if filter.is_all() {
-            unpack(&mut { stdout })
+            unpack(&mut stdout)
         } else {
             let (mut reader, writer) = std::io::pipe().map_err(extract_err)?;
             std::thread::scope(|scope| {
-                let filtering = scope.spawn(move || filter.filter_tar(stdout, writer));
+                let from = &mut stdout;
+                let filtering = scope.spawn(move || filter.filter_tar(from, writer));
                 let unpacked = unpack(&mut reader);
                 // Drained so the filter never blocks on a full pipe if unpacking stopped early.
                 let _ = std::io::copy(&mut reader, &mut std::io::sink());
@@ -182,15 +184,25 @@ impl Repo {
                 unpacked.and(filtered.map(drop))
             })
         };
+        // A tar reader stops at the end-of-archive blocks, but git pads the stream to a whole
+        // record after them: read to the end, or git may die of SIGPIPE on a good archive.
+        let _ = std::io::copy(&mut stdout, &mut std::io::sink());
+        drop(stdout);
         let mut stderr = String::new();
         if let Some(mut e) = child.stderr.take() {
             let _ = e.read_to_string(&mut stderr);
         }
         let status = child.wait().map_err(SourceError::Git)?;
-        if !status.success() {
+        // git's own complaint comes first. When it says nothing, an unpack error is the cause:
+        // the unpacker stopped reading and git died of SIGPIPE, which says nothing useful.
+        if !status.success() && !stderr.trim().is_empty() {
             return Err(self.failed("archive", stderr.as_bytes()));
         }
-        unpacked.map_err(extract_err)
+        unpacked.map_err(extract_err)?;
+        if !status.success() {
+            return Err(self.failed("archive", status.to_string().as_bytes()));
+        }
+        Ok(())
     }
 
     /// The target of `path` (relative to the app root) at `commit` if the commit has a symlink

@@ -337,6 +337,19 @@ fn a_swarm_app_shares_one_mount_across_nodes_redeploys_and_node_loss() {
         wait_for(Duration::from_secs(20), || get(node_ip(c, &web.1), port).filter(|b| rows(b) > before))
             .expect("after the node loss, rows were lost or stopped growing");
     assert!(grown.starts_with(&seen), "rows written before the node loss are gone");
+
+    // The images were built on this machine: `apps destroy` takes their build cache too.
+    step("destroy");
+    let volumes = || {
+        let out = Command::new("docker")
+            .args(["volume", "ls", "-q", "--filter", &format!("label=slipway.app={app}")])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).split_whitespace().map(str::to_owned).collect::<Vec<_>>()
+    };
+    assert!(!volumes().is_empty(), "the build left no cache volume on this machine");
+    sw.ok(&["apps", "destroy", &app, "--confirm", &app]);
+    assert_eq!(volumes(), Vec::<String>::new(), "apps destroy left the app's volumes");
     step("done");
 }
 

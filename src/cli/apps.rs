@@ -302,6 +302,8 @@ fn destroy(home: &Home, app: &AppName, confirm: Option<&str>) -> anyhow::Result<
     };
     let paths = home.app(app);
     let runtime = crate::runtime::AnyRuntime::for_kind(home, record.runtime)?;
+    // Whether anything was ever built: taken before the releases go.
+    let built = !home.release_ids(app)?.is_empty();
     let mut releases = home.release_dirs(app)?;
     releases.extend(record.current);
     releases.sort();
@@ -311,6 +313,14 @@ fn destroy(home: &Home, app: &AppName, confirm: Option<&str>) -> anyhow::Result<
     }
     if let crate::runtime::AnyRuntime::Docker(docker) = &runtime {
         docker.destroy_volumes(app)?;
+    } else if let Some(engine) = runtime.build_engine()
+        && built
+    {
+        // A cluster app's images were built here: its build cache volume stays on this
+        // engine. One never deployed has none, and needs no engine to go.
+        if let Err(e) = engine.destroy_volumes(app) {
+            eprintln!("warning: {e:#}; remove the volumes labelled slipway.app={app} by hand");
+        }
     }
     // An app never deployed has nothing on a cluster, and needs no kubeconfig to go; one whose
     // deploys all failed may have left a claim, removed if the cluster can be reached.

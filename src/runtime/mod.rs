@@ -142,6 +142,18 @@ impl AnyRuntime {
             RuntimeKind::Swarm => Ok(Self::Swarm(Box::new(swarm::SwarmRuntime::new(home.clone())?))),
         }
     }
+
+    /// The Docker engine that builds this runtime's images (and keeps their build cache), if
+    /// it has one: the docker runtime itself, and the cluster runtimes, which build on this
+    /// machine before they push.
+    pub fn build_engine(&self) -> Option<&docker::DockerRuntime> {
+        match self {
+            Self::Local(_) => None,
+            Self::Docker(r) => Some(r),
+            Self::Kubernetes(r) => Some(r.build_engine()),
+            Self::Swarm(r) => Some(r.build_engine()),
+        }
+    }
 }
 
 impl std::ops::Deref for AnyRuntime {

@@ -124,6 +124,11 @@ impl KubernetesRuntime {
         Ok(Self { home, client: OnceCell::new(), docker })
     }
 
+    /// The engine on this machine that builds the app's images before they are pushed.
+    pub fn build_engine(&self) -> &DockerRuntime {
+        &self.docker
+    }
+
     /// Runs `f` against the app's namespace, on the tokio runtime it shares with its builder.
     pub(super) fn block<T>(
         &self,

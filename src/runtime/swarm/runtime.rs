@@ -137,6 +137,11 @@ impl SwarmRuntime {
         Ok(Self { home, build, local: OnceCell::new(), manager: OnceCell::new() })
     }
 
+    /// The engine on this machine that builds the app's images before they are pushed.
+    pub fn build_engine(&self) -> &DockerRuntime {
+        &self.build
+    }
+
     fn settings(&self) -> Result<ClusterSettings, SwarmError> {
         Ok(cluster::load(&self.home)?)
     }

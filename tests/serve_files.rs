@@ -213,6 +213,47 @@ fn racing_puts_on_one_version_let_exactly_one_through() {
 }
 
 #[test]
+fn mkdir_with_preconditions_creates_only_what_they_allow() {
+    let s = Slipway::new();
+    let srv = Server::start(&s);
+    let app = soft_app(&s, "filemkdir", "64M");
+    let base = format!("/api/apps/{app}/mount/files");
+    let mnt = s.mount_dir(&app);
+    let mkdir = |path: &str, extra: &[&str]| {
+        let mut args = vec!["-X", "POST"];
+        args.extend_from_slice(extra);
+        call(&srv, &args, &format!("{base}/{path}?mkdir=1"))
+    };
+    // If-None-Match: * creates once, parents included; the second asker learns it is taken.
+    let first = mkdir("reports/2026", &["-H", "If-None-Match: *"]);
+    assert_eq!(first.code, 201, "{}", first.body);
+    assert!(mnt.join("reports/2026").is_dir());
+    std::fs::write(mnt.join("reports/2026/q1.csv"), "kept").unwrap();
+    let again = mkdir("reports/2026", &["-H", "If-None-Match: *"]);
+    assert_eq!((again.code, again.error_code()), (412, "changed".into()), "{}", again.body);
+    assert_eq!(std::fs::read_to_string(mnt.join("reports/2026/q1.csv")).unwrap(), "kept");
+    // Without a precondition an existing folder is fine (mkdir -p).
+    assert_eq!(mkdir("reports/2026", &[]).code, 201);
+    // If-Match on nothing: 412 and nothing made; on the folder's current ETag: allowed.
+    let none = mkdir("missing", &["-H", "If-Match: *"]);
+    assert_eq!(none.code, 412, "{}", none.body);
+    assert!(!mnt.join("missing").exists(), "a refused mkdir made the folder");
+    let tag = call(&srv, &[], &base).json()["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "reports")
+        .map(|e| e["etag"].as_str().unwrap().to_owned())
+        .expect("reports is listed");
+    assert_eq!(mkdir("reports", &["-H", &format!("If-Match: {tag}")]).code, 201);
+    // A file in the way is not a folder, with or without a precondition.
+    std::fs::write(mnt.join("plain.txt"), "x").unwrap();
+    let file = mkdir("plain.txt", &["-H", "If-Match: *"]);
+    assert_eq!(file.code, 409, "{}", file.body);
+    assert_eq!(std::fs::read_to_string(mnt.join("plain.txt")).unwrap(), "x");
+}
+
+#[test]
 fn ranges_follow_if_range_and_a_changed_file_is_sent_whole() {
     let s = Slipway::new();
     let srv = Server::start(&s);

@@ -384,6 +384,39 @@ impl MountFs {
         self.make_dirs(&self.root, &rel, path).map(drop)
     }
 
+    /// Like [`Self::mkdir`], only if `pre` holds for what is at `path` now (its parents are
+    /// made first): `If-None-Match: *` creates the folder only if nothing is there, and two
+    /// clients racing to create it get one 201 and one 412.
+    pub fn mkdir_if(&self, path: &str, pre: &dyn Precondition) -> Result<(), MountError> {
+        if pre.is_unconditional() {
+            return self.mkdir(path);
+        }
+        let rel = validate_rel_path(path)?;
+        let Some(name) = rel.file_name() else { return self.mkdir(path) };
+        let parent = self.make_dirs(&self.root, rel.parent().unwrap_or(Path::new("")), path)?;
+        let _edit = self.edit_lock()?;
+        let existed = self.check(&parent, name, path, pre)?.is_some();
+        match parent.create_dir(name) {
+            Ok(()) => {
+                let made = parent.open_dir(name).map_err(self.fail("create directory", path))?;
+                self.chown(&reopen(&made)?).map_err(self.fail("create directory", path))
+            }
+            // Checked above under the edit lock: an entry that came since is another writer's,
+            // which the precondition was meant to keep us from stepping on.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && !existed => {
+                Err(MountError::Changed { app: self.app.clone(), path: path.to_owned() })
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                if parent.symlink_metadata(name).is_ok_and(|m| m.is_dir()) {
+                    Ok(())
+                } else {
+                    Err(MountError::Exists { path: path.to_owned() })
+                }
+            }
+            Err(e) => Err(self.fail("create directory", path)(e)),
+        }
+    }
+
     /// Opens `rel` beneath `base` (the root, or an import's staging directory), creating the
     /// missing directories, owned like every file the mount's owner writes. `shown` names it
     /// in errors.

@@ -328,17 +328,19 @@ pub async fn put_file(
     Ok(resp)
 }
 
-/// `?mkdir=1`: create the folder and its missing parents (201 `{path}`).
+/// `?mkdir=1`: create the folder and its missing parents (201 `{path}`); with
+/// `If-None-Match: *`, only if nothing is there yet (412 otherwise).
 /// `?rename_to=NEW_PATH`: rename or move the file or folder to `NEW_PATH` (200 `{path, renamed_to}`);
 /// with `If-Match`, only if it is still the version the client saw.
 #[utoipa::path(post, path = "/api/apps/{app}/mount/files/{path}", tag = "files",
     params(("app" = String, Path), ("path" = String, Path), FileQuery,
-        ("If-Match" = Option<String>, Header, description = "rename: the ETag of the file or folder; 412 if it changed")),
+        ("If-Match" = Option<String>, Header, description = "rename: the ETag of the file or folder; 412 if it changed"),
+        ("If-None-Match" = Option<String>, Header, description = "mkdir: `*` creates the folder only if nothing is there; 412 otherwise")),
     responses((status = 200, body = Object, description = "renamed: `{path, renamed_to}`"),
         (status = 201, body = Object, description = "folder created: `{path}`"), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody, description = "`exists`: the new name is taken"),
-        (status = 412, body = ErrorBody, description = "`changed`: If-Match no longer matches; nothing was renamed")))]
+        (status = 412, body = ErrorBody, description = "`changed`: a precondition does not hold; nothing was renamed or created")))]
 pub async fn post_path(
     State(st): State<AppState>,
     Path(params): Path<BTreeMap<String, String>>,
@@ -375,7 +377,7 @@ pub async fn post_path(
         return Err(ApiError::bad_request("invalid_path", "give the new folder's name after /mount/files/"));
     }
     blocking(move || {
-        open(&st, &app)?.mkdir(&path)?;
+        open(&st, &app)?.mkdir_if(&path, &conditions)?;
         Ok((StatusCode::CREATED, Json(serde_json::json!({ "path": path }))))
     })
     .await

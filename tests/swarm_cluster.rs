@@ -302,7 +302,7 @@ fn a_swarm_app_shares_one_mount_across_nodes_redeploys_and_node_loss() {
     // The failed task is named with its exit code when swarm still lists it.
     assert!(err.contains("within the settle period of 40s") && err.contains(&format!("{app}-web")), "{err}");
     assert_eq!(sw.ps(&app)["release"], "v4");
-    let rolled = wait_for(Duration::from_secs(30), || {
+    let rolled = wait_for(Duration::from_secs(60), || {
         let i = instances(&sw, &app);
         (i.len() == 3 && i.iter().all(|i| i.2 == "up")).then_some(i)
     });
@@ -337,6 +337,25 @@ fn a_swarm_app_shares_one_mount_across_nodes_redeploys_and_node_loss() {
         wait_for(Duration::from_secs(20), || get(node_ip(c, &web.1), port).filter(|b| rows(b) > before))
             .expect("after the node loss, rows were lost or stopped growing");
     assert!(grown.starts_with(&seen), "rows written before the node loss are gone");
+
+    // Two nodes are left for two web replicas: no node has a free port for a new replica to
+    // start beside the old one, so each old one stops first and the deploy still goes through.
+    step("redeploy with a web replica on every node");
+    commit_file(&repo, "deploy.txt", "5\n", "deploy on a full cluster");
+    sw.ok(&["deploy", &app, "--repo", repo.path()]);
+    let release = sw.ps(&app)["release"].as_str().unwrap().to_owned();
+    assert_ne!(release, "v4", "the redeploy on a full cluster did not switch");
+    let full = wait_for(Duration::from_secs(60), || {
+        let i = instances(&sw, &app);
+        (i.len() == 3 && i.iter().all(|i| i.2 == "up" && i.1 != victim)).then_some(i)
+    });
+    assert!(full.is_some(), "{release} is not up in full: {:?}", instances(&sw, &app));
+    let web = full.unwrap().into_iter().find(|i| i.0 == "web").unwrap();
+    let after = wait_for(Duration::from_secs(20), || {
+        get(node_ip(c, &web.1), port).filter(|b| rows(b) > rows(&grown) && b.contains("predeploy,5\n"))
+    })
+    .expect("after the redeploy on a full cluster, rows were lost or predeploy did not run");
+    assert!(after.starts_with(&grown), "rows written before the redeploy are gone");
 
     // The images were built on this machine: `apps destroy` takes their build cache too.
     step("destroy");

@@ -324,6 +324,8 @@ impl SwarmRuntime {
             None
         };
         let docker = self.manager().await?;
+        // Unknown counts as none spare: the old replica stops first, which always makes room.
+        let nodes = shared::ready_nodes(docker).await.map(|n| n.len()).unwrap_or(0);
         let mut updated = Vec::new();
         for p in &plan.processes {
             let args = if image.launcher {
@@ -339,10 +341,12 @@ impl SwarmRuntime {
                 args,
                 format!("{}.{{{{.Task.Slot}}}}", p.ptype),
             );
-            let web = p
-                .ptype
-                .is_web()
-                .then(|| (port.unwrap_or_default(), plan.healthcheck.as_ref(), plan.web_timeout));
+            let web = p.ptype.is_web().then(|| spec::WebService {
+                port: port.unwrap_or_default(),
+                healthcheck: plan.healthcheck.as_ref(),
+                start_period: plan.web_timeout,
+                nodes,
+            });
             let spec = spec::process_service(&input, &p.ptype, p.instances, web);
             let name = spec::service_name(&plan.app, &p.ptype);
             match inspect(docker, &name).await? {

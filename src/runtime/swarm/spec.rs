@@ -197,17 +197,44 @@ pub fn web_health(path: Option<&HealthPath>, start_period: Duration) -> HealthCo
     }
 }
 
+/// What the web service publishes and how it is checked.
+#[derive(Debug, Clone, Copy)]
+pub struct WebService<'a> {
+    /// The port each node running a replica publishes (host mode).
+    pub port: u16,
+    /// The app's health check path, if it has one.
+    pub healthcheck: Option<&'a HealthPath>,
+    /// How long a new replica has to pass before swarm counts its failures.
+    pub start_period: Duration,
+    /// The swarm's ready, active nodes: a host-mode port admits one replica per node.
+    pub nodes: usize,
+}
+
+/// The order in which swarm replaces a service's replicas. The new one first keeps the old
+/// serving until its successor is healthy, but a web replica can only start first on a node
+/// whose port is free: with a replica on every node, it would wait forever, so the old one
+/// stops first there, one at a time, the others serving meanwhile.
+pub fn update_order(replicas: u32, web: Option<&WebService<'_>>) -> ServiceSpecUpdateConfigOrderEnum {
+    match web {
+        Some(w) if usize::try_from(replicas).unwrap_or(usize::MAX) >= w.nodes => {
+            ServiceSpecUpdateConfigOrderEnum::STOP_FIRST
+        }
+        _ => ServiceSpecUpdateConfigOrderEnum::START_FIRST,
+    }
+}
+
 /// The service of one process type at a release.
 pub fn process_service(
     input: &TaskInput<'_>,
     ptype: &ProcessType,
     replicas: u32,
-    web: Option<(u16, Option<&HealthPath>, Duration)>,
+    web: Option<WebService<'_>>,
 ) -> ServiceSpec {
     let mut task = task_spec(input, web.is_some(), TaskSpecRestartPolicyConditionEnum::ANY);
-    if let (Some(c), Some((_, path, start))) = (task.container_spec.as_mut(), web) {
-        c.health_check = Some(web_health(path, start));
+    if let (Some(c), Some(w)) = (task.container_spec.as_mut(), web) {
+        c.health_check = Some(web_health(w.healthcheck, w.start_period));
     }
+    let order = update_order(replicas, web.as_ref());
     ServiceSpec {
         name: Some(service_name(input.app, ptype)),
         labels: Some(labels(input.app, input.release, KIND_PROCESS, Some(ptype))),
@@ -216,27 +243,32 @@ pub fn process_service(
             replicated: Some(ServiceSpecModeReplicated { replicas: Some(i64::from(replicas)) }),
             ..Default::default()
         }),
-        // One replica at a time, the new one first: the old keeps serving until the new one is
-        // healthy (one at a time also because a host-mode port admits one replica per node). A
-        // replica that fails within `monitor` rolls the whole service back; later failures are
-        // slipway's settle period's (rollout::settle), so swarm's own watch can be short.
+        // One replica at a time (see `update_order`; one at a time also because a host-mode
+        // port admits one replica per node). A replica that fails within `monitor` rolls the
+        // whole service back; later failures are slipway's settle period's
+        // (rollout::settle), so swarm's own watch can be short.
         update_config: Some(ServiceSpecUpdateConfig {
             parallelism: Some(1),
-            order: Some(ServiceSpecUpdateConfigOrderEnum::START_FIRST),
+            order: Some(order),
             failure_action: Some(ServiceSpecUpdateConfigFailureActionEnum::ROLLBACK),
             monitor: Some(nanos(Duration::from_secs(1))),
             ..Default::default()
         }),
+        // A rollback replaces replicas that are failing: each stops first, which frees its
+        // node's port for the old release's replica, one at a time so the rest keep serving.
+        // Starting first, all at once, needed a free node per replica and could leave the old
+        // release's replicas pending behind the failing ones' ports.
         rollback_config: Some(ServiceSpecRollbackConfig {
-            parallelism: Some(0),
-            order: Some(ServiceSpecRollbackConfigOrderEnum::START_FIRST),
+            parallelism: Some(1),
+            order: Some(ServiceSpecRollbackConfigOrderEnum::STOP_FIRST),
             failure_action: Some(ServiceSpecRollbackConfigFailureActionEnum::PAUSE),
+            monitor: Some(nanos(Duration::from_secs(1))),
             ..Default::default()
         }),
-        endpoint_spec: web.map(|(port, _, _)| EndpointSpec {
+        endpoint_spec: web.map(|w| EndpointSpec {
             ports: Some(vec![EndpointPortConfig {
                 target_port: Some(i64::from(WEB_PORT)),
-                published_port: Some(i64::from(port)),
+                published_port: Some(i64::from(w.port)),
                 // Each node running a replica publishes it: the routing mesh (ingress) needs
                 // IPVS, which not every kernel has; an operator's load balancer spreads load.
                 publish_mode: Some(EndpointPortConfigPublishModeEnum::HOST),
@@ -315,12 +347,13 @@ mod tests {
         let shared = SharedMount::Path { dir: "/srv/shared/shop".to_owned() };
         let web: ProcessType = "web".parse().unwrap();
         let health = HealthPath::parse("/up").unwrap();
-        let s = process_service(
-            &input(&app, Some(&shared)),
-            &web,
-            2,
-            Some((30080, Some(&health), Duration::from_secs(30))),
-        );
+        let w = WebService {
+            port: 30080,
+            healthcheck: Some(&health),
+            start_period: Duration::from_secs(30),
+            nodes: 3,
+        };
+        let s = process_service(&input(&app, Some(&shared)), &web, 2, Some(w));
         assert_eq!(s.name.as_deref(), Some("slipway-shop-web"));
         let l = s.labels.unwrap();
         assert_eq!(l[RELEASE], "v3");
@@ -328,6 +361,8 @@ mod tests {
         let u = s.update_config.unwrap();
         assert_eq!(u.order, Some(ServiceSpecUpdateConfigOrderEnum::START_FIRST));
         assert_eq!(u.failure_action, Some(ServiceSpecUpdateConfigFailureActionEnum::ROLLBACK));
+        let r = s.rollback_config.unwrap();
+        assert_eq!((r.parallelism, r.order), (Some(1), Some(ServiceSpecRollbackConfigOrderEnum::STOP_FIRST)));
         assert_eq!(s.mode.unwrap().replicated.unwrap().replicas, Some(2));
         let c = s.task_template.unwrap().container_spec.unwrap();
         assert_eq!(c.image.as_deref(), Some("reg:5000/slipway/shop:v3"));
@@ -347,6 +382,16 @@ mod tests {
         );
         let port = &s.endpoint_spec.unwrap().ports.unwrap()[0];
         assert_eq!((port.target_port, port.published_port), (Some(5000), Some(30080)));
+    }
+
+    #[test]
+    fn web_on_every_node_stops_the_old_replica_first_and_other_types_never_do() {
+        let w = |nodes| WebService { port: 30080, healthcheck: None, start_period: Duration::ZERO, nodes };
+        assert_eq!(update_order(2, Some(&w(3))), ServiceSpecUpdateConfigOrderEnum::START_FIRST);
+        assert_eq!(update_order(3, Some(&w(3))), ServiceSpecUpdateConfigOrderEnum::STOP_FIRST);
+        assert_eq!(update_order(4, Some(&w(3))), ServiceSpecUpdateConfigOrderEnum::STOP_FIRST);
+        assert_eq!(update_order(1, Some(&w(0))), ServiceSpecUpdateConfigOrderEnum::STOP_FIRST);
+        assert_eq!(update_order(5, None), ServiceSpecUpdateConfigOrderEnum::START_FIRST);
     }
 
     #[test]

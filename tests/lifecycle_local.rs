@@ -146,3 +146,51 @@ fn a_symlink_a_buildpack_plants_is_never_followed_by_root() {
     s.ok(&["apps", "destroy", &app, "--confirm", &app]);
     assert_eq!(std::fs::read_to_string(dir.join("keep")).unwrap(), "root's", "destroy followed the link");
 }
+
+#[test]
+fn nothing_a_build_starts_outlives_it() {
+    let s = Slipway::new();
+    let app = s.app("lcdaemon");
+    let tag = format!("slipway-build-daemon-{}", std::process::id());
+    let repo = Repo::from_fixture("lifecycle-tools");
+    repo.write("daemon-tag", &tag);
+    repo.commit("a build that leaves a daemon");
+    let out = s.run(&["deploy", &app, "--repo", repo.path()]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let left = std::process::Command::new("pgrep").args(["-f", &tag]).output().unwrap();
+    let pids = String::from_utf8_lossy(&left.stdout).trim().to_owned();
+    if !pids.is_empty() {
+        for pid in pids.lines() {
+            common::sigkill(pid.parse().unwrap());
+        }
+    }
+    assert_eq!(pids, "", "the build's daemon outlived the build");
+}
+
+#[test]
+fn a_build_killed_with_its_deploy_is_stopped_by_the_next_command() {
+    let s = Slipway::new();
+    let app = s.app("lckill");
+    let repo = Repo::from_fixture("lifecycle-tools");
+    s.ok(&["deploy", &app, "--repo", repo.path()]);
+    let tag = format!("slipway-slow-build-{}", std::process::id());
+    repo.write("slow-build", &tag);
+    repo.commit("a build that takes its time");
+    s.kill_at(
+        &["deploy", &app, "--repo", repo.path()],
+        "slow build begins",
+        std::time::Duration::from_secs(60),
+        std::time::Duration::ZERO,
+    );
+    let running = || {
+        let out = std::process::Command::new("pgrep").args(["-f", &tag]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    // The next command finds the killed deploy's release and stops what its build ran.
+    assert_eq!(s.release(&app), "v1");
+    let left = running();
+    for pid in left.lines() {
+        common::sigkill(pid.parse().unwrap());
+    }
+    assert_eq!(left, "", "the killed deploy's build is still running");
+}

@@ -35,6 +35,15 @@ pub fn script_path(home: &Path, app: &AppName, release: ReleaseId) -> Option<Pat
     Some(PathBuf::from(cg))
 }
 
+/// The cgroup of a release's local build (its buildpacks' phases and steps): killed whole once
+/// the build ends, so that nothing the build started outlives it, least of all a process still
+/// holding a layer open for writing when the layer is sealed.
+pub fn build_path(home: &Path, app: &AppName, release: ReleaseId) -> Option<PathBuf> {
+    let mut cg = path(home, app, release)?.into_os_string();
+    cg.push(".build");
+    Some(PathBuf::from(cg))
+}
+
 /// Make `cmd` join the cgroup `cg` (created if missing) just before it executes, so that
 /// everything it starts stays there. A cgroup that cannot be made or joined is done without.
 pub fn join_on_exec(cmd: &mut std::process::Command, cg: &Path) {

@@ -226,17 +226,28 @@ pub fn build(home: &Home, plan: &DeployPlan, output: LineSink<'_>) -> Result<Bui
         run_as: plan.run_as.clone(),
         host_env,
         user_env,
+        // Only root can move processes between cgroups, and only an app user's build needs it.
+        cgroup: plan
+            .run_as
+            .as_ref()
+            .and_then(|_| crate::supervise::cgroup::build_path(home.root(), &plan.app, plan.release)),
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .map_err(|e| fail("start the build", io(Path::new("/"))(e)))?;
-    let mut built: Built = runtime.block_on(crate::lifecycle::run(
+    let ran = runtime.block_on(crate::lifecycle::run(
         &exec,
         &for_build,
         &buildpacks,
         &BuildTarget::host_debian12(),
         output,
-    ))?;
+    ));
+    // Whatever the build left running (a daemon a buildpack started, a process that detached)
+    // goes before its layers are sealed: none keeps a descriptor it could still write through.
+    if let Some(cg) = &exec.cgroup {
+        crate::supervise::cgroup::remove(cg);
+    }
+    let mut built: Built = ran?;
     // `launch` + `cache` layers go to root's store (sealed) or are found there (reused): the
     // launcher runs them from the store, so that nothing of them is copied per release.
     let t = std::time::Instant::now();
@@ -327,6 +338,8 @@ struct HostExecutor {
     host_env: crate::build_env::BuildEnv,
     /// The `platform/env` variables.
     user_env: std::collections::BTreeMap<String, String>,
+    /// The build's cgroup, which every phase and step joins (None: no cgroup v2, or not root).
+    cgroup: Option<PathBuf>,
 }
 
 impl HostExecutor {
@@ -355,6 +368,9 @@ impl HostExecutor {
         }
         if let Some(u) = &self.run_as {
             cmd.uid(u.uid).gid(u.gid);
+        }
+        if let Some(cg) = &self.cgroup {
+            crate::supervise::cgroup::join_on_exec(&mut cmd, cg);
         }
         cmd.process_group(0).stdin(Stdio::null());
         cmd

@@ -100,6 +100,10 @@ impl LocalRuntime {
             Some(cg) if cg.exists() => cgroup::remove(&cg),
             _ => script::kill_leftover(&paths.script_pgid()),
         }
+        // And what its build was running when it was killed (pip, say).
+        if let Some(cg) = cgroup::build_path(self.home.root(), app, release).filter(|cg| cg.exists()) {
+            cgroup::remove(&cg);
+        }
         // The folder holds the app's own files and links: removed by descriptors, never
         // following a link, from a `releases` directory checked to be slipway's.
         let name = std::ffi::OsString::from(release.to_string());

@@ -6,9 +6,9 @@
 //! commit can give the current release the very same digest, so that one is kept.
 //!
 //! What to do is decided as data ([`plan_delete`]); [`delete_tag`] is the shell around it. It
-//! speaks plain HTTP, as to a registry inside the cluster's network (kind's local registry, a
-//! registry in `insecure-registries`); a TLS or authenticated registry answers with a status
-//! that the caller turns into a warning.
+//! speaks HTTPS, or plain HTTP to a registry that does not speak TLS (kind's local registry, a
+//! registry in `insecure-registries`), as `registry_http` decides; an authenticated registry
+//! answers with a status that the caller turns into a warning.
 
 use hyper::{Method, StatusCode};
 
@@ -18,7 +18,7 @@ use crate::runtime::registry_http;
 /// A release's image in the registry: `<authority>/<repository>:<tag>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RegistryImage {
-    /// `host:port` to connect to (port 80 when the setting names none).
+    /// `host[:port]` to connect to (without a port: HTTPS on 443, then HTTP on 80).
     pub authority: String,
     /// The repository path, e.g. `apps/slipway/shop`.
     pub repository: String,
@@ -35,7 +35,7 @@ impl std::fmt::Display for RegistryImage {
 /// `settings`): the image `publish` pushed, `<registry>/slipway/<app>:<release>`.
 pub fn locate(registry: &str, app: &AppName, release: ReleaseId) -> RegistryImage {
     let (host, path) = registry.split_once('/').unwrap_or((registry, ""));
-    let authority = if host.contains(':') { host.to_owned() } else { format!("{host}:80") };
+    let authority = host.to_owned();
     let repository = if path.is_empty() { format!("slipway/{app}") } else { format!("{path}/slipway/{app}") };
     RegistryImage { authority, repository, tag: release.to_string() }
 }
@@ -142,7 +142,6 @@ fn status_error(
         StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
             "; slipway does not log in to registries: remove old tags with the registry's own retention policy"
         }
-        StatusCode::BAD_REQUEST => "; if it serves HTTPS only, remove old tags with its own retention policy",
         _ => "",
     };
     RegistryError::Status { image: image.to_string(), method, path, status: status.as_u16(), hint }

@@ -22,7 +22,7 @@ fn locate_names_the_pushed_image() {
     let app: AppName = "shop".parse().unwrap();
     let at = |r: &str| locate(r, &app, ReleaseId::new(4)).to_string();
     assert_eq!(at("localhost:5001"), "localhost:5001/slipway/shop:v4");
-    assert_eq!(at("reg.example.com/team/apps"), "reg.example.com:80/team/apps/slipway/shop:v4");
+    assert_eq!(at("reg.example.com/team/apps"), "reg.example.com/team/apps/slipway/shop:v4");
     let img = locate("10.0.0.5:5000/apps", &app, ReleaseId::new(2));
     assert_eq!((img.authority.as_str(), img.repository.as_str()), ("10.0.0.5:5000", "apps/slipway/shop"));
 }

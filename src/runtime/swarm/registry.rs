@@ -1,7 +1,7 @@
 //! The cluster registry's HTTP API (Docker Registry HTTP API V2), for what the engine's API
 //! cannot do: find an image's manifest digest and delete it, so an old release's image leaves
-//! the registry. The registry must allow deletes (`storage.delete.enabled`); plain HTTP, as
-//! an insecure registry inside the cluster's network.
+//! the registry. The registry must allow deletes (`storage.delete.enabled`); HTTPS, or plain
+//! HTTP to an insecure registry inside the cluster's network (`registry_http` decides).
 
 use hyper::{Method, StatusCode};
 

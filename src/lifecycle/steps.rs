@@ -31,6 +31,35 @@ pub struct BuiltLayer {
 /// The `[metadata]` key of a `<layer>.toml` that asks for [`BuiltLayer::sealed`].
 pub const SEALED_KEY: &str = "io.slipway.sealed";
 
+/// A sealed layer found in place when the build starts: the build container was started from
+/// the previous release's image, which holds it (see [`wipe_script`]).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct KeptLayer {
+    /// The escaped buildpack id.
+    pub buildpack: String,
+    /// The layer name.
+    pub name: String,
+}
+
+impl KeptLayer {
+    /// Reads `<escaped buildpack id>/<layer>`; `None` for anything else (a name that could
+    /// leave the layers directory included).
+    pub fn parse(text: &str) -> Option<Self> {
+        let (bp, name) = text.split_once('/')?;
+        let plain = |s: &str| !s.is_empty() && s != "." && s != ".." && !s.contains('/') && !s.contains('\0');
+        (plain(bp) && plain(name) && !bp.starts_with('.')).then(|| Self { buildpack: bp.into(), name: name.into() })
+    }
+}
+
+impl std::fmt::Display for KeptLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.buildpack, self.name)
+    }
+}
+
+/// What export prints (one line each) for a kept layer that the build reused as it was.
+pub const UNCHANGED: &str = "unchanged ";
+
 impl BuiltLayer {
     /// Whether the layer's toml asks to be sealed (and may be: launch and cache).
     pub fn wants_seal(types: LayerTypes, metadata: &toml::Table) -> bool {
@@ -39,8 +68,34 @@ impl BuiltLayer {
 }
 
 /// The root script that saves `cache = true` layers and drops layers not for launch.
+///
+/// With [`LifecycleDirs::kept`] layers, a sealed one that is still the directory restore found
+/// (same inode: the buildpack neither removed nor replaced it) is reported on stdout as
+/// [`UNCHANGED`]`<bp>/<layer>` and not copied again: its copy in the cache, made when it was
+/// built, is spared (copied only if missing).
 pub fn export_script(dirs: &LifecycleDirs, built: &[String], layers: &[BuiltLayer]) -> String {
     let mut s = String::from("set -eu\n");
+    let kept = dirs.kept.as_deref().unwrap_or_default();
+    let marks = kept_marks_dir(dirs);
+    let spare = q(&format!("{}/.slipway-spare", dirs.cache));
+    let unchanged = |l: &BuiltLayer| kept.iter().any(|k| k.buildpack == l.buildpack && k.name == l.name) && l.sealed;
+    if !kept.is_empty() {
+        s.push_str(&format!("rm -rf {spare}\n"));
+    }
+    for (i, l) in layers.iter().enumerate().filter(|(_, l)| unchanged(l)) {
+        let dir = q(&format!("{}/{}", dirs.build.layers_dir(&l.buildpack), l.name));
+        let mark = q(&format!("{marks}/{}/{}", l.buildpack, l.name));
+        let c = format!("{}/{}", dirs.cache, l.buildpack);
+        s.push_str(&format!(
+            "u{i}=0\nif [ -d {dir} ] && [ ! -L {dir} ] && [ -f {mark} ] && [ \"$(stat -c %i {dir})\" = \"$(cat {mark})\" ]; then \
+             u{i}=1; printf '%s\\n' {line}; install -d {spare}/{bp}; \
+             for p in {cl} {ct}; do if [ -e \"$p\" ] || [ -L \"$p\" ]; then mv \"$p\" {spare}/{bp}/; fi; done; fi\n",
+            line = q(&format!("{UNCHANGED}{}/{}", l.buildpack, l.name)),
+            bp = q(&l.buildpack),
+            cl = q(&format!("{c}/{}", l.name)),
+            ct = q(&format!("{c}/{}.toml", l.name)),
+        ));
+    }
     for bp in built {
         // store.toml is the buildpack's own memory between builds (Buildpack API 0.10):
         // saved with its cache, brought back by restore.
@@ -50,8 +105,18 @@ pub fn export_script(dirs: &LifecycleDirs, built: &[String], layers: &[BuiltLaye
             o = owner_flags(dirs),
             st = q(&format!("{}/store.toml", dirs.build.layers_dir(bp)))
         ));
+        if !kept.is_empty() {
+            s.push_str(&format!(
+                "if [ -d {spare}/{b} ]; then for p in {spare}/{b}/* {spare}/{b}/.[!.]*; do if [ -e \"$p\" ] || [ -L \"$p\" ]; then mv \"$p\" {c}/; fi; done; fi\n",
+                b = q(bp),
+                c = q(&format!("{}/{bp}", dirs.cache)),
+            ));
+        }
     }
-    for l in layers {
+    if !kept.is_empty() {
+        s.push_str(&format!("rm -rf {spare}\n"));
+    }
+    for (i, l) in layers.iter().enumerate() {
         let dir = format!("{}/{}", dirs.build.layers_dir(&l.buildpack), l.name);
         let fate = l.types.fate();
         // With a store, a sealed layer is kept there by the runtime (not copied here), and a
@@ -63,11 +128,18 @@ pub fn export_script(dirs: &LifecycleDirs, built: &[String], layers: &[BuiltLaye
             _ => (fate.cache, "cp -a"),
         };
         if save {
+            let c = q(&format!("{}/{}", dirs.cache, l.buildpack));
+            // An unchanged kept layer is copied only if the cache lost it.
+            let guard = if unchanged(l) {
+                format!("if [ \"$u{i}\" = 0 ] || [ ! -e {c}/{n} ]; then ", n = q(&l.name))
+            } else {
+                String::new()
+            };
+            let end = if guard.is_empty() { "" } else { "fi\n" };
             s.push_str(&format!(
-                "for p in {d} {t}; do if [ -e \"$p\" ] || [ -L \"$p\" ]; then {verb} \"$p\" {c}/; fi; done\n",
+                "{guard}for p in {d} {t}; do if [ -e \"$p\" ] || [ -L \"$p\" ]; then {verb} \"$p\" {c}/; fi; done\n{end}",
                 d = q(&dir),
                 t = q(&format!("{dir}.toml")),
-                c = q(&format!("{}/{}", dirs.cache, l.buildpack))
             ));
         }
         if !fate.export {
@@ -75,6 +147,9 @@ pub fn export_script(dirs: &LifecycleDirs, built: &[String], layers: &[BuiltLaye
         }
     }
     s.push_str(&format!("rm -rf {}\n", q(&dirs.scratch)));
+    if dirs.kept.is_some() {
+        s.push_str(&format!("rm -rf {}\n", q(&marks)));
+    }
     if dirs.owner.is_some() {
         // A build container becomes the image: the app's config in /platform/env stays out.
         s.push_str(&format!("find {}/env -mindepth 1 -delete\n", q(&dirs.build.platform)));
@@ -118,13 +193,76 @@ pub fn prepare_script(dirs: &LifecycleDirs, buildpacks: &[String]) -> String {
     s
 }
 
+/// Where restore notes the inode of each kept layer for export: root's, and not in the image.
+fn kept_marks_dir(dirs: &LifecycleDirs) -> String {
+    format!("{}.kept", dirs.scratch)
+}
+
+/// The root script that readies a build container started from the previous release's image:
+/// everything that build left goes (source, buildpacks, platform files, launcher, scratch
+/// and temporary files, every layer) except the `kept` sealed layers and their
+/// `<layer>.toml`, which the buildpack then finds as if restore had brought them back. It
+/// runs before the source and buildpacks are put in place. `rm -rf` and `find -delete` never
+/// follow a link the previous build may have left.
+pub fn wipe_script(dirs: &LifecycleDirs, launcher: &str) -> String {
+    let kept = dirs.kept.as_deref().unwrap_or_default();
+    let mut s = String::from("set -eu\nshopt -s dotglob nullglob\n");
+    for dir in [&dirs.build.app, &dirs.build.buildpacks, &dirs.build.platform, &"/tmp".to_owned(), &"/var/tmp".to_owned()] {
+        s.push_str(&format!("if [ -d {d} ] && [ ! -L {d} ]; then find {d} -mindepth 1 -delete; fi\n", d = q(dir)));
+    }
+    s.push_str(&format!("rm -rf {} {}\n", q(launcher), q(&kept_marks_dir(dirs))));
+    let layers = q(&dirs.build.layers);
+    let mut cases = String::new();
+    let mut bps: Vec<&str> = kept.iter().map(|k| k.buildpack.as_str()).collect();
+    bps.dedup();
+    for bp in bps {
+        let names: Vec<String> = kept
+            .iter()
+            .filter(|k| k.buildpack == bp)
+            .flat_map(|k| [q(&k.name), q(&format!("{}.toml", k.name))])
+            .collect();
+        cases.push_str(&format!(
+            "{b}) if [ -L \"$d\" ]; then rm -f \"$d\"; continue; fi; for p in \"$d\"/*; do case \"${{p##*/}}\" in {n}) ;; *) rm -rf \"$p\" ;; esac; done ;; ",
+            b = q(bp),
+            n = names.join("|")
+        ));
+    }
+    s.push_str(&format!(
+        "for d in {layers}/*; do case \"${{d##*/}}\" in {cases}*) rm -rf \"$d\" ;; esac; done\n"
+    ));
+    s
+}
+
 /// The root script that brings back the cached layers of the buildpacks in the group.
 pub fn restore_script(dirs: &LifecycleDirs, group: &[String]) -> String {
     let mut s = String::from("set -eu\n");
     for bp in group {
         let (c, l) = (q(&format!("{}/{bp}", dirs.cache)), q(&dirs.build.layers_dir(bp)));
         let Some(store) = &dirs.store else {
-            s.push_str(&format!("if [ -d {c} ]; then cp -a {c}/. {l}/; fi\n"));
+            let kept: Vec<&KeptLayer> = dirs.kept.iter().flatten().filter(|k| &k.buildpack == bp).collect();
+            if kept.is_empty() {
+                s.push_str(&format!("if [ -d {c} ]; then cp -a {c}/. {l}/; fi\n"));
+            } else {
+                // The kept layers stay as the image has them (export compares their inode
+                // with the one noted here); only the rest of the cache is copied in.
+                let marks = q(&format!("{}/{bp}", kept_marks_dir(dirs)));
+                s.push_str(&format!("install -d -m 0700 {marks}\n"));
+                let mut names = Vec::new();
+                for k in &kept {
+                    let dir = q(&format!("{}/{}", dirs.build.layers_dir(bp), k.name));
+                    s.push_str(&format!(
+                        "if [ -d {dir} ] && [ ! -L {dir} ]; then stat -c %i {dir} >{marks}/{n}; fi\n",
+                        n = q(&k.name)
+                    ));
+                    names.push(q(&k.name));
+                    names.push(q(&format!("{}.toml", k.name)));
+                }
+                s.push_str(&format!(
+                    "if [ -d {c} ]; then for p in {c}/* {c}/.[!.]*; do if [ -e \"$p\" ] || [ -L \"$p\" ]; then \
+                     case \"${{p##*/}}\" in {names}) ;; *) cp -a \"$p\" {l}/ ;; esac; fi; done; fi\n",
+                    names = names.join("|")
+                ));
+            }
             if let Some(owner) = &dirs.owner {
                 s.push_str(&format!("chown {owner} {l}\n"));
             }

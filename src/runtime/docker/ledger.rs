@@ -33,9 +33,20 @@ pub struct ReleaseImages {
     /// previous step's image is not the build's and is never removed for it.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub parents: BTreeMap<String, String>,
+    /// Release images of a removed release that a later buildpack build started from (see
+    /// `base`): the engine refuses to remove an image with children, and removes it itself
+    /// once the last one goes; until then it is remembered here, as slipway's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bases: Vec<String>,
 }
 
 impl ReleaseImages {
+    /// Whether all that is left of the release are images later builds stand on: nothing of
+    /// it is running or could be, so reconciliation has nothing to report for it.
+    pub fn only_bases(&self) -> bool {
+        self.release.is_empty() && self.steps.is_empty() && !self.bases.is_empty()
+    }
+
     fn add(list: &mut Vec<String>, id: &str) -> bool {
         if id.is_empty() || list.iter().any(|i| i == id) {
             return false;
@@ -167,6 +178,7 @@ impl Ledger {
             let images = self.load(r)?;
             ids.extend(images.release);
             ids.extend(images.steps);
+            ids.extend(images.bases);
         }
         Ok(ids)
     }
@@ -195,8 +207,12 @@ pub fn parent_matches(actual: &str, expected: &str) -> bool {
 /// What removing a release takes, newest first (children before their parents), sparing
 /// every id that another recorded release still uses.
 pub fn removals(gone: &ReleaseImages, spare: &BTreeSet<String>) -> Vec<Removal> {
-    let release =
-        gone.release.iter().rev().map(|id| Removal { id: id.clone(), release_image: true, parent: None });
+    let release = gone
+        .release
+        .iter()
+        .rev()
+        .chain(gone.bases.iter().rev())
+        .map(|id| Removal { id: id.clone(), release_image: true, parent: None });
     let steps = gone.steps.iter().rev().map(|id| Removal {
         id: id.clone(),
         release_image: false,
@@ -231,6 +247,7 @@ mod tests {
             release: vec!["sha256:built".into(), "sha256:predeployed".into()],
             steps: vec!["s1".into(), "s2".into(), "shared".into()],
             parents: BTreeMap::from([("s2".to_owned(), "s1".to_owned())]),
+            bases: vec![],
         };
         let spare = BTreeSet::from(["shared".to_owned()]);
         let ids: Vec<(String, bool, Option<String>)> =
@@ -270,6 +287,7 @@ mod tests {
                 release: vec!["sha256:img".into()],
                 steps: vec!["s1".into()],
                 parents: BTreeMap::from([("s1".to_owned(), "base".to_owned())]),
+                bases: vec![],
             }
         );
         assert_eq!(ledger.releases(), [v2, ReleaseId::new(3)]);

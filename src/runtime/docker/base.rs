@@ -139,20 +139,32 @@ pub fn labels(base: &BuildBase, stack_id: &str, buildpacks: &str, built: &Built)
     ])
 }
 
-/// The build image of `current` (the first image the ledger recorded for it: the commit of
-/// its build, before predeploy's) and its labels, if the engine still has it and its labels
-/// name that app and release.
+/// The build image of `current` (recorded in the ledger as its base: the commit of its
+/// build, before predeploy's) and its labels, if the engine still has it and its labels name
+/// that app and release.
 pub async fn previous_build(
     docker: &Docker,
     ledger: &Ledger,
     app: &AppName,
     current: ReleaseId,
 ) -> Option<(String, Labels)> {
-    let id = ledger.load(current).ok()?.release.into_iter().next()?;
-    let info = docker.inspect_image(&id).await.ok()?;
+    let Some(id) = ledger.load(current).ok().and_then(|r| r.bases.into_iter().next()) else {
+        tracing::debug!(app = %app, release = %current, "no recorded build image: the build starts from the stack");
+        return None;
+    };
+    let info = match docker.inspect_image(&id).await {
+        Ok(info) => info,
+        Err(e) => {
+            tracing::debug!(app = %app, release = %current, image = %id, error = %e, "the previous build image is gone");
+            return None;
+        }
+    };
     let l = info.config.and_then(|c| c.labels).unwrap_or_default();
     let ours = l.get(labels::APP).map(String::as_str) == Some(app.as_str())
         && labels::release_of(&l) == Some(current);
+    if !ours {
+        tracing::debug!(app = %app, release = %current, image = %id, "the previous build image is not labelled as that release's");
+    }
     ours.then_some((id, l))
 }
 

@@ -494,9 +494,9 @@ pub async fn untag_release_tags(
 pub async fn prune_superseded(docker: &Docker, ledger: &Ledger) -> Result<(), ImageError> {
     for release in ledger.releases() {
         let recorded = ledger.load(release).map_err(|source| ImageError::Ledger { release, source })?;
-        for id in recorded.release {
-            // Never a release image here: a superseded one with children stays recorded.
-            let _ = remove_one(docker, &Removal { id, release_image: false, parent: None }).await?;
+        // A build image the next build may start from is not superseded, only untagged.
+        for id in recorded.release.into_iter().filter(|id| !recorded.bases.contains(id)) {
+            remove_one(docker, &Removal { id, release_image: false, parent: None }).await?;
         }
     }
     Ok(())

@@ -33,9 +33,10 @@ pub struct ReleaseImages {
     /// previous step's image is not the build's and is never removed for it.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub parents: BTreeMap<String, String>,
-    /// Release images of a removed release that a later buildpack build started from (see
-    /// `base`): the engine refuses to remove an image with children, and removes it itself
-    /// once the last one goes; until then it is remembered here, as slipway's.
+    /// A buildpack build's own image, which the next build may start from (see `base`): kept
+    /// while its release is, even once predeploy's image took the tag (so not superseded),
+    /// and after, while a later build stands on it (the engine refuses to remove an image
+    /// with children, and removes it itself, untagged, with its last child).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub bases: Vec<String>,
 }
@@ -136,6 +137,16 @@ impl Ledger {
         Ok(())
     }
 
+    /// Records a buildpack build's image of `release` as one a later build may start from
+    /// (it is a release image too: [`Ledger::record_release`]).
+    pub fn record_base(&self, release: ReleaseId, id: &str) -> Result<(), LedgerError> {
+        let mut r = self.load(release)?;
+        if ReleaseImages::add(&mut r.bases, id) {
+            self.save(release, &r)?;
+        }
+        Ok(())
+    }
+
     /// Records a build or step image of `release`; `parent` is the image it must stand on
     /// when the id was read from build output rather than asked of the engine.
     pub fn record_step(&self, release: ReleaseId, id: &str, parent: Option<&str>) -> Result<(), LedgerError> {
@@ -207,11 +218,12 @@ pub fn parent_matches(actual: &str, expected: &str) -> bool {
 /// What removing a release takes, newest first (children before their parents), sparing
 /// every id that another recorded release still uses.
 pub fn removals(gone: &ReleaseImages, spare: &BTreeSet<String>) -> Vec<Removal> {
+    let bases = gone.bases.iter().rev().filter(|id| !gone.release.contains(id));
     let release = gone
         .release
         .iter()
         .rev()
-        .chain(gone.bases.iter().rev())
+        .chain(bases)
         .map(|id| Removal { id: id.clone(), release_image: true, parent: None });
     let steps = gone.steps.iter().rev().map(|id| Removal {
         id: id.clone(),

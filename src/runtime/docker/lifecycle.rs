@@ -125,6 +125,7 @@ pub async fn build(
         None => None,
     };
     let base = base::choose(previous.as_ref().map(|(id, l)| (id.as_str(), l)), &stack_id, &buildpacks_key);
+    tracing::debug!(app = %req.app, release = %req.release, previous = ?req.previous, base = ?base, "build base");
     let from = match &base {
         BuildBase::Previous { image, depth, kept } => {
             let kept: Vec<String> = kept.iter().map(ToString::to_string).collect();
@@ -275,9 +276,10 @@ impl ContainerExecutor<'_> {
         let id = self.docker.commit_container(options, config).await.map_err(|source| {
             err("commit the build", ExecError::Engine { what: "commit the build", source })
         })?;
-        self.req.ledger.record_release(self.req.release, &id.id).map_err(|source| {
-            BuildpackBuildError::Ledger { app: self.req.app.clone(), release: self.req.release, source }
-        })?;
+        let ledger_err =
+            |source| BuildpackBuildError::Ledger { app: self.req.app.clone(), release: self.req.release, source };
+        self.req.ledger.record_release(self.req.release, &id.id).map_err(ledger_err)?;
+        self.req.ledger.record_base(self.req.release, &id.id).map_err(ledger_err)?;
         Ok(BuiltImage { id: ImageId::new(id.id), launch: launch.clone() })
     }
 }

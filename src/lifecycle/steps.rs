@@ -47,7 +47,8 @@ impl KeptLayer {
     pub fn parse(text: &str) -> Option<Self> {
         let (bp, name) = text.split_once('/')?;
         let plain = |s: &str| !s.is_empty() && s != "." && s != ".." && !s.contains('/') && !s.contains('\0');
-        (plain(bp) && plain(name) && !bp.starts_with('.')).then(|| Self { buildpack: bp.into(), name: name.into() })
+        (plain(bp) && plain(name) && !bp.starts_with('.'))
+            .then(|| Self { buildpack: bp.into(), name: name.into() })
     }
 }
 
@@ -78,7 +79,8 @@ pub fn export_script(dirs: &LifecycleDirs, built: &[String], layers: &[BuiltLaye
     let kept = dirs.kept.as_deref().unwrap_or_default();
     let marks = kept_marks_dir(dirs);
     let spare = q(&format!("{}/.slipway-spare", dirs.cache));
-    let unchanged = |l: &BuiltLayer| kept.iter().any(|k| k.buildpack == l.buildpack && k.name == l.name) && l.sealed;
+    let unchanged =
+        |l: &BuiltLayer| kept.iter().any(|k| k.buildpack == l.buildpack && k.name == l.name) && l.sealed;
     if !kept.is_empty() {
         s.push_str(&format!("rm -rf {spare}\n"));
     }
@@ -207,8 +209,17 @@ fn kept_marks_dir(dirs: &LifecycleDirs) -> String {
 pub fn wipe_script(dirs: &LifecycleDirs, launcher: &str) -> String {
     let kept = dirs.kept.as_deref().unwrap_or_default();
     let mut s = String::from("set -eu\nshopt -s dotglob nullglob\n");
-    for dir in [&dirs.build.app, &dirs.build.buildpacks, &dirs.build.platform, &"/tmp".to_owned(), &"/var/tmp".to_owned()] {
-        s.push_str(&format!("if [ -d {d} ] && [ ! -L {d} ]; then find {d} -mindepth 1 -delete; fi\n", d = q(dir)));
+    for dir in [
+        &dirs.build.app,
+        &dirs.build.buildpacks,
+        &dirs.build.platform,
+        &"/tmp".to_owned(),
+        &"/var/tmp".to_owned(),
+    ] {
+        s.push_str(&format!(
+            "if [ -d {d} ] && [ ! -L {d} ]; then find {d} -mindepth 1 -delete; fi\n",
+            d = q(dir)
+        ));
     }
     s.push_str(&format!("rm -rf {} {}\n", q(launcher), q(&kept_marks_dir(dirs))));
     let layers = q(&dirs.build.layers);

@@ -219,12 +219,11 @@ pub fn parent_matches(actual: &str, expected: &str) -> bool {
 /// every id that another recorded release still uses.
 pub fn removals(gone: &ReleaseImages, spare: &BTreeSet<String>) -> Vec<Removal> {
     let bases = gone.bases.iter().rev().filter(|id| !gone.release.contains(id));
-    let release = gone
-        .release
-        .iter()
-        .rev()
-        .chain(bases)
-        .map(|id| Removal { id: id.clone(), release_image: true, parent: None });
+    let release = gone.release.iter().rev().chain(bases).map(|id| Removal {
+        id: id.clone(),
+        release_image: true,
+        parent: None,
+    });
     let steps = gone.steps.iter().rev().map(|id| Removal {
         id: id.clone(),
         release_image: false,

@@ -186,7 +186,11 @@ pub async fn build(
             crate::lifecycle::run(&b, &build, &buildpacks, &BuildTarget::host_debian12(), output).await?;
         let t = std::time::Instant::now();
         let image = b.export(&build, &outcome).await?;
-        output(&format!("[lifecycle] commit: {} ({:.1}s)", short(image.id.as_str()), t.elapsed().as_secs_f64()));
+        output(&format!(
+            "[lifecycle] commit: {} ({:.1}s)",
+            short(image.id.as_str()),
+            t.elapsed().as_secs_f64()
+        ));
         Ok(image)
     }
     .await;
@@ -276,8 +280,11 @@ impl ContainerExecutor<'_> {
         let id = self.docker.commit_container(options, config).await.map_err(|source| {
             err("commit the build", ExecError::Engine { what: "commit the build", source })
         })?;
-        let ledger_err =
-            |source| BuildpackBuildError::Ledger { app: self.req.app.clone(), release: self.req.release, source };
+        let ledger_err = |source| BuildpackBuildError::Ledger {
+            app: self.req.app.clone(),
+            release: self.req.release,
+            source,
+        };
         self.req.ledger.record_release(self.req.release, &id.id).map_err(ledger_err)?;
         self.req.ledger.record_base(self.req.release, &id.id).map_err(ledger_err)?;
         Ok(BuiltImage { id: ImageId::new(id.id), launch: launch.clone() })

@@ -71,7 +71,8 @@ impl BuiltLayer {
 /// The root script that saves `cache = true` layers and drops layers not for launch.
 ///
 /// With [`LifecycleDirs::kept`] layers, a sealed one that is still the directory restore found
-/// (same inode: the buildpack neither removed nor replaced it) is reported on stdout as
+/// (same inode and change time, to the nanosecond: the buildpack neither removed nor replaced
+/// it; an inode number alone may be reused by a new directory) is reported on stdout as
 /// [`UNCHANGED`]`<bp>/<layer>` and not copied again: its copy in the cache, made when it was
 /// built, is spared (copied only if missing).
 pub fn export_script(dirs: &LifecycleDirs, built: &[String], layers: &[BuiltLayer]) -> String {
@@ -89,7 +90,7 @@ pub fn export_script(dirs: &LifecycleDirs, built: &[String], layers: &[BuiltLaye
         let mark = q(&format!("{marks}/{}/{}", l.buildpack, l.name));
         let c = format!("{}/{}", dirs.cache, l.buildpack);
         s.push_str(&format!(
-            "u{i}=0\nif [ -d {dir} ] && [ ! -L {dir} ] && [ -f {mark} ] && [ \"$(stat -c %i {dir})\" = \"$(cat {mark})\" ]; then \
+            "u{i}=0\nif [ -d {dir} ] && [ ! -L {dir} ] && [ -f {mark} ] && [ \"$(stat -c '%i %z' {dir})\" = \"$(cat {mark})\" ]; then \
              u{i}=1; printf '%s\\n' {line}; install -d {spare}/{bp}; \
              for p in {cl} {ct}; do if [ -e \"$p\" ] || [ -L \"$p\" ]; then mv \"$p\" {spare}/{bp}/; fi; done; fi\n",
             line = q(&format!("{UNCHANGED}{}/{}", l.buildpack, l.name)),
@@ -204,18 +205,14 @@ fn kept_marks_dir(dirs: &LifecycleDirs) -> String {
 /// everything that build left goes (source, buildpacks, platform files, launcher, scratch
 /// and temporary files, every layer) except the `kept` sealed layers and their
 /// `<layer>.toml`, which the buildpack then finds as if restore had brought them back. It
-/// runs before the source and buildpacks are put in place. `rm -rf` and `find -delete` never
-/// follow a link the previous build may have left.
-pub fn wipe_script(dirs: &LifecycleDirs, launcher: &str) -> String {
+/// runs before the source and buildpacks are put in place; `temp_dirs` (`/tmp`, `/var/tmp`)
+/// are emptied too. `rm -rf` and `find -delete` never follow a link the previous build may
+/// have left.
+pub fn wipe_script(dirs: &LifecycleDirs, launcher: &str, temp_dirs: &[&str]) -> String {
     let kept = dirs.kept.as_deref().unwrap_or_default();
     let mut s = String::from("set -eu\nshopt -s dotglob nullglob\n");
-    for dir in [
-        &dirs.build.app,
-        &dirs.build.buildpacks,
-        &dirs.build.platform,
-        &"/tmp".to_owned(),
-        &"/var/tmp".to_owned(),
-    ] {
+    let emptied = [dirs.build.app.as_str(), &dirs.build.buildpacks, &dirs.build.platform];
+    for dir in emptied.iter().chain(temp_dirs) {
         s.push_str(&format!(
             "if [ -d {d} ] && [ ! -L {d} ]; then find {d} -mindepth 1 -delete; fi\n",
             d = q(dir)
@@ -254,15 +251,15 @@ pub fn restore_script(dirs: &LifecycleDirs, group: &[String]) -> String {
             if kept.is_empty() {
                 s.push_str(&format!("if [ -d {c} ]; then cp -a {c}/. {l}/; fi\n"));
             } else {
-                // The kept layers stay as the image has them (export compares their inode
-                // with the one noted here); only the rest of the cache is copied in.
+                // The kept layers stay as the image has them (export compares their inode and
+                // ctime with those noted here); only the rest of the cache is copied in.
                 let marks = q(&format!("{}/{bp}", kept_marks_dir(dirs)));
                 s.push_str(&format!("install -d -m 0700 {marks}\n"));
                 let mut names = Vec::new();
                 for k in &kept {
                     let dir = q(&format!("{}/{}", dirs.build.layers_dir(bp), k.name));
                     s.push_str(&format!(
-                        "if [ -d {dir} ] && [ ! -L {dir} ]; then stat -c %i {dir} >{marks}/{n}; fi\n",
+                        "if [ -d {dir} ] && [ ! -L {dir} ]; then stat -c '%i %z' {dir} >{marks}/{n}; fi\n",
                         n = q(&k.name)
                     ));
                     names.push(q(&k.name));
@@ -341,6 +338,140 @@ mod tests {
             let status = std::process::Command::new("bash").args(["-n", "-c", &script]).status().unwrap();
             assert!(status.success(), "{script}");
         }
+    }
+
+    fn sh(script: &str) -> String {
+        let out = std::process::Command::new("bash").args(["-c", script]).output().unwrap();
+        assert!(out.status.success(), "{script}\n{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn write(path: &std::path::Path, text: &str) {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+
+    fn read(path: &std::path::Path) -> String {
+        std::fs::read_to_string(path).unwrap_or_else(|e| format!("({e})"))
+    }
+
+    fn sealed_venv() -> BuiltLayer {
+        BuiltLayer {
+            buildpack: "py".into(),
+            name: "venv".into(),
+            types: LayerTypes { launch: true, build: false, cache: true },
+            sealed: true,
+        }
+    }
+
+    /// A warm build's directories in a temp dir, started from an "image" that holds a sealed
+    /// `venv` (kept), another launch layer, another buildpack's layer and the last build's
+    /// source, buildpacks, platform env and launcher; the cache has an older venv and pip's.
+    fn warm_tree() -> (tempfile::TempDir, LifecycleDirs) {
+        let t = tempfile::tempdir().unwrap();
+        let p = |s: &str| t.path().join(s).to_str().unwrap().to_owned();
+        let dirs = LifecycleDirs {
+            build: crate::buildpack::env::BuildDirs {
+                app: p("workspace"),
+                layers: p("layers"),
+                platform: p("platform"),
+                buildpacks: p("cnb/buildpacks"),
+            },
+            cache: p("cache"),
+            scratch: p("scratch"),
+            owner: None,
+            store: None,
+            kept: Some(vec![KeptLayer { buildpack: "py".into(), name: "venv".into() }]),
+        };
+        for (f, text) in [
+            ("layers/py/venv/bin/python", "image"),
+            ("layers/py/venv.toml", "key = 1"),
+            ("layers/py/tools/x", "old launch layer"),
+            ("layers/py/tools.toml", ""),
+            ("layers/procfile/run/x", ""),
+            ("workspace/old.txt", ""),
+            ("workspace/.hidden", ""),
+            ("cnb/buildpacks/py/bin/build", ""),
+            ("cnb/launcher", ""),
+            ("platform/env/SECRET", "x"),
+            ("tmp/left", ""),
+            ("cache/py/venv/bin/python", "cache"),
+            ("cache/py/venv.toml", "key = 1"),
+            ("cache/py/pip-cache/wheel", "whl"),
+            ("cache/py/pip-cache.toml", ""),
+        ] {
+            write(&t.path().join(f), text);
+        }
+        std::os::unix::fs::symlink("/etc", t.path().join("layers/py/link")).unwrap();
+        (t, dirs)
+    }
+
+    #[test]
+    fn a_warm_build_keeps_only_the_sealed_layers_and_restores_the_rest_of_the_cache() {
+        let (t, dirs) = warm_tree();
+        let tmp = t.path().join("tmp");
+        sh(&wipe_script(&dirs, &format!("{}/cnb/launcher", t.path().display()), &[tmp.to_str().unwrap()]));
+        let names = |d: &str| {
+            let mut v: Vec<String> = std::fs::read_dir(t.path().join(d))
+                .map(|r| r.map(|e| e.unwrap().file_name().into_string().unwrap()).collect())
+                .unwrap_or_default();
+            v.sort();
+            v
+        };
+        assert_eq!(names("layers"), ["py"], "another buildpack's layers go");
+        assert_eq!(names("layers/py"), ["venv", "venv.toml"], "the link and the other layer go too");
+        for empty in ["workspace", "cnb/buildpacks", "platform", "tmp"] {
+            assert!(names(empty).is_empty(), "{empty}: {:?}", names(empty));
+        }
+        assert_eq!(names("cnb"), ["buildpacks"], "the launcher goes");
+        assert!(std::path::Path::new("/etc/passwd").is_file(), "a link is removed, never followed");
+
+        sh(&restore_script(&dirs, &["py".into()]));
+        assert_eq!(
+            read(&t.path().join("layers/py/venv/bin/python")),
+            "image",
+            "the kept venv is not copied over"
+        );
+        assert_eq!(
+            read(&t.path().join("layers/py/pip-cache/wheel")),
+            "whl",
+            "the rest of the cache comes back"
+        );
+        let pip = BuiltLayer {
+            buildpack: "py".into(),
+            name: "pip-cache".into(),
+            types: LayerTypes { launch: false, build: false, cache: true },
+            sealed: false,
+        };
+        let out = sh(&export_script(&dirs, &["py".into()], &[sealed_venv(), pip]));
+        assert_eq!(out, "unchanged py/venv\n");
+        assert_eq!(
+            read(&t.path().join("cache/py/venv/bin/python")),
+            "cache",
+            "its cached copy is spared, not copied again"
+        );
+        assert_eq!(read(&t.path().join("cache/py/pip-cache/wheel")), "whl");
+        assert!(!t.path().join("layers/py/pip-cache").exists(), "a cache-only layer stays out of the image");
+        assert!(!t.path().join("scratch.kept").exists(), "the marks stay out of the image");
+        assert!(!t.path().join("cache/.slipway-spare").exists());
+    }
+
+    #[test]
+    fn a_kept_layer_the_buildpack_rebuilt_is_cached_again_and_not_reported_unchanged() {
+        let (t, dirs) = warm_tree();
+        let tmp = t.path().join("tmp");
+        sh(&wipe_script(&dirs, "/nonexistent/launcher", &[tmp.to_str().unwrap()]));
+        sh(&restore_script(&dirs, &["py".into()]));
+        // The buildpack removes and rebuilds it (a sealed layer is never changed in place).
+        std::fs::remove_dir_all(t.path().join("layers/py/venv")).unwrap();
+        write(&t.path().join("layers/py/venv/bin/python"), "rebuilt");
+        assert_eq!(sh(&export_script(&dirs, &["py".into()], &[sealed_venv()])), "", "nothing unchanged");
+        assert_eq!(read(&t.path().join("cache/py/venv/bin/python")), "rebuilt");
+
+        // Without its mark (restore never saw it), a kept layer is not taken for unchanged.
+        let (t, dirs) = warm_tree();
+        assert_eq!(sh(&export_script(&dirs, &["py".into()], &[sealed_venv()])), "");
+        assert_eq!(read(&t.path().join("cache/py/venv/bin/python")), "image");
     }
 
     #[test]

@@ -305,7 +305,7 @@ impl Executor for ContainerExecutor<'_> {
     async fn prepare(&self, buildpacks: &[Buildpack]) -> Result<(), ExecError> {
         if self.dirs.kept.is_some() {
             // Started from the previous build's image: what that build left goes first.
-            let r = self.run_step(&steps::wipe_script(&self.dirs, LAUNCHER)).await?;
+            let r = self.run_step(&steps::wipe_script(&self.dirs, LAUNCHER, &["/tmp", "/var/tmp"])).await?;
             if r.code != 0 {
                 return Err(ExecError::Prepare { code: r.code, tail: Box::new(r.tail) });
             }

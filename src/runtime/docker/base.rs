@@ -204,7 +204,7 @@ mod tests {
     fn a_changed_stack_buildpacks_a_rebuilt_layer_or_the_depth_limit_rebase_on_the_stack() {
         let why = |l: &Labels, stack: &str, bps: &str| match choose(Some(("sha256:v1", l)), stack, bps) {
             BuildBase::Stack { why } => why.unwrap(),
-            other => panic!("{other:?}"),
+            other @ BuildBase::Previous { .. } => panic!("{other:?}"),
         };
         assert!(why(&prev(0), "sha256:other", BPS).contains("stack"));
         assert!(why(&prev(0), "sha256:stack", "slipway/procfile@0.1.0").contains("buildpacks"));

@@ -37,6 +37,15 @@ fn note(image: &str, seen: &mut BTreeSet<String>) {
     }
 }
 
+/// The build image a deploy's `[lifecycle] commit: <id>` line names (before predeploy's).
+fn build_image(stderr: &str) -> String {
+    let short = stderr
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("[lifecycle] commit: "))
+        .unwrap_or_else(|| panic!("no commit line in {stderr}"));
+    inspect(&short[..12], "{{.Id}}").unwrap_or_else(|| panic!("no image {short}"))
+}
+
 /// Deploys and returns stderr, failing with the whole output if the deploy failed.
 fn deploy(sw: &Slipway, app: &str, repo: &Repo) -> String {
     let out = sw.run(&["deploy", app, "--repo", repo.path()]);
@@ -60,10 +69,11 @@ fn a_code_change_builds_on_the_previous_image_and_a_rebuilt_venv_rebases_the_nex
     let v1 = deploy(&sw, &app, &repo);
     assert!(!v1.contains(WARM), "the first build starts from the stack: {v1}");
     assert!(v1.contains("installing dependencies"), "{v1}");
-    let v1_id = inspect(&tag("v1"), "{{.Id}}").unwrap();
+    let v1_id = build_image(&v1);
     assert_eq!(label(&tag("v1"), "slipway.base.depth"), "0");
     assert_eq!(label(&tag("v1"), "slipway.base.sealed"), "slipway_python/venv");
     note(&tag("v1"), &mut seen);
+    note(&v1_id, &mut seen);
     let venv_toml = || sw.ok(&["run", &app, "--", "cat /layers/slipway_python/venv.toml"]);
     let installed_at = |t: &str| t.lines().find(|l| l.starts_with("installed_at")).unwrap().to_owned();
     let first_install = installed_at(&venv_toml());
@@ -75,7 +85,9 @@ fn a_code_change_builds_on_the_previous_image_and_a_rebuilt_venv_rebases_the_nex
     let v2 = deploy(&sw, &app, &repo);
     assert!(v2.contains(&format!("{WARM} {}", &v1_id["sha256:".len()..][..12])), "{v2}");
     assert!(v2.contains("venv reused, pip not run"), "{v2}");
-    assert_eq!(inspect(&tag("v2"), "{{.Parent}}").unwrap(), v1_id, "v2's image stands on v1's");
+    let v2_id = build_image(&v2);
+    assert_eq!(inspect(&v2_id, "{{.Parent}}").unwrap(), v1_id, "v2's build image stands on v1's");
+    note(&v2_id, &mut seen);
     // Its own labels, none inherited from v1's image.
     assert_eq!(label(&tag("v2"), "slipway.release"), "v2");
     assert_eq!(label(&tag("v2"), "slipway.commit"), repo.git(&["rev-parse", "HEAD"]));
@@ -86,6 +98,11 @@ fn a_code_change_builds_on_the_previous_image_and_a_rebuilt_venv_rebases_the_nex
     assert_eq!(
         sw.ok(&["run", &app, "--", "cat index.html; test -e old.txt && echo stale || echo clean"]),
         "<p>v2</p>\nclean\n"
+    );
+    let predeployed = sw.ok(&["run", &app, "--", "cat predeployed.txt"]);
+    assert!(
+        predeployed.starts_with("predeployed with Python 3"),
+        "predeploy's commit is the release: {predeployed}"
     );
     assert_eq!(installed_at(&venv_toml()), first_install, "the same venv");
     let layout = sw.ok(&["run", &app, "--", "ls -A /layers/slipway_python /platform/env"]);
@@ -110,7 +127,8 @@ fn a_code_change_builds_on_the_previous_image_and_a_rebuilt_venv_rebases_the_nex
     assert_eq!(label(&tag("v3"), "slipway.base.depth"), "2");
     assert_eq!(label(&tag("v3"), "slipway.base.rebase"), "true");
     note(&tag("v3"), &mut seen);
-    let v3_id = inspect(&tag("v3"), "{{.Id}}").unwrap();
+    let v3_id = build_image(&v3);
+    note(&v3_id, &mut seen);
     let second_install = installed_at(&venv_toml());
     assert_ne!(second_install, first_install, "pip ran again");
 
@@ -122,22 +140,42 @@ fn a_code_change_builds_on_the_previous_image_and_a_rebuilt_venv_rebases_the_nex
     assert!(v4.contains("the previous build replaced a layer it kept"), "{v4}");
     assert!(v4.contains("venv reused, pip not run"), "the export cached the rebuilt venv: {v4}");
     assert_eq!(label(&tag("v4"), "slipway.base.depth"), "0");
-    assert_ne!(inspect(&tag("v4"), "{{.Parent}}").unwrap(), v3_id, "not built on v3's image");
+    let v4_id = build_image(&v4);
+    assert_ne!(inspect(&v4_id, "{{.Parent}}").unwrap(), v3_id, "not built on v3's image");
     assert_eq!(installed_at(&venv_toml()), second_install);
     note(&tag("v4"), &mut seen);
+    note(&v4_id, &mut seen);
+    // Retiring v3 freed the chain v1 <- v2 <- v3: none of it is left.
+    for (old, id) in [("v1", &v1_id), ("v2", &v2_id), ("v3", &v3_id)] {
+        assert!(inspect(id, "{{.Id}}").is_none(), "{old}'s build image outlived the chain");
+    }
+
+    // v5 crashes at start, so it is removed; its image stood on v4's build image, which is
+    // untagged (predeploy's commit holds the tag) and must survive it for the next build.
+    repo.write("Procfile", "web: exit 3\n");
+    repo.commit("crashes");
+    let out = sw.run(&["deploy", &app, "--repo", repo.path()]);
+    assert!(!out.status.success(), "a crashing release fails its deploy");
+    let failed = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(failed.contains(WARM), "{failed}");
+    seen.insert(build_image(&failed));
+    assert_eq!(sw.release(&app), "v4");
+    assert!(inspect(&v4_id, "{{.Id}}").is_some(), "the failed release's removal left v4's build image");
 
     // Rollback builds v3's commit again, on v4's image: same requirements, so no pip.
     let out = sw.run(&["rollback", &app]);
     assert!(out.status.success(), "rollback: {}", describe(&out));
     let rolled = String::from_utf8_lossy(&out.stderr);
-    assert!(rolled.contains(WARM) && rolled.contains("venv reused, pip not run"), "{rolled}");
-    let v5 = tag(&sw.release(&app));
+    assert!(rolled.contains(&format!("{WARM} {}", &v4_id["sha256:".len()..][..12])), "{rolled}");
+    assert!(rolled.contains("venv reused, pip not run"), "{rolled}");
+    let rolled_back = tag(&sw.release(&app));
     assert_eq!(sw.ok(&["run", &app, "--", "cat index.html"]), "<p>v2</p>\n", "v3's tree is back");
-    note(&v5, &mut seen);
+    note(&rolled_back, &mut seen);
+    note(&build_image(&rolled), &mut seen);
 
     // Retired releases are gone by tag; the images later builds stood on stay only as their
     // parents (untagged), and `apps destroy` takes every one of them.
-    for old in ["v1", "v2", "v3"] {
+    for old in ["v1", "v2", "v3", "v5"] {
         assert!(inspect(&tag(old), "{{.Id}}").is_none(), "{old}'s tag is removed when it retires");
     }
     let out = sw.run(&["apps", "destroy", &app, "--confirm", &app]);

@@ -413,7 +413,7 @@ enum Removed {
 
 async fn remove_one(docker: &Docker, removal: &Removal) -> Result<Removed, ImageError> {
     if removal.release_image {
-        return match remove_image(docker, &removal.id, true).await {
+        return match remove_release_image(docker, &removal.id).await {
             Err(ImageError::Engine {
                 source: bollard::errors::Error::DockerResponseServerError { status_code: 409, message },
                 ..
@@ -497,6 +497,32 @@ pub async fn prune_superseded(docker: &Docker, ledger: &Ledger) -> Result<(), Im
         // A build image the next build may start from is not superseded, only untagged.
         for id in recorded.release.into_iter().filter(|id| !recorded.bases.contains(id)) {
             remove_one(docker, &Removal { id, release_image: false, parent: None }).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Removes a release image by id or tag (forced: a release's tag goes whatever holds it), but
+/// never its untagged parent: the engine would prune it with its last child, and that parent
+/// may be the build image the current release's next build starts from (`base`). The parents
+/// slipway made are in its ledger and go by their own id ([`remove_freed_bases`]).
+pub async fn remove_release_image(docker: &Docker, image: &str) -> Result<(), ImageError> {
+    let options = RemoveImageOptions { force: true, noprune: true, ..Default::default() };
+    match docker.remove_image(image, Some(options), None).await {
+        Ok(_) => Ok(()),
+        Err(e) if super::is_not_found(&e) => Ok(()),
+        Err(source) => Err(ImageError::Engine { what: "remove", image: image.to_owned(), source }),
+    }
+}
+
+/// Removes the build images of removed releases that later builds stood on, now that nothing
+/// stands on them any more (those still with children stay recorded). Newest first, so a
+/// freed chain goes in one pass.
+pub async fn remove_freed_bases(docker: &Docker, ledger: &Ledger) -> Result<(), ImageError> {
+    for release in ledger.releases().into_iter().rev() {
+        let recorded = ledger.load(release).map_err(|source| ImageError::Ledger { release, source })?;
+        if recorded.only_bases() {
+            remove_recorded(docker, ledger, release, StepPrune::IfIdle).await?;
         }
     }
     Ok(())

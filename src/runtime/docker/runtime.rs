@@ -186,7 +186,7 @@ impl DockerRuntime {
             // the parents the engine refuses to remove while they have any.
             let ledger = Ledger::of(&self.home, app);
             for release in ledger.releases().into_iter().rev() {
-                image::remove_image(docker, &labels::image_tag(app, release), true).await?;
+                image::remove_release_image(docker, &labels::image_tag(app, release)).await?;
                 image::remove_recorded(docker, &ledger, release, image::StepPrune::Wait).await?;
             }
             // A network left behind holds nothing of the app's; it must not stop the destroy.
@@ -383,9 +383,10 @@ impl DockerRuntime {
         }
         // The tag `slipway/<app>:<release>` is slipway's to remove; the images themselves go
         // only by the ids recorded as built for this release.
-        image::remove_image(docker, &labels::image_tag(app, release), true).await?;
+        image::remove_release_image(docker, &labels::image_tag(app, release)).await?;
         let ledger = Ledger::of(&self.home, app);
         image::remove_recorded(docker, &ledger, release, image::StepPrune::IfIdle).await?;
+        image::remove_freed_bases(docker, &ledger).await?;
         super::ops::prune(docker, app, &ledger).await?;
         let path = plan_path(&self.home, app, release);
         match std::fs::remove_file(&path) {

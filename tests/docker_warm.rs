@@ -37,13 +37,19 @@ fn note(image: &str, seen: &mut BTreeSet<String>) {
     }
 }
 
-/// The build image a deploy's `[lifecycle] commit: <id>` line names (before predeploy's).
-fn build_image(stderr: &str) -> String {
-    let short = stderr
+/// The short id of the build image a deploy's `[lifecycle] commit: <id> (..s)` line names.
+fn committed(stderr: &str) -> &str {
+    let line = stderr
         .lines()
         .find_map(|l| l.trim().strip_prefix("[lifecycle] commit: "))
         .unwrap_or_else(|| panic!("no commit line in {stderr}"));
-    inspect(&short[..12], "{{.Id}}").unwrap_or_else(|| panic!("no image {short}"))
+    &line[..12]
+}
+
+/// The full id of the build image a deploy committed (before predeploy's commit).
+fn build_image(stderr: &str) -> String {
+    let short = committed(stderr);
+    inspect(short, "{{.Id}}").unwrap_or_else(|| panic!("no image {short}"))
 }
 
 /// Deploys and returns stderr, failing with the whole output if the deploy failed.
@@ -158,7 +164,7 @@ fn a_code_change_builds_on_the_previous_image_and_a_rebuilt_venv_rebases_the_nex
     assert!(!out.status.success(), "a crashing release fails its deploy");
     let failed = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(failed.contains(WARM), "{failed}");
-    seen.insert(build_image(&failed));
+    assert!(inspect(committed(&failed), "{{.Id}}").is_none(), "the failed release's image is removed");
     assert_eq!(sw.release(&app), "v4");
     assert!(inspect(&v4_id, "{{.Id}}").is_some(), "the failed release's removal left v4's build image");
 

@@ -197,3 +197,42 @@ fn a_code_change_builds_on_the_previous_image_and_a_rebuilt_venv_rebases_the_nex
     let left = Command::new("docker").args(["images", "-a", "-q", "--filter", &filter]).output().unwrap();
     assert_eq!(String::from_utf8_lossy(&left.stdout).trim(), "", "no image of the app is left");
 }
+
+#[test]
+fn a_warm_build_killed_after_its_commit_leaves_nothing_and_the_base_stays_for_the_next() {
+    let sw = Slipway::new();
+    if !common::docker_ready(&sw) {
+        return;
+    }
+    let app = sw.app_with("dwkill", &["--runtime", "docker"]);
+    let repo = Repo::from_fixture("docker-python-warm");
+    let v1 = deploy(&sw, &app, &repo);
+    let v1_build = build_image(&v1);
+
+    // Killed once its image is committed (and recorded), before predeploy ran.
+    repo.write("index.html", "<p>killed</p>\n");
+    repo.commit("killed deploy");
+    let args = ["deploy", app.as_str(), "--repo", repo.path()];
+    sw.kill_at(&args, "[lifecycle] commit:", std::time::Duration::from_secs(300), std::time::Duration::ZERO);
+    let filter = format!("label=slipway.app={app}");
+    let of_v2 = || {
+        let out = Command::new("docker")
+            .args(["ps", "-a", "-q", "--filter", &filter, "--filter", "label=slipway.release=v2"])
+            .output()
+            .unwrap();
+        let images = Command::new("docker")
+            .args(["images", "-a", "-q", "--filter", &filter, "--filter", "label=slipway.release=v2"])
+            .output()
+            .unwrap();
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&images.stdout))
+    };
+    assert!(!of_v2().trim().is_empty(), "the killed deploy left its image for the next command");
+
+    // The next command repairs: nothing of v2 is left, and v1's build image stays the base.
+    sw.ok(&["ps", &app]);
+    assert_eq!(of_v2().trim(), "", "nothing of the killed release is left");
+    assert!(inspect(&v1_build, "{{.Id}}").is_some(), "the current release's build image stays");
+    let v3 = deploy(&sw, &app, &repo);
+    assert!(v3.contains(&format!("{WARM} {}", &v1_build["sha256:".len()..][..12])), "{v3}");
+    assert!(v3.contains("venv reused, pip not run"), "{v3}");
+}

@@ -41,7 +41,8 @@ pub const MAX_DEPTH: u32 = 10;
 /// What a build container starts from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BuildBase {
-    /// The stack image: a full build. `why` says why not the previous image, if there was one.
+    /// The stack image: a full build. `why` says why not the previous image, when it had
+    /// layers to reuse.
     Stack {
         /// Why the previous release's image was not used.
         why: Option<String>,
@@ -109,8 +110,9 @@ pub fn choose(previous: Option<(&str, &Labels)>, stack_id: &str, buildpacks: &st
         return stack("the previous image does not list its layers");
     };
     if kept.is_empty() {
-        // Nothing to reuse: the stack gives the smaller image.
-        return stack("the previous image has no sealed layer");
+        // Nothing to reuse (a Procfile-only app): the stack gives the smaller image, and
+        // there is no warm build to miss, so nothing to say.
+        return BuildBase::Stack { why: None };
     }
     BuildBase::Previous { image: image.to_owned(), depth: depth + 1, kept }
 }
@@ -221,7 +223,7 @@ mod tests {
         assert!(why(&unlabelled, "sha256:stack", BPS).contains("not built by"));
         let mut empty = prev(0);
         empty.insert(SEALED.into(), String::new());
-        assert!(why(&empty, "sha256:stack", BPS).contains("no sealed layer"));
+        assert_eq!(choose(Some(("sha256:v1", &empty)), "sha256:stack", BPS), BuildBase::Stack { why: None });
     }
 
     #[test]

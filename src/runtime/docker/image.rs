@@ -478,7 +478,10 @@ pub async fn untag_release_tags(
         |t: &String| release_of_tags(app, std::slice::from_ref(t)).is_some_and(|r| !keep.contains(&r));
     for tag in image.tags.iter().filter(|t| orphan(t)) {
         untagged = true;
-        let options = RemoveImageOptions { force: false, noprune: false, ..Default::default() };
+        // No pruning: a killed warm build's image stands on the current release's build
+        // image, untagged once predeploy's image took its tag, which the engine would remove
+        // along with it (see `base`).
+        let options = RemoveImageOptions { force: false, noprune: true, ..Default::default() };
         match docker.remove_image(tag, Some(options), None).await {
             Ok(_) => {}
             Err(e) if super::is_not_found(&e) => {}

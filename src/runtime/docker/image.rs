@@ -406,8 +406,8 @@ enum Removed {
     /// Gone, never there, or not the build's after all.
     Done,
     /// A release image that a later release's warm build stands on (`base`): the engine
-    /// refuses it (409, dependent child images) and removes it itself, untagged, along with
-    /// its last child; until then the ledger keeps its id.
+    /// refuses it (409, dependent child images); the ledger keeps its id until its last child
+    /// is gone ([`remove_freed_bases`]).
     KeptForChildren,
 }
 

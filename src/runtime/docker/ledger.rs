@@ -36,7 +36,7 @@ pub struct ReleaseImages {
     /// A buildpack build's own image, which the next build may start from (see `base`): kept
     /// while its release is, even once predeploy's image took the tag (so not superseded),
     /// and after, while a later build stands on it (the engine refuses to remove an image
-    /// with children, and removes it itself, untagged, with its last child).
+    /// with children); then it goes by this id.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub bases: Vec<String>,
 }

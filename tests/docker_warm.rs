@@ -156,26 +156,33 @@ fn a_code_change_builds_on_the_previous_image_and_a_rebuilt_venv_rebases_the_nex
         assert!(inspect(id, "{{.Id}}").is_none(), "{old}'s build image outlived the chain");
     }
 
+    fail_roll_back_and_destroy(&sw, &app, &repo, &v4_id, seen);
+}
+
+/// v5 crashes at start; rollback builds v3's commit on v4's build image; `apps destroy` then
+/// leaves none of the images in `seen` (every image and parent the scenario made).
+fn fail_roll_back_and_destroy(sw: &Slipway, app: &str, repo: &Repo, v4_id: &str, mut seen: BTreeSet<String>) {
+    let tag = |release: &str| format!("slipway/{app}:{release}");
     // v5 crashes at start, so it is removed; its image stood on v4's build image, which is
     // untagged (predeploy's commit holds the tag) and must survive it for the next build.
     repo.write("Procfile", "web: exit 3\n");
     repo.commit("crashes");
-    let out = sw.run(&["deploy", &app, "--repo", repo.path()]);
+    let out = sw.run(&["deploy", app, "--repo", repo.path()]);
     assert!(!out.status.success(), "a crashing release fails its deploy");
     let failed = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(failed.contains(WARM), "{failed}");
     assert!(inspect(committed(&failed), "{{.Id}}").is_none(), "the failed release's image is removed");
-    assert_eq!(sw.release(&app), "v4");
-    assert!(inspect(&v4_id, "{{.Id}}").is_some(), "the failed release's removal left v4's build image");
+    assert_eq!(sw.release(app), "v4");
+    assert!(inspect(v4_id, "{{.Id}}").is_some(), "the failed release's removal left v4's build image");
 
     // Rollback builds v3's commit again, on v4's image: same requirements, so no pip.
-    let out = sw.run(&["rollback", &app]);
+    let out = sw.run(&["rollback", app]);
     assert!(out.status.success(), "rollback: {}", describe(&out));
     let rolled = String::from_utf8_lossy(&out.stderr);
     assert!(rolled.contains(&format!("{WARM} {}", &v4_id["sha256:".len()..][..12])), "{rolled}");
     assert!(rolled.contains("venv reused, pip not run"), "{rolled}");
-    let rolled_back = tag(&sw.release(&app));
-    assert_eq!(sw.ok(&["run", &app, "--", "cat index.html"]), "<p>v2</p>\n", "v3's tree is back");
+    let rolled_back = tag(&sw.release(app));
+    assert_eq!(sw.ok(&["run", app, "--", "cat index.html"]), "<p>v2</p>\n", "v3's tree is back");
     note(&rolled_back, &mut seen);
     note(&build_image(&rolled), &mut seen);
 
@@ -184,7 +191,7 @@ fn a_code_change_builds_on_the_previous_image_and_a_rebuilt_venv_rebases_the_nex
     for old in ["v1", "v2", "v3", "v5"] {
         assert!(inspect(&tag(old), "{{.Id}}").is_none(), "{old}'s tag is removed when it retires");
     }
-    let out = sw.run(&["apps", "destroy", &app, "--confirm", &app]);
+    let out = sw.run(&["apps", "destroy", app, "--confirm", app]);
     assert!(out.status.success(), "{}", describe(&out));
     let stack = inspect(common::STACK, "{{.Id}}").unwrap();
     for id in &seen {

@@ -11,7 +11,7 @@
 //! [`MAX_DEPTH`] builds, and after a build that rebuilt or dropped a kept layer (its old bytes
 //! stay in a lower layer of the image, so they are carried by one release at most).
 //!
-//! The choice ([`choose`]) and the labels ([`labels`]) are pure; [`previous_build`] asks the
+//! The choice ([`choose`]) and the labels ([`labels()`]) are pure; [`previous_build`] asks the
 //! engine.
 
 use std::collections::HashMap;

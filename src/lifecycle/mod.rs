@@ -33,7 +33,7 @@ use crate::ids::{AppName, ReleaseId};
 
 pub use output::{LineSink, Tail};
 pub use run::{Built, run};
-pub use steps::BuiltLayer;
+pub use steps::{BuiltLayer, KeptLayer};
 
 /// Where a build's directories are, as the phases see them (in a container or on the host).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,6 +52,11 @@ pub struct LifecycleDirs {
     /// export leaves such layers for the runtime to seal (the local runtime's
     /// `layer_store`). `None`: every cache layer is copied through `cache` (containers).
     pub store: Option<String>,
+    /// Sealed layers already in the layers directory because the build container started
+    /// from the previous release's image (docker's warm build, [`steps::wipe_script`]):
+    /// restore leaves them alone and export says which came through unchanged. `None`: the
+    /// build starts without any layer (the bare stack, or the host).
+    pub kept: Option<Vec<steps::KeptLayer>>,
 }
 
 impl LifecycleDirs {
@@ -63,6 +68,7 @@ impl LifecycleDirs {
             scratch: "/tmp/cnb".into(),
             owner: Some("1000:1000".into()),
             store: None,
+            kept: None,
         }
     }
 }

@@ -24,6 +24,8 @@ pub struct Built {
     pub launch: LaunchToml,
     /// The absolute directories of the launch layers, in buildpack order.
     pub launch_layers: Vec<String>,
+    /// The kept layers ([`super::LifecycleDirs::kept`]) that the build reused as they were.
+    pub unchanged: Vec<super::KeptLayer>,
 }
 
 /// What one buildpack's build left in its layers directory.
@@ -119,7 +121,11 @@ pub async fn run<E: Executor>(
     output(&format!("[lifecycle] build: {} layer(s) ({:.1}s)", layers.len(), t.elapsed().as_secs_f64()));
 
     let t = Instant::now();
-    cx.step("export", &export_script(dirs, &escaped, &layers)).await?;
+    let exported = cx.step("export", &export_script(dirs, &escaped, &layers)).await?;
+    let unchanged: Vec<super::KeptLayer> = String::from_utf8_lossy(&exported)
+        .lines()
+        .filter_map(|l| super::KeptLayer::parse(l.strip_prefix(super::steps::UNCHANGED)?))
+        .collect();
     let launch = LaunchToml::merge(launches);
     let launch_layers = layers.iter().filter(|l| l.types.launch).map(|l| layer_dir(exec, l)).collect();
     let types: Vec<&str> = launch.processes.iter().map(|p| p.kind.as_str()).collect();
@@ -128,7 +134,7 @@ pub async fn run<E: Executor>(
         types.join(", "),
         t.elapsed().as_secs_f64()
     ));
-    Ok(Built { group: escaped, layers, launch, launch_layers })
+    Ok(Built { group: escaped, layers, launch, launch_layers, unchanged })
 }
 
 fn group_ids(group: &[crate::buildpack::order::GroupMember]) -> String {
@@ -251,12 +257,13 @@ impl<E: Executor> Ctx<'_, E> {
         Ok((d, r.tail))
     }
 
-    async fn step(&self, phase: &'static str, script: &str) -> Result<(), E> {
+    /// Runs a lifecycle step; its standard output.
+    async fn step(&self, phase: &'static str, script: &str) -> Result<Vec<u8>, E> {
         let r = self.exec.run_step(script).await.map_err(|e| self.exec_err("run a lifecycle step", e))?;
         if r.code != 0 {
             return Err(self.phase(phase, "lifecycle", r));
         }
-        Ok(())
+        Ok(r.stdout)
     }
 
     async fn capture(&self, argv: Vec<String>) -> Result<Vec<u8>, E> {

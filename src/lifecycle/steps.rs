@@ -31,6 +31,36 @@ pub struct BuiltLayer {
 /// The `[metadata]` key of a `<layer>.toml` that asks for [`BuiltLayer::sealed`].
 pub const SEALED_KEY: &str = "io.slipway.sealed";
 
+/// A sealed layer found in place when the build starts: the build container was started from
+/// the previous release's image, which holds it (see [`wipe_script`]).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct KeptLayer {
+    /// The escaped buildpack id.
+    pub buildpack: String,
+    /// The layer name.
+    pub name: String,
+}
+
+impl KeptLayer {
+    /// Reads `<escaped buildpack id>/<layer>`; `None` for anything else (a name that could
+    /// leave the layers directory included).
+    pub fn parse(text: &str) -> Option<Self> {
+        let (bp, name) = text.split_once('/')?;
+        let plain = |s: &str| !s.is_empty() && s != "." && s != ".." && !s.contains('/') && !s.contains('\0');
+        (plain(bp) && plain(name) && !bp.starts_with('.'))
+            .then(|| Self { buildpack: bp.into(), name: name.into() })
+    }
+}
+
+impl std::fmt::Display for KeptLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.buildpack, self.name)
+    }
+}
+
+/// What export prints (one line each) for a kept layer that the build reused as it was.
+pub const UNCHANGED: &str = "unchanged ";
+
 impl BuiltLayer {
     /// Whether the layer's toml asks to be sealed (and may be: launch and cache).
     pub fn wants_seal(types: LayerTypes, metadata: &toml::Table) -> bool {
@@ -39,8 +69,36 @@ impl BuiltLayer {
 }
 
 /// The root script that saves `cache = true` layers and drops layers not for launch.
+///
+/// With [`LifecycleDirs::kept`] layers, a sealed one that is still the directory restore found
+/// (same inode and change time, to the nanosecond: the buildpack neither removed nor replaced
+/// it; an inode number alone may be reused by a new directory) is reported on stdout as
+/// [`UNCHANGED`]`<bp>/<layer>` and not copied again: its copy in the cache, made when it was
+/// built, is spared (copied only if missing).
 pub fn export_script(dirs: &LifecycleDirs, built: &[String], layers: &[BuiltLayer]) -> String {
     let mut s = String::from("set -eu\n");
+    let kept = dirs.kept.as_deref().unwrap_or_default();
+    let marks = kept_marks_dir(dirs);
+    let spare = q(&format!("{}/.slipway-spare", dirs.cache));
+    let unchanged =
+        |l: &BuiltLayer| kept.iter().any(|k| k.buildpack == l.buildpack && k.name == l.name) && l.sealed;
+    if !kept.is_empty() {
+        s.push_str(&format!("rm -rf {spare}\n"));
+    }
+    for (i, l) in layers.iter().enumerate().filter(|(_, l)| unchanged(l)) {
+        let dir = q(&format!("{}/{}", dirs.build.layers_dir(&l.buildpack), l.name));
+        let mark = q(&format!("{marks}/{}/{}", l.buildpack, l.name));
+        let c = format!("{}/{}", dirs.cache, l.buildpack);
+        s.push_str(&format!(
+            "u{i}=0\nif [ -d {dir} ] && [ ! -L {dir} ] && [ -f {mark} ] && [ \"$(stat -c '%i %z' {dir})\" = \"$(cat {mark})\" ]; then \
+             u{i}=1; printf '%s\\n' {line}; install -d {spare}/{bp}; \
+             for p in {cl} {ct}; do if [ -e \"$p\" ] || [ -L \"$p\" ]; then mv \"$p\" {spare}/{bp}/; fi; done; fi\n",
+            line = q(&format!("{UNCHANGED}{}/{}", l.buildpack, l.name)),
+            bp = q(&l.buildpack),
+            cl = q(&format!("{c}/{}", l.name)),
+            ct = q(&format!("{c}/{}.toml", l.name)),
+        ));
+    }
     for bp in built {
         // store.toml is the buildpack's own memory between builds (Buildpack API 0.10):
         // saved with its cache, brought back by restore.
@@ -50,8 +108,18 @@ pub fn export_script(dirs: &LifecycleDirs, built: &[String], layers: &[BuiltLaye
             o = owner_flags(dirs),
             st = q(&format!("{}/store.toml", dirs.build.layers_dir(bp)))
         ));
+        if !kept.is_empty() {
+            s.push_str(&format!(
+                "if [ -d {spare}/{b} ]; then for p in {spare}/{b}/* {spare}/{b}/.[!.]*; do if [ -e \"$p\" ] || [ -L \"$p\" ]; then mv \"$p\" {c}/; fi; done; fi\n",
+                b = q(bp),
+                c = q(&format!("{}/{bp}", dirs.cache)),
+            ));
+        }
     }
-    for l in layers {
+    if !kept.is_empty() {
+        s.push_str(&format!("rm -rf {spare}\n"));
+    }
+    for (i, l) in layers.iter().enumerate() {
         let dir = format!("{}/{}", dirs.build.layers_dir(&l.buildpack), l.name);
         let fate = l.types.fate();
         // With a store, a sealed layer is kept there by the runtime (not copied here), and a
@@ -63,11 +131,18 @@ pub fn export_script(dirs: &LifecycleDirs, built: &[String], layers: &[BuiltLaye
             _ => (fate.cache, "cp -a"),
         };
         if save {
+            let c = q(&format!("{}/{}", dirs.cache, l.buildpack));
+            // An unchanged kept layer is copied only if the cache lost it.
+            let guard = if unchanged(l) {
+                format!("if [ \"$u{i}\" = 0 ] || [ ! -e {c}/{n} ]; then ", n = q(&l.name))
+            } else {
+                String::new()
+            };
+            let end = if guard.is_empty() { "" } else { "fi\n" };
             s.push_str(&format!(
-                "for p in {d} {t}; do if [ -e \"$p\" ] || [ -L \"$p\" ]; then {verb} \"$p\" {c}/; fi; done\n",
+                "{guard}for p in {d} {t}; do if [ -e \"$p\" ] || [ -L \"$p\" ]; then {verb} \"$p\" {c}/; fi; done\n{end}",
                 d = q(&dir),
                 t = q(&format!("{dir}.toml")),
-                c = q(&format!("{}/{}", dirs.cache, l.buildpack))
             ));
         }
         if !fate.export {
@@ -75,6 +150,9 @@ pub fn export_script(dirs: &LifecycleDirs, built: &[String], layers: &[BuiltLaye
         }
     }
     s.push_str(&format!("rm -rf {}\n", q(&dirs.scratch)));
+    if dirs.kept.is_some() {
+        s.push_str(&format!("rm -rf {}\n", q(&marks)));
+    }
     if dirs.owner.is_some() {
         // A build container becomes the image: the app's config in /platform/env stays out.
         s.push_str(&format!("find {}/env -mindepth 1 -delete\n", q(&dirs.build.platform)));
@@ -118,13 +196,81 @@ pub fn prepare_script(dirs: &LifecycleDirs, buildpacks: &[String]) -> String {
     s
 }
 
+/// Where restore notes the inode of each kept layer for export: root's, and not in the image.
+fn kept_marks_dir(dirs: &LifecycleDirs) -> String {
+    format!("{}.kept", dirs.scratch)
+}
+
+/// The root script that readies a build container started from the previous release's image:
+/// everything that build left goes (source, buildpacks, platform files, launcher, scratch
+/// and temporary files, every layer) except the `kept` sealed layers and their
+/// `<layer>.toml`, which the buildpack then finds as if restore had brought them back. It
+/// runs before the source and buildpacks are put in place; `temp_dirs` (`/tmp`, `/var/tmp`)
+/// are emptied too. `rm -rf` and `find -delete` never follow a link the previous build may
+/// have left.
+pub fn wipe_script(dirs: &LifecycleDirs, launcher: &str, temp_dirs: &[&str]) -> String {
+    let kept = dirs.kept.as_deref().unwrap_or_default();
+    let mut s = String::from("set -eu\nshopt -s dotglob nullglob\n");
+    let emptied = [dirs.build.app.as_str(), &dirs.build.buildpacks, &dirs.build.platform];
+    for dir in emptied.iter().chain(temp_dirs) {
+        s.push_str(&format!(
+            "if [ -d {d} ] && [ ! -L {d} ]; then find {d} -mindepth 1 -delete; fi\n",
+            d = q(dir)
+        ));
+    }
+    s.push_str(&format!("rm -rf {} {}\n", q(launcher), q(&kept_marks_dir(dirs))));
+    let layers = q(&dirs.build.layers);
+    let mut cases = String::new();
+    let mut bps: Vec<&str> = kept.iter().map(|k| k.buildpack.as_str()).collect();
+    bps.dedup();
+    for bp in bps {
+        let names: Vec<String> = kept
+            .iter()
+            .filter(|k| k.buildpack == bp)
+            .flat_map(|k| [q(&k.name), q(&format!("{}.toml", k.name))])
+            .collect();
+        cases.push_str(&format!(
+            "{b}) if [ -L \"$d\" ]; then rm -f \"$d\"; continue; fi; for p in \"$d\"/*; do case \"${{p##*/}}\" in {n}) ;; *) rm -rf \"$p\" ;; esac; done ;; ",
+            b = q(bp),
+            n = names.join("|")
+        ));
+    }
+    s.push_str(&format!(
+        "for d in {layers}/*; do case \"${{d##*/}}\" in {cases}*) rm -rf \"$d\" ;; esac; done\n"
+    ));
+    s
+}
+
 /// The root script that brings back the cached layers of the buildpacks in the group.
 pub fn restore_script(dirs: &LifecycleDirs, group: &[String]) -> String {
     let mut s = String::from("set -eu\n");
     for bp in group {
         let (c, l) = (q(&format!("{}/{bp}", dirs.cache)), q(&dirs.build.layers_dir(bp)));
         let Some(store) = &dirs.store else {
-            s.push_str(&format!("if [ -d {c} ]; then cp -a {c}/. {l}/; fi\n"));
+            let kept: Vec<&KeptLayer> = dirs.kept.iter().flatten().filter(|k| &k.buildpack == bp).collect();
+            if kept.is_empty() {
+                s.push_str(&format!("if [ -d {c} ]; then cp -a {c}/. {l}/; fi\n"));
+            } else {
+                // The kept layers stay as the image has them (export compares their inode and
+                // ctime with those noted here); only the rest of the cache is copied in.
+                let marks = q(&format!("{}/{bp}", kept_marks_dir(dirs)));
+                s.push_str(&format!("install -d -m 0700 {marks}\n"));
+                let mut names = Vec::new();
+                for k in &kept {
+                    let dir = q(&format!("{}/{}", dirs.build.layers_dir(bp), k.name));
+                    s.push_str(&format!(
+                        "if [ -d {dir} ] && [ ! -L {dir} ]; then stat -c '%i %z' {dir} >{marks}/{n}; fi\n",
+                        n = q(&k.name)
+                    ));
+                    names.push(q(&k.name));
+                    names.push(q(&format!("{}.toml", k.name)));
+                }
+                s.push_str(&format!(
+                    "if [ -d {c} ]; then for p in {c}/* {c}/.[!.]*; do if [ -e \"$p\" ] || [ -L \"$p\" ]; then \
+                     case \"${{p##*/}}\" in {names}) ;; *) cp -a \"$p\" {l}/ ;; esac; fi; done; fi\n",
+                    names = names.join("|")
+                ));
+            }
             if let Some(owner) = &dirs.owner {
                 s.push_str(&format!("chown {owner} {l}\n"));
             }
@@ -192,6 +338,140 @@ mod tests {
             let status = std::process::Command::new("bash").args(["-n", "-c", &script]).status().unwrap();
             assert!(status.success(), "{script}");
         }
+    }
+
+    fn sh(script: &str) -> String {
+        let out = std::process::Command::new("bash").args(["-c", script]).output().unwrap();
+        assert!(out.status.success(), "{script}\n{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn write(path: &std::path::Path, text: &str) {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+
+    fn read(path: &std::path::Path) -> String {
+        std::fs::read_to_string(path).unwrap_or_else(|e| format!("({e})"))
+    }
+
+    fn sealed_venv() -> BuiltLayer {
+        BuiltLayer {
+            buildpack: "py".into(),
+            name: "venv".into(),
+            types: LayerTypes { launch: true, build: false, cache: true },
+            sealed: true,
+        }
+    }
+
+    /// A warm build's directories in a temp dir, started from an "image" that holds a sealed
+    /// `venv` (kept), another launch layer, another buildpack's layer and the last build's
+    /// source, buildpacks, platform env and launcher; the cache has an older venv and pip's.
+    fn warm_tree() -> (tempfile::TempDir, LifecycleDirs) {
+        let t = tempfile::tempdir().unwrap();
+        let p = |s: &str| t.path().join(s).to_str().unwrap().to_owned();
+        let dirs = LifecycleDirs {
+            build: crate::buildpack::env::BuildDirs {
+                app: p("workspace"),
+                layers: p("layers"),
+                platform: p("platform"),
+                buildpacks: p("cnb/buildpacks"),
+            },
+            cache: p("cache"),
+            scratch: p("scratch"),
+            owner: None,
+            store: None,
+            kept: Some(vec![KeptLayer { buildpack: "py".into(), name: "venv".into() }]),
+        };
+        for (f, text) in [
+            ("layers/py/venv/bin/python", "image"),
+            ("layers/py/venv.toml", "key = 1"),
+            ("layers/py/tools/x", "old launch layer"),
+            ("layers/py/tools.toml", ""),
+            ("layers/procfile/run/x", ""),
+            ("workspace/old.txt", ""),
+            ("workspace/.hidden", ""),
+            ("cnb/buildpacks/py/bin/build", ""),
+            ("cnb/launcher", ""),
+            ("platform/env/SECRET", "x"),
+            ("tmp/left", ""),
+            ("cache/py/venv/bin/python", "cache"),
+            ("cache/py/venv.toml", "key = 1"),
+            ("cache/py/pip-cache/wheel", "whl"),
+            ("cache/py/pip-cache.toml", ""),
+        ] {
+            write(&t.path().join(f), text);
+        }
+        std::os::unix::fs::symlink("/etc", t.path().join("layers/py/link")).unwrap();
+        (t, dirs)
+    }
+
+    #[test]
+    fn a_warm_build_keeps_only_the_sealed_layers_and_restores_the_rest_of_the_cache() {
+        let (t, dirs) = warm_tree();
+        let tmp = t.path().join("tmp");
+        sh(&wipe_script(&dirs, &format!("{}/cnb/launcher", t.path().display()), &[tmp.to_str().unwrap()]));
+        let names = |d: &str| {
+            let mut v: Vec<String> = std::fs::read_dir(t.path().join(d))
+                .map(|r| r.map(|e| e.unwrap().file_name().into_string().unwrap()).collect())
+                .unwrap_or_default();
+            v.sort();
+            v
+        };
+        assert_eq!(names("layers"), ["py"], "another buildpack's layers go");
+        assert_eq!(names("layers/py"), ["venv", "venv.toml"], "the link and the other layer go too");
+        for empty in ["workspace", "cnb/buildpacks", "platform", "tmp"] {
+            assert!(names(empty).is_empty(), "{empty}: {:?}", names(empty));
+        }
+        assert_eq!(names("cnb"), ["buildpacks"], "the launcher goes");
+        assert!(std::path::Path::new("/etc/passwd").is_file(), "a link is removed, never followed");
+
+        sh(&restore_script(&dirs, &["py".into()]));
+        assert_eq!(
+            read(&t.path().join("layers/py/venv/bin/python")),
+            "image",
+            "the kept venv is not copied over"
+        );
+        assert_eq!(
+            read(&t.path().join("layers/py/pip-cache/wheel")),
+            "whl",
+            "the rest of the cache comes back"
+        );
+        let pip = BuiltLayer {
+            buildpack: "py".into(),
+            name: "pip-cache".into(),
+            types: LayerTypes { launch: false, build: false, cache: true },
+            sealed: false,
+        };
+        let out = sh(&export_script(&dirs, &["py".into()], &[sealed_venv(), pip]));
+        assert_eq!(out, "unchanged py/venv\n");
+        assert_eq!(
+            read(&t.path().join("cache/py/venv/bin/python")),
+            "cache",
+            "its cached copy is spared, not copied again"
+        );
+        assert_eq!(read(&t.path().join("cache/py/pip-cache/wheel")), "whl");
+        assert!(!t.path().join("layers/py/pip-cache").exists(), "a cache-only layer stays out of the image");
+        assert!(!t.path().join("scratch.kept").exists(), "the marks stay out of the image");
+        assert!(!t.path().join("cache/.slipway-spare").exists());
+    }
+
+    #[test]
+    fn a_kept_layer_the_buildpack_rebuilt_is_cached_again_and_not_reported_unchanged() {
+        let (t, dirs) = warm_tree();
+        let tmp = t.path().join("tmp");
+        sh(&wipe_script(&dirs, "/nonexistent/launcher", &[tmp.to_str().unwrap()]));
+        sh(&restore_script(&dirs, &["py".into()]));
+        // The buildpack removes and rebuilds it (a sealed layer is never changed in place).
+        std::fs::remove_dir_all(t.path().join("layers/py/venv")).unwrap();
+        write(&t.path().join("layers/py/venv/bin/python"), "rebuilt");
+        assert_eq!(sh(&export_script(&dirs, &["py".into()], &[sealed_venv()])), "", "nothing unchanged");
+        assert_eq!(read(&t.path().join("cache/py/venv/bin/python")), "rebuilt");
+
+        // Without its mark (restore never saw it), a kept layer is not taken for unchanged.
+        let (t, dirs) = warm_tree();
+        assert_eq!(sh(&export_script(&dirs, &["py".into()], &[sealed_venv()])), "");
+        assert_eq!(read(&t.path().join("cache/py/venv/bin/python")), "image");
     }
 
     #[test]

@@ -43,6 +43,9 @@ pub struct BuildRequest {
     pub source: Repo,
     /// The stack image that buildpack builds start from (`--stack`).
     pub stack: String,
+    /// The app's current release, when it was a buildpack build: a buildpack build may start
+    /// from its build image instead of the stack (see `base`).
+    pub previous: Option<ReleaseId>,
     /// Buildpack directories (each with `buildpack.toml` and `bin/`), run in order; the
     /// Procfile buildpack at the repo root of slipway is normally last.
     pub buildpacks: Vec<PathBuf>,

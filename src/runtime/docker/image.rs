@@ -386,27 +386,47 @@ pub async fn remove_recorded(
             }
             continue;
         }
-        remove_one(docker, &removal).await?;
+        if remove_one(docker, &removal).await? == Removed::KeptForChildren {
+            left.bases.push(removal.id.clone());
+        }
     }
-    if left.steps.is_empty() {
+    if left.steps.is_empty() && left.bases.is_empty() {
         ledger.forget(release).map_err(ledger_err)
     } else {
         // Newest first came out of `removals`; the record keeps creation order.
         left.steps.reverse();
+        left.bases.reverse();
         ledger.save(release, &left).map_err(ledger_err)
     }
 }
 
-async fn remove_one(docker: &Docker, removal: &Removal) -> Result<(), ImageError> {
+/// What became of an image slipway asked the engine to remove.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Removed {
+    /// Gone, never there, or not the build's after all.
+    Done,
+    /// A release image that a later release's warm build stands on (`base`): the engine
+    /// refuses it (409, dependent child images); the ledger keeps its id until its last child
+    /// is gone ([`remove_freed_bases`]).
+    KeptForChildren,
+}
+
+async fn remove_one(docker: &Docker, removal: &Removal) -> Result<Removed, ImageError> {
     if removal.release_image {
-        return remove_image(docker, &removal.id, true).await;
+        return match remove_release_image(docker, &removal.id).await {
+            Err(ImageError::Engine {
+                source: bollard::errors::Error::DockerResponseServerError { status_code: 409, message },
+                ..
+            }) if message.contains("dependent child") => Ok(Removed::KeptForChildren),
+            other => other.map(|()| Removed::Done),
+        };
     }
     // A step image is shared with whatever build cached it: a tagged one is someone's image,
     // and one with children (a newer build stands on it) is refused by the engine (409).
     match docker.inspect_image(&removal.id).await {
-        Ok(i) if i.repo_tags.iter().flatten().any(|t| t != "<none>:<none>") => return Ok(()),
+        Ok(i) if i.repo_tags.iter().flatten().any(|t| t != "<none>:<none>") => return Ok(Removed::Done),
         Ok(_) => {}
-        Err(e) if super::is_not_found(&e) => return Ok(()),
+        Err(e) if super::is_not_found(&e) => return Ok(Removed::Done),
         Err(source) => return Err(ImageError::Engine { what: "inspect", image: removal.id.clone(), source }),
     }
     // An id the build's output named must stand on the step before it (its history's second
@@ -418,7 +438,7 @@ async fn remove_one(docker: &Docker, removal: &Removal) -> Result<(), ImageError
             source,
         })?;
         if !history.get(1).is_some_and(|h| ledger::parent_matches(&h.id, expected)) {
-            return Ok(());
+            return Ok(Removed::Done);
         }
     }
     // A killed deploy's build goes on until the engine notices the client is gone and removes
@@ -430,14 +450,14 @@ async fn remove_one(docker: &Docker, removal: &Removal) -> Result<(), ImageError
                 ..
             }) => {
                 if !message.contains("used by") {
-                    return Ok(());
+                    return Ok(Removed::Done);
                 }
                 tokio::time::sleep(std::time::Duration::from_millis(500)).await;
             }
-            other => return other,
+            other => return other.map(|()| Removed::Done),
         }
     }
-    Ok(())
+    Ok(Removed::Done)
 }
 
 /// How many half-second waits a step image gets for an abandoned build's container to go.
@@ -458,7 +478,10 @@ pub async fn untag_release_tags(
         |t: &String| release_of_tags(app, std::slice::from_ref(t)).is_some_and(|r| !keep.contains(&r));
     for tag in image.tags.iter().filter(|t| orphan(t)) {
         untagged = true;
-        let options = RemoveImageOptions { force: false, noprune: false, ..Default::default() };
+        // No pruning: a killed warm build's image stands on the current release's build
+        // image, untagged once predeploy's image took its tag, which the engine would remove
+        // along with it (see `base`).
+        let options = RemoveImageOptions { force: false, noprune: true, ..Default::default() };
         match docker.remove_image(tag, Some(options), None).await {
             Ok(_) => {}
             Err(e) if super::is_not_found(&e) => {}
@@ -474,8 +497,35 @@ pub async fn untag_release_tags(
 pub async fn prune_superseded(docker: &Docker, ledger: &Ledger) -> Result<(), ImageError> {
     for release in ledger.releases() {
         let recorded = ledger.load(release).map_err(|source| ImageError::Ledger { release, source })?;
-        for id in recorded.release {
+        // A build image the next build may start from is not superseded, only untagged.
+        for id in recorded.release.into_iter().filter(|id| !recorded.bases.contains(id)) {
             remove_one(docker, &Removal { id, release_image: false, parent: None }).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Removes a release image by id or tag (forced: a release's tag goes whatever holds it), but
+/// never its untagged parent: the engine would prune it with its last child, and that parent
+/// may be the build image the current release's next build starts from (`base`). The parents
+/// slipway made are in its ledger and go by their own id ([`remove_freed_bases`]).
+pub async fn remove_release_image(docker: &Docker, image: &str) -> Result<(), ImageError> {
+    let options = RemoveImageOptions { force: true, noprune: true, ..Default::default() };
+    match docker.remove_image(image, Some(options), None).await {
+        Ok(_) => Ok(()),
+        Err(e) if super::is_not_found(&e) => Ok(()),
+        Err(source) => Err(ImageError::Engine { what: "remove", image: image.to_owned(), source }),
+    }
+}
+
+/// Removes the build images of removed releases that later builds stood on, now that nothing
+/// stands on them any more (those still with children stay recorded). Newest first, so a
+/// freed chain goes in one pass.
+pub async fn remove_freed_bases(docker: &Docker, ledger: &Ledger) -> Result<(), ImageError> {
+    for release in ledger.releases().into_iter().rev() {
+        let recorded = ledger.load(release).map_err(|source| ImageError::Ledger { release, source })?;
+        if recorded.only_bases() {
+            remove_recorded(docker, ledger, release, StepPrune::IfIdle).await?;
         }
     }
     Ok(())

@@ -33,9 +33,21 @@ pub struct ReleaseImages {
     /// previous step's image is not the build's and is never removed for it.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub parents: BTreeMap<String, String>,
+    /// A buildpack build's own image, which the next build may start from (see `base`): kept
+    /// while its release is, even once predeploy's image took the tag (so not superseded),
+    /// and after, while a later build stands on it (the engine refuses to remove an image
+    /// with children); then it goes by this id.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bases: Vec<String>,
 }
 
 impl ReleaseImages {
+    /// Whether all that is left of the release are images later builds stand on: nothing of
+    /// it is running or could be, so reconciliation has nothing to report for it.
+    pub fn only_bases(&self) -> bool {
+        self.release.is_empty() && self.steps.is_empty() && !self.bases.is_empty()
+    }
+
     fn add(list: &mut Vec<String>, id: &str) -> bool {
         if id.is_empty() || list.iter().any(|i| i == id) {
             return false;
@@ -125,6 +137,16 @@ impl Ledger {
         Ok(())
     }
 
+    /// Records a buildpack build's image of `release` as one a later build may start from
+    /// (it is a release image too: [`Ledger::record_release`]).
+    pub fn record_base(&self, release: ReleaseId, id: &str) -> Result<(), LedgerError> {
+        let mut r = self.load(release)?;
+        if ReleaseImages::add(&mut r.bases, id) {
+            self.save(release, &r)?;
+        }
+        Ok(())
+    }
+
     /// Records a build or step image of `release`; `parent` is the image it must stand on
     /// when the id was read from build output rather than asked of the engine.
     pub fn record_step(&self, release: ReleaseId, id: &str, parent: Option<&str>) -> Result<(), LedgerError> {
@@ -167,6 +189,7 @@ impl Ledger {
             let images = self.load(r)?;
             ids.extend(images.release);
             ids.extend(images.steps);
+            ids.extend(images.bases);
         }
         Ok(ids)
     }
@@ -195,8 +218,12 @@ pub fn parent_matches(actual: &str, expected: &str) -> bool {
 /// What removing a release takes, newest first (children before their parents), sparing
 /// every id that another recorded release still uses.
 pub fn removals(gone: &ReleaseImages, spare: &BTreeSet<String>) -> Vec<Removal> {
-    let release =
-        gone.release.iter().rev().map(|id| Removal { id: id.clone(), release_image: true, parent: None });
+    let bases = gone.bases.iter().rev().filter(|id| !gone.release.contains(id));
+    let release = gone.release.iter().rev().chain(bases).map(|id| Removal {
+        id: id.clone(),
+        release_image: true,
+        parent: None,
+    });
     let steps = gone.steps.iter().rev().map(|id| Removal {
         id: id.clone(),
         release_image: false,
@@ -231,6 +258,7 @@ mod tests {
             release: vec!["sha256:built".into(), "sha256:predeployed".into()],
             steps: vec!["s1".into(), "s2".into(), "shared".into()],
             parents: BTreeMap::from([("s2".to_owned(), "s1".to_owned())]),
+            bases: vec![],
         };
         let spare = BTreeSet::from(["shared".to_owned()]);
         let ids: Vec<(String, bool, Option<String>)> =
@@ -270,6 +298,7 @@ mod tests {
                 release: vec!["sha256:img".into()],
                 steps: vec!["s1".into()],
                 parents: BTreeMap::from([("s1".to_owned(), "base".to_owned())]),
+                bases: vec![],
             }
         );
         assert_eq!(ledger.releases(), [v2, ReleaseId::new(3)]);

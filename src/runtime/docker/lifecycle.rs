@@ -10,6 +10,10 @@
 //!   container is committed with `ENTRYPOINT ["/cnb/launcher"]` and the default process as
 //!   `CMD`. The image keeps the stack's layers plus one layer with the app, where the CNB
 //!   exporter makes one layer per launch layer.
+//! - warm builds: when [`super::base`] allows, the container starts from the previous
+//!   release's build image instead of the stack; prepare first wipes all that build left but
+//!   its sealed layers ([`steps::wipe_script`]), which the buildpack reuses in place, and the
+//!   commit then holds only what changed.
 
 use bollard::Docker;
 use bollard::models::{ContainerConfig, ContainerCreateBody, HostConfig, Mount, MountType};
@@ -17,6 +21,7 @@ use bollard::query_parameters::{
     CommitContainerOptions, CreateContainerOptions, KillContainerOptions, RemoveContainerOptions,
 };
 
+use super::base::{self, BuildBase};
 use super::build_request::{BuildRequest, ImageId};
 use super::context::{ContextError, GitContext};
 use super::exec::{self, ExecOutput, ExecSpec, UploadError};
@@ -113,13 +118,45 @@ pub async fn build(
 ) -> Result<BuiltImage, BuildpackBuildError> {
     let build = BuildFor { app: req.app.clone(), release: req.release };
     let buildpacks = req.buildpacks.iter().map(|d| Buildpack::load(d)).collect::<Result<Vec<_>, _>>()?;
-    stack::ensure_stack(docker, &req.stack).await?;
+    let stack_id = stack::ensure_stack(docker, &req.stack).await?;
+    let buildpacks_key = base::buildpacks_key(&buildpacks);
+    let previous = match req.previous {
+        Some(current) => base::previous_build(docker, &req.ledger, &req.app, current).await,
+        None => None,
+    };
+    let base = base::choose(previous.as_ref().map(|(id, l)| (id.as_str(), l)), &stack_id, &buildpacks_key);
+    tracing::debug!(app = %req.app, release = %req.release, previous = ?req.previous, base = ?base, "build base");
+    let from = match &base {
+        BuildBase::Previous { image, depth, kept } => {
+            let kept: Vec<String> = kept.iter().map(ToString::to_string).collect();
+            output(&format!(
+                "[lifecycle] base: the previous build's image {} (depth {depth}), keeping {}",
+                short(image),
+                kept.join(", ")
+            ));
+            image.clone()
+        }
+        BuildBase::Stack { why } => {
+            if let Some(why) = why {
+                output(&format!("[lifecycle] base: the stack image {} ({why})", req.stack));
+            }
+            req.stack.clone()
+        }
+    };
     let cache = volume::ensure_cache_volume(docker, &req.app).await?;
     let name = labels::task_container_name(&req.app, req.release, "build");
-    let b = ContainerExecutor { docker, req, name: name.clone(), dirs: LifecycleDirs::container() };
+    let mut dirs = LifecycleDirs::container();
+    dirs.kept = base.kept();
+    let b = ContainerExecutor {
+        docker,
+        req,
+        name: name.clone(),
+        dirs,
+        base_labels: (base, stack_id, buildpacks_key),
+    };
     b.remove_container().await;
     let body = ContainerCreateBody {
-        image: Some(req.stack.clone()),
+        image: Some(from),
         cmd: Some(vec!["sleep".into(), "infinity".into()]),
         entrypoint: Some(vec![]),
         user: Some("0:0".into()),
@@ -147,7 +184,14 @@ pub async fn build(
             .map_err(|source| lc(ExecError::Engine { what: "start the build container", source }))?;
         let outcome =
             crate::lifecycle::run(&b, &build, &buildpacks, &BuildTarget::host_debian12(), output).await?;
-        b.export(&build, &outcome).await
+        let t = std::time::Instant::now();
+        let image = b.export(&build, &outcome).await?;
+        output(&format!(
+            "[lifecycle] commit: {} ({:.1}s)",
+            short(image.id.as_str()),
+            t.elapsed().as_secs_f64()
+        ));
+        Ok(image)
     }
     .await;
     b.remove_container().await;
@@ -161,6 +205,9 @@ struct ContainerExecutor<'a> {
     req: &'a BuildRequest,
     name: String,
     dirs: LifecycleDirs,
+    /// What the build starts from, the stack's id and the buildpacks key: the image's
+    /// [`base::labels`].
+    base_labels: (BuildBase, String, String),
 }
 
 impl ContainerExecutor<'_> {
@@ -209,6 +256,10 @@ impl ContainerExecutor<'_> {
         let mut image_labels = labels::image_labels(&self.req.app, self.req.release, &self.req.commit);
         let types: Vec<&str> = launch.processes.iter().map(|p| p.kind.as_str()).collect();
         image_labels.insert(labels::PROCESSES.to_owned(), types.join(","));
+        // Every label is set, so none is inherited from a previous image this build started
+        // from (the engine merges the container's labels into the commit's).
+        let (base, stack_id, buildpacks_key) = &self.base_labels;
+        image_labels.extend(base::labels(base, stack_id, buildpacks_key, made));
         let config = ContainerConfig {
             entrypoint: Some(vec![LAUNCHER.to_owned()]),
             cmd: launch.default_process().map(|p| vec![p.to_owned()]),
@@ -229,9 +280,13 @@ impl ContainerExecutor<'_> {
         let id = self.docker.commit_container(options, config).await.map_err(|source| {
             err("commit the build", ExecError::Engine { what: "commit the build", source })
         })?;
-        self.req.ledger.record_release(self.req.release, &id.id).map_err(|source| {
-            BuildpackBuildError::Ledger { app: self.req.app.clone(), release: self.req.release, source }
-        })?;
+        let ledger_err = |source| BuildpackBuildError::Ledger {
+            app: self.req.app.clone(),
+            release: self.req.release,
+            source,
+        };
+        self.req.ledger.record_release(self.req.release, &id.id).map_err(ledger_err)?;
+        self.req.ledger.record_base(self.req.release, &id.id).map_err(ledger_err)?;
         Ok(BuiltImage { id: ImageId::new(id.id), launch: launch.clone() })
     }
 }
@@ -248,6 +303,13 @@ impl Executor for ContainerExecutor<'_> {
     }
 
     async fn prepare(&self, buildpacks: &[Buildpack]) -> Result<(), ExecError> {
+        if self.dirs.kept.is_some() {
+            // Started from the previous build's image: what that build left goes first.
+            let r = self.run_step(&steps::wipe_script(&self.dirs, LAUNCHER, &["/tmp", "/var/tmp"])).await?;
+            if r.code != 0 {
+                return Err(ExecError::Prepare { code: r.code, tail: Box::new(r.tail) });
+            }
+        }
         // project.toml include/exclude: the build, and so the image, sees only what they keep.
         let mut ctx =
             GitContext::start_filtered(&self.req.source, &self.req.commit, false, &self.req.platform.filter)?;
@@ -354,4 +416,10 @@ fn build_mounts(cache_dir: &str, cache: String, host: &crate::build_env::BuildEn
         ..Default::default()
     }));
     mounts
+}
+
+/// The first 12 hex digits of an image id.
+fn short(id: &str) -> &str {
+    let s = id.trim_start_matches("sha256:");
+    &s[..s.len().min(12)]
 }

@@ -21,6 +21,7 @@
 //! directory, the mount volume is attached at `/mount` and at `<workdir>/../mount`, and
 //! `$HOME/mount` (HOME `/home/slipway`) points at it too.
 
+pub mod base;
 pub mod body;
 pub mod build_request;
 pub mod container;

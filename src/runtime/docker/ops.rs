@@ -291,7 +291,9 @@ impl DockerRuntime {
             removed.extend(i.release.filter(|r| reconcile::is_orphan(Some(*r), &keep)));
         }
         let ledger = super::ledger::Ledger::of(&self.home, &app.name);
-        removed.extend(ledger.releases().into_iter().filter(|r| reconcile::is_orphan(Some(*r), &keep)));
+        removed.extend(ledger.releases().into_iter().filter(|r| {
+            reconcile::is_orphan(Some(*r), &keep) && !ledger.load(*r).is_ok_and(|i| i.only_bases())
+        }));
         reconcile::reconcile(docker, &app.name, &ledger, &keep).await?;
         for r in planned_releases(&self.home, &app.name) {
             if !keep.contains(&r) {

@@ -181,10 +181,12 @@ impl DockerRuntime {
         self.block(async |docker| {
             // It holds the mount volume, which the engine would refuse to remove.
             super::workspace::remove_container(docker, app).await?;
-            // Builds that never became a release (failed, or killed with `kill -9`).
+            // Builds that never became a release (failed, or killed with `kill -9`), and the
+            // build images later builds stood on: newest first, so that children go before
+            // the parents the engine refuses to remove while they have any.
             let ledger = Ledger::of(&self.home, app);
-            for release in ledger.releases() {
-                image::remove_image(docker, &labels::image_tag(app, release), true).await?;
+            for release in ledger.releases().into_iter().rev() {
+                image::remove_release_image(docker, &labels::image_tag(app, release)).await?;
                 image::remove_recorded(docker, &ledger, release, image::StepPrune::Wait).await?;
             }
             // A network left behind holds nothing of the app's; it must not stop the destroy.
@@ -279,6 +281,12 @@ impl DockerRuntime {
             commit: plan.commit.clone(),
             source: repo.clone(),
             stack,
+            // Only a buildpack build's image may be the next one's base (a Dockerfile can
+            // set any label on what it builds).
+            previous: record.current.filter(|r| {
+                kind == BuildKind::Buildpacks
+                    && load_plan(&self.home, &plan.app, *r).is_ok_and(|p| p.build == BuildKind::Buildpacks)
+            }),
             buildpacks,
             gzip_context: false,
             ledger: Ledger::of(&self.home, &plan.app),
@@ -375,9 +383,10 @@ impl DockerRuntime {
         }
         // The tag `slipway/<app>:<release>` is slipway's to remove; the images themselves go
         // only by the ids recorded as built for this release.
-        image::remove_image(docker, &labels::image_tag(app, release), true).await?;
+        image::remove_release_image(docker, &labels::image_tag(app, release)).await?;
         let ledger = Ledger::of(&self.home, app);
         image::remove_recorded(docker, &ledger, release, image::StepPrune::IfIdle).await?;
+        image::remove_freed_bases(docker, &ledger).await?;
         super::ops::prune(docker, app, &ledger).await?;
         let path = plan_path(&self.home, app, release);
         match std::fs::remove_file(&path) {

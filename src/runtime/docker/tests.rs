@@ -130,6 +130,7 @@ impl TestApp {
             commit,
             source: crate::source::Repo::open(&self.repo()).unwrap(),
             stack: DEFAULT_STACK.to_owned(),
+            previous: None,
             buildpacks: vec![PathBuf::from(env!("CARGO_MANIFEST_DIR"))],
             gzip_context: false,
             ledger: self.ledger(),

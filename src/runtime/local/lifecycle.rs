@@ -221,6 +221,7 @@ pub fn build(home: &Home, plan: &DeployPlan, output: LineSink<'_>) -> Result<Bui
             scratch: path_str(&paths.layers().join(".slipway")),
             owner: None,
             store: Some(path_str(&app_paths.layer_store_dir())),
+            kept: None,
         },
         home: paths.home(),
         run_as: plan.run_as.clone(),

@@ -189,9 +189,12 @@ async fn send(
         .map_err(|e| other(&e))?;
     let resp = match tls {
         Some(config) => {
-            let name = ServerName::try_from(host.trim_matches(['[', ']']).to_owned()).map_err(|e| other(&e))?;
-            let tls_stream =
-                tokio_rustls::TlsConnector::from(config.clone()).connect(name, stream).await.map_err(|e| {
+            let name =
+                ServerName::try_from(host.trim_matches(['[', ']']).to_owned()).map_err(|e| other(&e))?;
+            let tls_stream = tokio_rustls::TlsConnector::from(config.clone())
+                .connect(name, stream)
+                .await
+                .map_err(|e| {
                     if speaks_no_tls(&e) {
                         Failure::NoTls(e.to_string())
                     } else {
@@ -217,6 +220,10 @@ where
     let body = resp.into_body().collect().await?.to_bytes();
     Ok(Answer { status, digest, body })
 }
+
+#[cfg(test)]
+#[path = "registry_http_tls_tests.rs"]
+mod tls_tests;
 
 #[cfg(test)]
 mod tests {

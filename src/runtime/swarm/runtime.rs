@@ -325,7 +325,7 @@ impl SwarmRuntime {
         };
         let docker = self.manager().await?;
         // Unknown counts as none spare: the old replica stops first, which always makes room.
-        let nodes = shared::ready_nodes(docker).await.map(|n| n.len()).unwrap_or(0);
+        let nodes = shared::ready_nodes(docker).await.map_or(0, |n| n.len());
         let mut updated = Vec::new();
         for p in &plan.processes {
             let args = if image.launcher {

@@ -7,6 +7,8 @@ pub mod local;
 mod log_sink;
 mod reconcile;
 pub mod registry_http;
+#[cfg(test)]
+mod registry_process;
 pub mod swarm;
 
 use std::time::Duration;

@@ -1,25 +1,16 @@
 //! HTTPS against a real registry: Debian's `docker-registry` serving TLS with a certificate
 //! from a throwaway CA made by `openssl`, asked with and without that CA trusted.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 
 use super::*;
+use crate::runtime::registry_process::RegistryProcess;
 
-const BIN: &str = "/usr/bin/docker-registry";
-
-/// A TLS registry on a free loopback port, killed on drop.
+/// A registry serving TLS with a certificate for 127.0.0.1 from its own CA (`ca.pem`).
 struct TlsRegistry {
-    child: Child,
-    authority: String,
-    dir: tempfile::TempDir,
-}
-
-impl Drop for TlsRegistry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    process: RegistryProcess,
+    certs: tempfile::TempDir,
 }
 
 fn openssl(dir: &Path, args: &[&str]) {
@@ -75,53 +66,34 @@ fn trusting(pem: &Path) -> Arc<ClientConfig> {
 
 impl TlsRegistry {
     async fn start() -> Self {
-        assert!(
-            PathBuf::from(BIN).is_file(),
-            "{BIN} is missing: apt-get install docker-registry (.ci/run installs it); HTTPS to a registry is \
-             tested against a real one"
-        );
-        let dir = tempfile::tempdir().unwrap();
-        certificates(dir.path());
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let authority = format!("127.0.0.1:{port}");
-        let config = dir.path().join("config.yml");
-        let d = dir.path().display();
-        std::fs::write(
-            &config,
-            format!(
-                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {d}/data\n\
-                 http:\n  addr: {authority}\n  tls:\n    certificate: {d}/cert.pem\n    key: {d}/key.pem\n"
-            ),
-        )
-        .unwrap();
-        let child = Command::new(BIN)
-            .arg("serve")
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let r = Self { child, authority, dir };
-        let tls = trusting(&r.dir.path().join("ca.pem"));
+        let certs = tempfile::tempdir().unwrap();
+        certificates(certs.path());
+        let (cert, key) = (certs.path().join("cert.pem"), certs.path().join("key.pem"));
+        let process = RegistryProcess::spawn(false, Some((&cert, &key)));
+        let tls = trusting(&certs.path().join("ca.pem"));
         for _ in 0..100 {
-            if request_with(&tls, &r.authority, Method::GET, "/v2/").await.is_ok_and(|a| a.status == 200) {
-                return r;
+            if request_with(&tls, &process.authority, Method::GET, "/v2/")
+                .await
+                .is_ok_and(|a| a.status == 200)
+            {
+                return Self { process, certs };
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("docker-registry did not answer over TLS on {}", r.authority);
+        panic!("docker-registry did not answer over TLS on {}", process.authority);
     }
 }
 
 #[tokio::test]
 async fn a_tls_registry_is_asked_over_https_and_an_untrusted_one_is_an_error_not_a_downgrade() {
     let reg = TlsRegistry::start().await;
-    let tls = trusting(&reg.dir.path().join("ca.pem"));
+    let tls = trusting(&reg.certs.path().join("ca.pem"));
     // Over TLS: a plain HTTP request would get 400 ("an HTTP request to an HTTPS server").
-    let a = request_with(&tls, &reg.authority, Method::GET, "/v2/").await.unwrap();
+    let a = request_with(&tls, &reg.process.authority, Method::GET, "/v2/").await.unwrap();
     assert_eq!(a.status, 200);
-    let missing =
-        request_with(&tls, &reg.authority, Method::HEAD, "/v2/slipway/shop/manifests/v1").await.unwrap();
+    let missing = request_with(&tls, &reg.process.authority, Method::HEAD, "/v2/slipway/shop/manifests/v1")
+        .await
+        .unwrap();
     assert_eq!(missing.status, 404, "a tag the registry does not have");
 
     // A certificate from a CA this machine does not trust: an error naming TLS, never a
@@ -129,6 +101,6 @@ async fn a_tls_registry_is_asked_over_https_and_an_untrusted_one_is_an_error_not
     let stranger = tempfile::tempdir().unwrap();
     certificates(stranger.path());
     let other = trusting(&stranger.path().join("ca.pem"));
-    let err = request_with(&other, &reg.authority, Method::GET, "/v2/").await.err().expect("refused");
+    let err = request_with(&other, &reg.process.authority, Method::GET, "/v2/").await.err().expect("refused");
     assert!(err.contains("TLS") && err.contains("certificate"), "{err}");
 }

@@ -2,8 +2,6 @@
 //! distribution registry, as the cluster's own would be) on a loopback port, images pushed to
 //! it over its HTTP API as `docker push` writes them.
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -13,8 +11,8 @@ use hyper_util::rt::TokioIo;
 use sha2::{Digest as _, Sha256};
 
 use super::*;
+use crate::runtime::registry_process::RegistryProcess;
 
-const BIN: &str = "/usr/bin/docker-registry";
 const SCHEMA2: &str = "application/vnd.docker.distribution.manifest.v2+json";
 
 #[test]
@@ -43,53 +41,22 @@ fn a_digest_the_kept_release_shares_is_not_deleted() {
 
 /// A registry process on a free loopback port, killed on drop with its storage.
 struct Registry {
-    child: Child,
+    process: RegistryProcess,
     authority: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl Registry {
     async fn start(deletes: bool) -> Self {
-        assert!(
-            PathBuf::from(BIN).is_file(),
-            "{BIN} is missing: apt-get install docker-registry (.ci/run installs it); the registry cleanup is \
-             tested against a real registry"
-        );
-        let dir = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let authority = format!("127.0.0.1:{port}");
-        let config = dir.path().join("config.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    \
-                 enabled: {deletes}\nhttp:\n  addr: {authority}\n",
-                dir.path().join("data").display()
-            ),
-        )
-        .unwrap();
-        let child = Command::new(BIN)
-            .arg("serve")
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let r = Self { child, authority, _dir: dir };
+        let process = RegistryProcess::spawn(deletes, None);
+        let authority = process.authority.clone();
+        let r = Self { process, authority };
         for _ in 0..100 {
             if matches!(r.call(Method::GET, "/v2/", &[], Vec::new()).await, Ok((200, _))) {
                 return r;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("docker-registry did not answer on {}", r.authority);
+        panic!("docker-registry did not answer on {}", r.process.authority);
     }
 
     /// One request with a body; the status and the Location header.

@@ -131,7 +131,7 @@ pub(super) fn start(home: &Home, plan: &DeployPlan, progress: &Progress) -> Resu
 }
 
 /// How many of a failed instance's last log lines its error shows. A cause is often well above
-/// the last line: gunicorn prints its worker's ImportError, then 20 lines of its own shutdown.
+/// the last line: gunicorn prints its worker's `ImportError`, then 20 lines of its own shutdown.
 const FAILURE_TAIL: usize = 60;
 
 /// The last `n` lines of an instance's log.

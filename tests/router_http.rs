@@ -90,3 +90,42 @@ fn an_upgraded_connection_passes_bytes_both_ways() {
         assert_eq!(back, word.as_bytes());
     }
 }
+
+#[test]
+fn a_kept_connection_web_closes_as_a_request_goes_out_is_retried_on_a_new_one() {
+    let s = Slipway::new();
+    // Web answers the first request of each connection and closes the connection on the
+    // second, unanswered: what an idle timeout firing as the router reuses it looks like.
+    let repo = Repo::from_fixture("seed-demo");
+    let _ = std::fs::remove_file(repo.dir.path().join("project.toml"));
+    repo.write(
+        "web.py",
+        r#"import os, socketserver
+
+class Once(socketserver.StreamRequestHandler):
+    def handle(self):
+        for n in range(2):
+            while True:
+                line = self.rfile.readline()
+                if not line:
+                    return
+                if line in (b"\r\n", b"\n"):
+                    break
+            if n == 1:
+                return
+            self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            self.wfile.flush()
+
+socketserver.ThreadingTCPServer.allow_reuse_address = True
+socketserver.ThreadingTCPServer(("127.0.0.1", int(os.environ["PORT"])), Once).serve_forever()
+"#,
+    );
+    repo.write("Procfile", "web: python3 web.py\n");
+    repo.commit("web closes each kept connection on its second request");
+    let (app, _) = deployed(&s, "reuse", &repo);
+    let router = s.router_port(&app);
+    for n in 1..=4 {
+        let (code, body) = get(router, "/").unwrap();
+        assert_eq!((code, body.as_str()), (200, "ok"), "request {n} through the router");
+    }
+}

@@ -245,6 +245,9 @@ async fn dispatch(shared: &Arc<Shared>, mut instances: Arc<[u16]>, sending: Send
     let mut tried: Vec<u16> = Vec::new();
     let mut cut = false;
     let mut looked_again = false;
+    // A kept connection that web closed just as the request went out (its idle timeout) says
+    // nothing of the instance: the request is sent again on a new connection to it.
+    let mut fresh = false;
     for _ in 0..2 * (ports_len + 3) {
         let Some(port) = shared.balancer().pick(&instances, &tried, Instant::now()) else {
             // Every instance refused. A switch may have just happened: look once more.
@@ -258,7 +261,7 @@ async fn dispatch(shared: &Arc<Shared>, mut instances: Arc<[u16]>, sending: Send
             continue;
         };
         let Some(r) = req.take() else { break };
-        let Ok(mut sender) = shared.pool.get(port).await else {
+        let Ok((mut sender, kept)) = shared.pool.get(port, fresh).await else {
             // Restarting or draining: left out for a moment, and the request goes elsewhere.
             shared.balancer().mark_down(port, Instant::now());
             tried.push(port);
@@ -303,7 +306,10 @@ async fn dispatch(shared: &Arc<Shared>, mut instances: Arc<[u16]>, sending: Send
                 // request without a body that may be repeated is sent again, once per instance.
                 cut = true;
                 let Some(again) = replay.as_ref() else { break };
-                tried.push(port);
+                fresh = kept;
+                if !kept {
+                    tried.push(port);
+                }
                 let mut r = Request::new(upload_empty());
                 *r.method_mut() = again.method().clone();
                 *r.uri_mut() = again.uri().clone();

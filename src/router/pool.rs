@@ -37,22 +37,23 @@ pub(crate) struct Pool {
 }
 
 impl Pool {
-    /// An idle connection to `port` that still works, or a new one.
-    pub(crate) async fn get(&self, port: u16) -> Result<Upstream, ConnectError> {
-        loop {
+    /// An idle connection to `port` that still works (`true`: kept from an earlier request),
+    /// or a new one; with `fresh`, always a new one.
+    pub(crate) async fn get(&self, port: u16, fresh: bool) -> Result<(Upstream, bool), ConnectError> {
+        while !fresh {
             let kept =
                 self.idle.lock().unwrap_or_else(PoisonError::into_inner).get_mut(&port).and_then(Vec::pop);
             let Some(mut s) = kept else { break };
             // Most kept connections are ready: no timer for those (this is every request's path).
             if s.is_ready() {
-                return Ok(s);
+                return Ok((s, true));
             }
             // A kept connection is idle, so this is immediate unless web has just closed it.
             if matches!(tokio::time::timeout(Duration::from_millis(50), s.ready()).await, Ok(Ok(()))) {
-                return Ok(s);
+                return Ok((s, true));
             }
         }
-        connect(port).await
+        connect(port).await.map(|s| (s, false))
     }
 
     /// Keeps a connection whose response was read, for the next request to `port`.

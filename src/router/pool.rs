@@ -40,9 +40,12 @@ impl Pool {
     /// An idle connection to `port` that still works (`true`: kept from an earlier request),
     /// or a new one; with `fresh`, always a new one.
     pub(crate) async fn get(&self, port: u16, fresh: bool) -> Result<(Upstream, bool), ConnectError> {
-        while !fresh {
-            let kept =
-                self.idle.lock().unwrap_or_else(PoisonError::into_inner).get_mut(&port).and_then(Vec::pop);
+        loop {
+            let kept = if fresh {
+                None
+            } else {
+                self.idle.lock().unwrap_or_else(PoisonError::into_inner).get_mut(&port).and_then(Vec::pop)
+            };
             let Some(mut s) = kept else { break };
             // Most kept connections are ready: no timer for those (this is every request's path).
             if s.is_ready() {

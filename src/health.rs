@@ -144,6 +144,11 @@ pub fn probe(port: u16, path: &HealthPath, strict: bool, timeout: Duration) -> P
     verdict
 }
 
+/// How many of a failed instance's last log lines a refused deploy shows, on every runtime. A
+/// cause is often well above the last line: gunicorn prints its worker's `ImportError`, then
+/// 20 lines of its own shutdown.
+pub const FAILURE_TAIL: usize = 60;
+
 /// How long a probe waits for the rest of an answer once its status line is judged.
 const DRAIN_FOR: Duration = Duration::from_millis(200);
 

@@ -27,8 +27,8 @@ use crate::supervise::status::{InstanceStatus, ProcessState};
 
 /// Restarts of one container while starting before the deploy gives up, as on the local runtime.
 const CRASHES_BEFORE_GIVING_UP: i64 = 3;
-/// Log lines shown when a process fails to start.
-const TAIL: u64 = 20;
+/// Log lines shown when a process fails to start (the same count as on the local runtime).
+const TAIL: u64 = crate::health::FAILURE_TAIL as u64;
 
 /// Which containers [`DockerRuntime::converge`] replaces even if they run.
 #[derive(Debug, Clone, Copy)]

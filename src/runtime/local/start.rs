@@ -67,7 +67,7 @@ pub(super) fn start(home: &Home, plan: &DeployPlan, progress: &Progress) -> Resu
                     instance: bad.name(),
                     restarts: bad.restarts,
                     last_exit: bad.last_exit.clone().unwrap_or_default(),
-                    tail: log_tail(home, plan, &bad.name(), FAILURE_TAIL),
+                    tail: log_tail(home, plan, &bad.name(), crate::health::FAILURE_TAIL),
                 }
                 .into());
             }
@@ -106,7 +106,7 @@ pub(super) fn start(home: &Home, plan: &DeployPlan, progress: &Progress) -> Resu
                     );
                     return Err(StartError::CrashedSettling {
                         last_exit: bad.and_then(|i| i.last_exit.clone()).unwrap_or_default(),
-                        tail: log_tail(home, plan, &instance, FAILURE_TAIL),
+                        tail: log_tail(home, plan, &instance, crate::health::FAILURE_TAIL),
                         instance,
                         settle: plan.settle,
                     }
@@ -120,7 +120,7 @@ pub(super) fn start(home: &Home, plan: &DeployPlan, progress: &Progress) -> Resu
         }
         if Instant::now() >= deadline {
             let port = status.as_ref().and_then(SupervisorStatus::web_port).unwrap_or(0);
-            let tail = log_tail(home, plan, "web.1", FAILURE_TAIL);
+            let tail = log_tail(home, plan, "web.1", crate::health::FAILURE_TAIL);
             if let Some(last) = gates.values().find_map(Gate::failing) {
                 return Err(StartError::Unhealthy { port, timeout: plan.web_timeout, last, tail }.into());
             }
@@ -129,10 +129,6 @@ pub(super) fn start(home: &Home, plan: &DeployPlan, progress: &Progress) -> Resu
         std::thread::sleep(Duration::from_millis(5));
     }
 }
-
-/// How many of a failed instance's last log lines its error shows. A cause is often well above
-/// the last line: gunicorn prints its worker's `ImportError`, then 20 lines of its own shutdown.
-const FAILURE_TAIL: usize = 60;
 
 /// The last `n` lines of an instance's log.
 pub(super) fn log_tail(home: &Home, plan: &DeployPlan, instance: &str, n: usize) -> String {

@@ -175,7 +175,11 @@ pub fn reap_exited(keep: &[u32]) {
 /// whoever waits for them (a script's runner, a tokio child), whose status this must not take.
 pub fn reap_adopted() {
     let me = getpid();
-    let Ok(own) = rustix::process::getsid(None) else { return };
+    // Read from /proc, not getsid(2): in a pid namespace whose session leader lives outside it
+    // (a CI runner's container) our session id is 0, which rustix's Pid cannot hold.
+    let Some(own) = std::fs::read_to_string("/proc/self/stat").ok().and_then(|t| parse_stat(&t)) else {
+        return;
+    };
     let keep = crate::detached::spawned();
     for pid in child_pids().unwrap_or_else(all_pids) {
         let Some(st) = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok().and_then(|t| parse_stat(&t))
@@ -184,7 +188,7 @@ pub fn reap_adopted() {
         };
         let adopted = st.state == 'Z'
             && i32::try_from(st.ppid).ok() == Some(me.as_raw_nonzero().get())
-            && i32::try_from(st.session).ok() != Some(own.as_raw_nonzero().get())
+            && st.session != own.session
             && !keep.contains(&pid);
         if adopted && let Some(p) = i32::try_from(pid).ok().and_then(Pid::from_raw) {
             let _ = waitpid(Some(p), WaitOptions::NOHANG);

@@ -99,7 +99,18 @@ fn both_mount_paths_are_slash_mount_everywhere_and_data_persists_across_redeploy
     }
     let repo = mount_probe_repo();
     let app = docker_app(&sw, "dkm");
-    deploy(&sw, &app, &repo);
+    let out = sw.run(&["deploy", &app, "--repo", repo.path()]);
+    assert!(out.status.success(), "{}", describe(&out));
+    // Predeploy wrote only to the mount: its container is not committed, and the release
+    // runs the image the build made.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("predeploy changed no file of the image"), "{stderr}");
+    let built = stderr
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("[lifecycle] commit: "))
+        .unwrap_or_else(|| panic!("no commit line in {stderr}"));
+    let release = docker(&["image", "inspect", "-f", "{{.Id}}", &format!("slipway/{app}:v1")]);
+    assert!(release.trim().trim_start_matches("sha256:").starts_with(&built[..12]), "{release} vs {built}");
     sw.ok(&["ps", "scale", &app, "worker=2"]);
     for v in ["2", "3"] {
         repo.write("VERSION", &format!("{v}\n"));

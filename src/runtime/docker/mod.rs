@@ -42,6 +42,7 @@ pub mod routes;
 pub mod runtime;
 pub mod stack;
 pub mod step_cache;
+pub mod upper_dir;
 pub mod volume;
 pub mod workspace;
 

@@ -4,6 +4,7 @@
 //! Enterprise runs predeploy during the build) while changes under `../mount` stay in the
 //! volume.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use bollard::Docker;
@@ -18,6 +19,7 @@ use super::container::{self, ContainerError, mount_points};
 use super::labels::{self, Kind};
 use super::output::{LineSink, Tail};
 use super::relabel;
+use super::upper_dir;
 use super::{CONTAINER_HOME, CONTAINER_USER};
 use crate::ids::{AppName, ReleaseId};
 
@@ -253,6 +255,15 @@ async fn predeploy_inner(
         move |source| OneOffError::Container(ContainerError::Engine { what, container: name, source })
     };
     let original = docker.inspect_image(&spec.image).await.map_err(engine("inspect the image of"))?;
+    // A predeploy that wrote only to the mount left the image as it was: the release keeps the
+    // built image, and the commit (a diff of the whole tree on fuse-overlayfs: seconds) and
+    // the reissue are skipped.
+    if let Some(id) = original.id.as_deref()
+        && left_no_changes(docker, &name).await
+    {
+        output("predeploy changed no file of the image: the built image is the release");
+        return Ok(ImageId::new(id.to_owned()));
+    }
     let c = original.config.unwrap_or_default();
     // The engine merges unset fields from the container (cmd = the predeploy command), so
     // every field that the container changed is set back from the image here.
@@ -285,6 +296,34 @@ async fn predeploy_inner(
     let _ = super::image::remove_image(docker, committed.as_str(), true).await;
     clean.ok_or(OneOffError::ConfigInImage { app: spec.app.clone(), release: spec.release })
 }
+
+/// Whether the container changed no file of its image ([`upper_dir`]). Anything unclear
+/// (another storage driver, an unreadable directory) counts as a change, so the caller
+/// commits as before. The upper directory's path is the engine's, never the app's, and names
+/// a layer id no other machine's engine shares.
+async fn left_no_changes(docker: &Docker, container: &str) -> bool {
+    let Ok(inspect) = docker.inspect_container(container, None).await else { return false };
+    let Some(driver) = inspect.graph_driver else { return false };
+    if !OVERLAY_DRIVERS.contains(&driver.name.as_str()) {
+        return false;
+    }
+    let Some(upper) = driver.data.get("UpperDir") else { return false };
+    let mut marks: Vec<PathBuf> = inspect
+        .mounts
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|m| Some(PathBuf::from(m.destination.as_deref()?.trim_start_matches('/'))))
+        .collect();
+    if inspect.host_config.and_then(|h| h.init) == Some(true) {
+        marks.push(PathBuf::from(upper_dir::INIT_PATH));
+    }
+    let upper = PathBuf::from(upper);
+    let walked = tokio::task::spawn_blocking(move || upper_dir::walk(&upper)).await;
+    matches!(walked, Ok(Ok(Some(entries))) if upper_dir::only_engine_marks(&entries, &marks))
+}
+
+/// Storage drivers whose `UpperDir` holds exactly what a container changed.
+const OVERLAY_DRIVERS: [&str; 3] = ["overlay2", "fuse-overlayfs", "overlay"];
 
 #[cfg(test)]
 mod tests {

@@ -35,8 +35,9 @@ pub struct ReleaseImages {
     pub parents: BTreeMap<String, String>,
     /// A buildpack build's own image, which the next build may start from (see `base`): kept
     /// while its release is, even once predeploy's image took the tag (so not superseded),
-    /// and after, while a later build stands on it (the engine refuses to remove an image
-    /// with children); then it goes by this id.
+    /// and after, while a later build committed on it stands on it (the engine refuses to
+    /// remove an image with children; a loaded one shares layers, not a parent); then it goes
+    /// by this id.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub bases: Vec<String>,
 }

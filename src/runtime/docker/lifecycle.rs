@@ -269,25 +269,31 @@ impl ContainerExecutor<'_> {
             labels: Some(image_labels),
             ..Default::default()
         };
-        let options = CommitContainerOptions {
-            container: Some(self.name.clone()),
-            repo: Some(labels::image_repo(&self.req.app)),
-            tag: Some(self.req.release.to_string()),
-            comment: Some(format!("slipway buildpack build of {}", self.req.commit)),
-            pause: false,
-            ..Default::default()
+        let tag = labels::image_tag(&self.req.app, self.req.release);
+        let id = if let Some(id) = super::layer_export::export(self.docker, &self.name, &config, &tag).await {
+            id.as_str().to_owned()
+        } else {
+            let options = CommitContainerOptions {
+                container: Some(self.name.clone()),
+                repo: Some(labels::image_repo(&self.req.app)),
+                tag: Some(self.req.release.to_string()),
+                comment: Some(format!("slipway buildpack build of {}", self.req.commit)),
+                pause: false,
+                ..Default::default()
+            };
+            let committed = self.docker.commit_container(options, config).await.map_err(|source| {
+                err("commit the build", ExecError::Engine { what: "commit the build", source })
+            })?;
+            committed.id
         };
-        let id = self.docker.commit_container(options, config).await.map_err(|source| {
-            err("commit the build", ExecError::Engine { what: "commit the build", source })
-        })?;
         let ledger_err = |source| BuildpackBuildError::Ledger {
             app: self.req.app.clone(),
             release: self.req.release,
             source,
         };
-        self.req.ledger.record_release(self.req.release, &id.id).map_err(ledger_err)?;
-        self.req.ledger.record_base(self.req.release, &id.id).map_err(ledger_err)?;
-        Ok(BuiltImage { id: ImageId::new(id.id), launch: launch.clone() })
+        self.req.ledger.record_release(self.req.release, &id).map_err(ledger_err)?;
+        self.req.ledger.record_base(self.req.release, &id).map_err(ledger_err)?;
+        Ok(BuiltImage { id: ImageId::new(id), launch: launch.clone() })
     }
 }
 

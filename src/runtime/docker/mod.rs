@@ -29,6 +29,7 @@ pub mod context;
 pub mod exec;
 pub mod image;
 pub mod labels;
+pub mod layer_export;
 pub mod ledger;
 pub mod lifecycle;
 pub mod limits;

@@ -299,15 +299,9 @@ async fn predeploy_inner(
 
 /// Whether the container changed no file of its image ([`upper_dir`]). Anything unclear
 /// (another storage driver, an unreadable directory) counts as a change, so the caller
-/// commits as before. The upper directory's path is the engine's, never the app's, and names
-/// a layer id no other machine's engine shares.
+/// commits as before.
 async fn left_no_changes(docker: &Docker, container: &str) -> bool {
-    let Ok(inspect) = docker.inspect_container(container, None).await else { return false };
-    let Some(driver) = inspect.graph_driver else { return false };
-    if !OVERLAY_DRIVERS.contains(&driver.name.as_str()) {
-        return false;
-    }
-    let Some(upper) = driver.data.get("UpperDir") else { return false };
+    let Some((upper, inspect)) = upper_dir::of_container(docker, container).await else { return false };
     let mut marks: Vec<PathBuf> = inspect
         .mounts
         .unwrap_or_default()
@@ -317,13 +311,9 @@ async fn left_no_changes(docker: &Docker, container: &str) -> bool {
     if inspect.host_config.and_then(|h| h.init) == Some(true) {
         marks.push(PathBuf::from(upper_dir::INIT_PATH));
     }
-    let upper = PathBuf::from(upper);
     let walked = tokio::task::spawn_blocking(move || upper_dir::walk(&upper)).await;
     matches!(walked, Ok(Ok(Some(entries))) if upper_dir::only_engine_marks(&entries, &marks))
 }
-
-/// Storage drivers whose `UpperDir` holds exactly what a container changed.
-const OVERLAY_DRIVERS: [&str; 3] = ["overlay2", "fuse-overlayfs", "overlay"];
 
 #[cfg(test)]
 mod tests {

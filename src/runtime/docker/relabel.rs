@@ -135,6 +135,11 @@ fn uses_containerd_store(driver_status: Option<&Vec<Vec<String>>>) -> bool {
     })
 }
 
+/// Whether the engine stores images in containerd (asked of the engine).
+pub(super) async fn containerd_store(docker: &Docker) -> bool {
+    docker.info().await.is_ok_and(|i| uses_containerd_store(i.driver_status.as_ref()))
+}
+
 /// Tags `image` (an id) as `tag` with `labels` added (and `slipway.build=<image>`).
 pub async fn relabel(
     docker: &Docker,
@@ -151,7 +156,7 @@ pub async fn relabel(
     // chain of step images (the layer cache); the label lets the release's removal take it.
     let mut labels = labels.clone();
     labels.insert(super::labels::BUILD.to_owned(), image.as_str().to_owned());
-    let containerd = docker.info().await.is_ok_and(|i| uses_containerd_store(i.driver_status.as_ref()));
+    let containerd = containerd_store(docker).await;
     let loaded = match labelled_config(&inspect, &labels).filter(|_| !containerd) {
         Some(config) => load(docker, &config, tag, layers).await,
         None => None,
@@ -179,7 +184,17 @@ pub async fn reissue_with_env(
 
 /// The config-only load; `None` when the engine refused it (the caller commits instead).
 async fn load(docker: &Docker, config: &[u8], tag: &str, layers: usize) -> Option<ImageId> {
-    let archive = load_archive(config, tag, layers).ok()?;
+    load_tagged(docker, load_archive(config, tag, layers).ok()?, config, tag).await
+}
+
+/// Loads `archive`, whose image has `config` and is tagged `tag`: the new image's id, or
+/// `None` when the engine refused it.
+pub(super) async fn load_tagged(
+    docker: &Docker,
+    archive: Vec<u8>,
+    config: &[u8],
+    tag: &str,
+) -> Option<ImageId> {
     let options = ImportImageOptions { quiet: true, ..Default::default() };
     let mut replies = docker.import_image(options, bollard::body_full(archive.into()), None);
     while let Some(reply) = replies.next().await {

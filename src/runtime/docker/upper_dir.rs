@@ -10,6 +10,24 @@
 
 use std::path::{Path, PathBuf};
 
+/// Storage drivers whose `UpperDir` holds exactly what a container changed.
+const OVERLAY_DRIVERS: [&str; 3] = ["overlay2", "fuse-overlayfs", "overlay"];
+
+/// A container's inspection and its upper directory, if its storage driver has one. The path
+/// is the engine's, never the app's, and names a layer id no other machine's engine shares.
+pub async fn of_container(
+    docker: &bollard::Docker,
+    container: &str,
+) -> Option<(PathBuf, bollard::models::ContainerInspectResponse)> {
+    let inspect = docker.inspect_container(container, None).await.ok()?;
+    let driver = inspect.graph_driver.as_ref()?;
+    if !OVERLAY_DRIVERS.contains(&driver.name.as_str()) {
+        return None;
+    }
+    let upper = PathBuf::from(driver.data.get("UpperDir")?);
+    Some((upper, inspect))
+}
+
 /// More entries than this count as a change without being read further.
 pub const LIMIT: usize = 64;
 

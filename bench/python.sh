@@ -105,7 +105,7 @@ deploy() {
 }
 # The phase lines of the last deploy (progress and [lifecycle] timings), when BENCH_PHASES is set.
 phases() {
-    if [ -n "${BENCH_PHASES:-}" ]; then grep -E '^----->|^ +(done|FAILED) in |\[lifecycle\]' "$DEPLOY_LOG" | sed 's/^/      /' >&2 || true; fi
+    if [ -n "${BENCH_PHASES:-}" ]; then grep -E '^----->|^ +(done|FAILED) in |\[lifecycle\]|predeploy changed' "$DEPLOY_LOG" | sed 's/^/      /' >&2 || true; fi
 }
 
 RAW_COLD=- RAW_WARM=- LOCAL_COLD=- LOCAL_WARM=- HWM_COLD=0 HWM_WARM=0

@@ -104,6 +104,7 @@ fn a_code_change_builds_on_the_previous_image_and_a_rebuilt_venv_rebases_the_nex
     assert_eq!(v2_layers[..v2_layers.len() - 1], v1_layers[..], "v2's build image stands on v1's layers");
     assert_eq!(v2_layers.len(), v1_layers.len() + 1);
     assert_eq!(inspect(&v2_id, "{{.Parent}}").unwrap(), "", "loaded, not committed: no parent image");
+    assert!(v2.contains("one layer loaded)"), "{v2}");
     note(&v2_id, &mut seen);
     // Its own labels, none inherited from v1's image.
     assert_eq!(label(&tag("v2"), "slipway.release"), "v2");

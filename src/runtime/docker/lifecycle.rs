@@ -108,6 +108,8 @@ pub struct BuiltImage {
     pub id: ImageId,
     /// The merged launch.toml processes.
     pub launch: LaunchToml,
+    /// How the image was made: its one new layer loaded, or a `docker commit`.
+    pub how: &'static str,
 }
 
 /// Builds `req` with buildpacks in a build container; see the module docs.
@@ -187,9 +189,10 @@ pub async fn build(
         let t = std::time::Instant::now();
         let image = b.export(&build, &outcome).await?;
         output(&format!(
-            "[lifecycle] commit: {} ({:.1}s)",
+            "[lifecycle] commit: {} ({:.1}s, {})",
             short(image.id.as_str()),
-            t.elapsed().as_secs_f64()
+            t.elapsed().as_secs_f64(),
+            image.how
         ));
         Ok(image)
     }
@@ -270,7 +273,9 @@ impl ContainerExecutor<'_> {
             ..Default::default()
         };
         let tag = labels::image_tag(&self.req.app, self.req.release);
-        let id = if let Some(id) = super::layer_export::export(self.docker, &self.name, &config, &tag).await {
+        let loaded = super::layer_export::export(self.docker, &self.name, &config, &tag).await;
+        let how = if loaded.is_some() { "one layer loaded" } else { "docker commit" };
+        let id = if let Some(id) = loaded {
             id.as_str().to_owned()
         } else {
             let options = CommitContainerOptions {
@@ -293,7 +298,7 @@ impl ContainerExecutor<'_> {
         };
         self.req.ledger.record_release(self.req.release, &id).map_err(ledger_err)?;
         self.req.ledger.record_base(self.req.release, &id).map_err(ledger_err)?;
-        Ok(BuiltImage { id: ImageId::new(id), launch: launch.clone() })
+        Ok(BuiltImage { id: ImageId::new(id), launch: launch.clone(), how })
     }
 }
 

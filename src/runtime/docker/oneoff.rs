@@ -258,11 +258,13 @@ async fn predeploy_inner(
     // A predeploy that wrote only to the mount left the image as it was: the release keeps the
     // built image, and the commit (a diff of the whole tree on fuse-overlayfs: seconds) and
     // the reissue are skipped.
-    if let Some(id) = original.id.as_deref()
-        && left_no_changes(docker, &name).await
-    {
-        output("predeploy changed no file of the image: the built image is the release");
-        return Ok(ImageId::new(id.to_owned()));
+    match changes(docker, &name).await {
+        Changes::None if original.id.is_some() => {
+            output("predeploy changed no file of the image: the built image is the release");
+            return Ok(ImageId::new(original.id.unwrap_or_default()));
+        }
+        Changes::Some(path) => output(&format!("predeploy changed /{path} in the image: committing it")),
+        Changes::None | Changes::Unknown => {}
     }
     let c = original.config.unwrap_or_default();
     // The engine merges unset fields from the container (cmd = the predeploy command), so
@@ -297,11 +299,21 @@ async fn predeploy_inner(
     clean.ok_or(OneOffError::ConfigInImage { app: spec.app.clone(), release: spec.release })
 }
 
-/// Whether the container changed no file of its image ([`upper_dir`]). Anything unclear
-/// (another storage driver, an unreadable directory) counts as a change, so the caller
-/// commits as before.
-async fn left_no_changes(docker: &Docker, container: &str) -> bool {
-    let Some((upper, inspect)) = upper_dir::of_container(docker, container).await else { return false };
+/// What a stopped container changed in its image.
+enum Changes {
+    /// Nothing: its upper directory holds only the engine's marks.
+    None,
+    /// At least this path (relative to the root).
+    Some(String),
+    /// Not known (another storage driver, an unreadable directory): commit as before.
+    Unknown,
+}
+
+/// Whether the container changed files of its image ([`upper_dir`]).
+async fn changes(docker: &Docker, container: &str) -> Changes {
+    let Some((upper, inspect)) = upper_dir::of_container(docker, container).await else {
+        return Changes::Unknown;
+    };
     let mut marks: Vec<PathBuf> = inspect
         .mounts
         .unwrap_or_default()
@@ -311,8 +323,14 @@ async fn left_no_changes(docker: &Docker, container: &str) -> bool {
     if inspect.host_config.and_then(|h| h.init) == Some(true) {
         marks.push(PathBuf::from(upper_dir::INIT_PATH));
     }
-    let walked = tokio::task::spawn_blocking(move || upper_dir::walk(&upper)).await;
-    matches!(walked, Ok(Ok(Some(entries))) if upper_dir::only_engine_marks(&entries, &marks))
+    match tokio::task::spawn_blocking(move || upper_dir::walk(&upper)).await {
+        Ok(Ok(Some(entries))) => match upper_dir::first_change(&entries, &marks) {
+            Some(path) => Changes::Some(path.display().to_string()),
+            None => Changes::None,
+        },
+        Ok(Ok(None)) => Changes::Some("(many files)".to_owned()),
+        _ => Changes::Unknown,
+    }
 }
 
 #[cfg(test)]

@@ -78,18 +78,28 @@ pub fn walk(upper: &Path) -> std::io::Result<Option<Vec<(PathBuf, Entry)>>> {
 /// directories leading to a mount point, the mount point itself (a directory or an empty
 /// file), and opaque-directory markers inside a mount point (what the mount covers anyway).
 pub fn only_engine_marks(entries: &[(PathBuf, Entry)], marks: &[PathBuf]) -> bool {
-    entries.iter().all(|(path, entry)| {
-        let leads_to_mark = marks.iter().any(|m| m != path && m.starts_with(path));
-        let is_mark = marks.contains(path);
-        let opaque_marker = path.parent().is_some_and(|p| marks.iter().any(|m| m == p))
-            && path.file_name().is_some_and(|n| n == ".wh..wh..opq" || n == ".wh..opq");
-        match entry {
-            Entry::Dir => leads_to_mark || is_mark,
-            Entry::EmptyFile => is_mark || opaque_marker,
-            // fuse-overlayfs writes one of its two markers as a whiteout device.
-            Entry::Other => opaque_marker,
-        }
-    })
+    first_change(entries, marks).is_none()
+}
+
+/// The first entry that is not one of the engine's marks (see [`only_engine_marks`]).
+pub fn first_change<'a>(entries: &'a [(PathBuf, Entry)], marks: &[PathBuf]) -> Option<&'a Path> {
+    entries
+        .iter()
+        .map(|(p, e)| (p.as_path(), e))
+        .find(|&(path, entry)| {
+            let leads_to_mark = marks.iter().any(|m| m != path && m.starts_with(path));
+            let is_mark = marks.iter().any(|m| m == path);
+            let opaque_marker = path.parent().is_some_and(|p| marks.iter().any(|m| m == p))
+                && path.file_name().is_some_and(|n| n == ".wh..wh..opq" || n == ".wh..opq");
+            let engines = match entry {
+                Entry::Dir => leads_to_mark || is_mark,
+                Entry::EmptyFile => is_mark || opaque_marker,
+                // fuse-overlayfs writes one of its two markers as a whiteout device.
+                Entry::Other => opaque_marker,
+            };
+            !engines
+        })
+        .map(|(path, _)| path)
 }
 
 #[cfg(test)]
@@ -134,6 +144,7 @@ mod tests {
             let mut seen = entries(&[("usr", Entry::Dir), ("usr/sbin", Entry::Dir), ("mount", Entry::Dir)]);
             seen.push((PathBuf::from(extra.0), extra.1));
             assert!(!only_engine_marks(&seen, &marks()), "{extra:?}");
+            assert_eq!(first_change(&seen, &marks()), Some(Path::new(extra.0)), "named");
         }
     }
 

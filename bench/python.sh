@@ -15,7 +15,7 @@
 # Usage: bench/python.sh            (as root, so that apps get their own system user)
 # Knobs: BENCH_BIN=path/to/slipway (skip the release build), BENCH_TMPDIR=/tmp,
 #        BENCH_SKIP_DOCKER=1, BENCH_SKIP_LOCAL=1 (only the docker part), BENCH_PHASES=1 (print each
-#        docker deploy's phase lines), CARGO_TARGET_DIR=target
+#        deploy's phase lines), CARGO_TARGET_DIR=target
 # Needs the network to PyPI (the host's CA bundle is used) and, for 3, `slipway stack import`.
 # Everything it creates (apps, processes, temp dirs) is removed on exit.
 set -euo pipefail
@@ -182,6 +182,7 @@ deploy "$APP"
 LOCAL_COLD=$DEPLOY_SECS
 HWM_COLD=$DEPLOY_HWM_KB
 say "    slipway cold: ${LOCAL_COLD}s"
+phases
 say "==> raw again: python3 -m venv + pip install + gunicorn (empty pip cache)"
 raw_cold
 RAW_COLD_2=$RAW_SECS
@@ -193,6 +194,7 @@ deploy "$APP"
 LOCAL_WARM=$DEPLOY_SECS
 HWM_WARM=$DEPLOY_HWM_KB
 say "    slipway warm: ${LOCAL_WARM}s"
+phases
 fi
 
 # ---------------------------------------------------------------------------------------------

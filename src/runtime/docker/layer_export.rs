@@ -8,34 +8,57 @@
 //! 0/0 character device (written as `.wh.NAME`) and a directory made anew with
 //! `.wh..wh..opq` (kept: an opaque directory). Anything the format would carry differently
 //! from a commit (extended attributes, sockets, fifos, devices) or a layer over
-//! [`MAX_BYTES`] makes [`layer_tar`] answer `None`, and the caller commits as before.
+//! [`MAX_BYTES`] makes [`write_layer`] answer `None`, and the caller commits as before. The
+//! archive is staged in an anonymous temp file, the layer tar streamed straight into it, and
+//! streamed to the engine from there, so a cold build's venv never sits in memory.
 //!
 //! The walk reads, as root, what the build's own code wrote: the container is stopped first
 //! (nothing changes underneath), no link is followed, and files open with `O_NOFOLLOW`.
 
 use std::collections::HashMap;
-use std::io::Read;
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-/// A bigger layer is left to the engine's commit (a cold build's venv).
-pub const MAX_BYTES: u64 = 64 << 20;
+/// A bigger layer is left to the engine's commit: the archive is staged on disk first.
+pub const MAX_BYTES: u64 = 4 << 30;
 
-/// The layer as an uncompressed tar, and its diff id (`sha256:…` of those bytes).
-#[derive(Debug)]
-pub struct Layer {
-    /// The tar.
-    pub tar: Vec<u8>,
-    /// Its digest.
+/// The layer written: its digest (`sha256:…` of the uncompressed tar) and size.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerInfo {
+    /// The diff id.
     pub diff_id: String,
+    /// Bytes of tar.
+    pub size: u64,
 }
 
-/// The layer tar of the changes under `upper`, or `None` if a commit must make it.
-pub fn layer_tar(upper: &Path) -> std::io::Result<Option<Layer>> {
-    let mut builder = tar::Builder::new(Vec::new());
+/// A writer that hashes and counts what passes through it.
+struct Hashing<W> {
+    inner: W,
+    hash: Sha256,
+    size: u64,
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hash.update(&buf[..n]);
+        self.size += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Writes the layer tar of the changes under `upper` into `out`; `None` if a commit must
+/// make it (what was written is then of no use).
+pub fn write_layer<W: Write>(upper: &Path, out: W) -> std::io::Result<Option<LayerInfo>> {
+    let mut builder = tar::Builder::new(Hashing { inner: out, hash: Sha256::new(), size: 0 });
     let mut links: HashMap<(u64, u64), PathBuf> = HashMap::new();
     let mut bytes = 0u64;
     let mut dirs = vec![PathBuf::new()];
@@ -107,9 +130,9 @@ pub fn layer_tar(upper: &Path) -> std::io::Result<Option<Layer>> {
         }
         dirs.extend(subdirs.into_iter().rev());
     }
-    let tar = builder.into_inner()?;
-    let diff_id = format!("sha256:{:x}", Sha256::digest(&tar));
-    Ok(Some(Layer { tar, diff_id }))
+    let mut written = builder.into_inner()?;
+    written.flush()?;
+    Ok(Some(LayerInfo { diff_id: format!("sha256:{:x}", written.hash.finalize()), size: written.size }))
 }
 
 /// A 0/0 character device: overlay's deleted-file mark.
@@ -139,11 +162,11 @@ pub fn image_config(
     base: &bollard::models::ImageInspect,
     container: &bollard::models::ContainerConfig,
     changes: &bollard::models::ContainerConfig,
-    layer: &Layer,
+    diff_id: &str,
     created: &str,
 ) -> Option<Vec<u8>> {
     let mut diff_ids = base.root_fs.as_ref()?.layers.clone()?;
-    diff_ids.push(layer.diff_id.clone());
+    diff_ids.push(diff_id.to_owned());
     let config = committed_config(container, changes);
     let doc = json!({
         "architecture": base.architecture.clone().unwrap_or_else(|| "amd64".into()),
@@ -197,17 +220,59 @@ fn committed_config(
     value
 }
 
-/// A `docker save`-format archive: the config, a blank entry per base layer, then `layer`.
-pub fn load_archive(config: &[u8], tag: &str, base_layers: usize, layer: &Layer) -> std::io::Result<Vec<u8>> {
-    let digest = format!("{:x}", Sha256::digest(config));
+/// What the archive's image is made of, but for its new layer's digest.
+pub struct ArchiveParts<'a> {
+    /// The image the container was created from.
+    pub base: &'a bollard::models::ImageInspect,
+    /// The container's config.
+    pub container: &'a bollard::models::ContainerConfig,
+    /// What the commit would set.
+    pub changes: &'a bollard::models::ContainerConfig,
+    /// The tag.
+    pub tag: &'a str,
+    /// The creation time (RFC 3339).
+    pub created: &'a str,
+}
+
+/// Writes into `file` (empty, at its start) a `docker save`-format archive of the image: the
+/// layer tar of `upper` streamed straight in as `layer.tar` (its header written once its size
+/// is known), a blank entry per base layer, the config and the manifest. Returns the config
+/// (whose digest is the image id), or `None` if a commit must make the image.
+pub fn write_archive(
+    upper: &Path,
+    file: &mut std::fs::File,
+    parts: &ArchiveParts<'_>,
+) -> std::io::Result<Option<Vec<u8>>> {
+    const BLOCK: u64 = 512;
+    file.write_all(&[0; BLOCK as usize])?;
+    let Some(layer) = write_layer(upper, std::io::BufWriter::new(&mut *file))? else { return Ok(None) };
+    let padding = (BLOCK - layer.size % BLOCK) % BLOCK;
+    file.write_all(&vec![0; usize::try_from(padding).unwrap_or(0)])?;
+    let mut header = tar::Header::new_gnu();
+    header.set_path("layer.tar")?;
+    header.set_size(layer.size);
+    header.set_mode(0o644);
+    header.set_entry_type(tar::EntryType::Regular);
+    header.set_cksum();
+    file.seek(SeekFrom::Start(0))?;
+    file.write_all(header.as_bytes())?;
+    file.seek(SeekFrom::End(0))?;
+
+    let base_layers = parts.base.root_fs.as_ref().and_then(|r| r.layers.as_ref()).map_or(0, Vec::len);
+    let Some(config) =
+        image_config(parts.base, parts.container, parts.changes, &layer.diff_id, parts.created)
+    else {
+        return Ok(None);
+    };
+    let digest = format!("{:x}", Sha256::digest(&config));
     let mut names: Vec<String> = (0..base_layers).map(|i| format!("blank_{i}")).collect();
     names.push("layer.tar".to_owned());
     let manifest = serde_json::to_vec(&json!([{
         "Config": format!("{digest}.json"),
-        "RepoTags": [tag],
+        "RepoTags": [parts.tag],
         "Layers": names,
     }]))?;
-    let mut tar = tar::Builder::new(Vec::new());
+    let mut tar = tar::Builder::new(&mut *file);
     let mut add = |name: &str, data: &[u8]| {
         let mut header = tar::Header::new_gnu();
         header.set_size(data.len() as u64);
@@ -215,13 +280,14 @@ pub fn load_archive(config: &[u8], tag: &str, base_layers: usize, layer: &Layer)
         header.set_cksum();
         tar.append_data(&mut header, name, data)
     };
-    add(&format!("{digest}.json"), config)?;
+    add(&format!("{digest}.json"), &config)?;
     for blank in &names[..base_layers] {
         add(blank, &[])?;
     }
-    add("layer.tar", &layer.tar)?;
     add("manifest.json", &manifest)?;
-    tar.into_inner()
+    tar.into_inner()?.sync_data()?;
+    file.seek(SeekFrom::Start(0))?;
+    Ok(Some(config))
 }
 
 /// Issues the stopped `container` as the image `tag`, its config merged with `changes` as a
@@ -249,19 +315,32 @@ pub async fn export(
         return None;
     }
     let base = docker.inspect_image(inspect.image.as_deref()?).await.ok()?;
-    let base_layers = base.root_fs.as_ref()?.layers.as_ref()?.len();
-    let layer = match tokio::task::spawn_blocking(move || layer_tar(&upper)).await {
-        Ok(Ok(Some(layer))) => layer,
+    let container_config = inspect.config?;
+    let changes = changes.clone();
+    let tag_owned = tag.to_owned();
+    let staged = tokio::task::spawn_blocking(move || {
+        let mut file = tempfile::tempfile()?;
+        let created = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+        let parts = ArchiveParts {
+            base: &base,
+            container: &container_config,
+            changes: &changes,
+            tag: &tag_owned,
+            created: &created,
+        };
+        Ok::<_, std::io::Error>(write_archive(&upper, &mut file, &parts)?.map(|config| (file, config)))
+    })
+    .await;
+    let (file, config) = match staged {
+        Ok(Ok(Some(staged))) => staged,
         Ok(Err(e)) => {
             tracing::debug!("the layer of {container} could not be read: {e}; committing");
             return None;
         }
         Ok(Ok(None)) | Err(_) => return None,
     };
-    let created = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
-    let config = image_config(&base, inspect.config.as_ref()?, changes, &layer, &created)?;
-    let archive = load_archive(&config, tag, base_layers, &layer).ok()?;
-    super::relabel::load_tagged(docker, archive, &config, tag).await
+    let body = tokio_util::io::ReaderStream::new(tokio::fs::File::from_std(file));
+    super::relabel::load_tagged(docker, body, &config, tag).await
 }
 
 #[cfg(test)]
@@ -297,8 +376,9 @@ mod tests {
         std::fs::write(up.join("workspace/.wh..wh..opq"), "").unwrap();
         std::fs::hard_link(up.join("workspace/sub/app.py"), up.join("workspace/twin.py")).unwrap();
         std::os::unix::fs::symlink("/etc/shadow", up.join("workspace/secret")).unwrap();
-        let layer = layer_tar(up).unwrap().unwrap();
-        let got = entries(&layer.tar);
+        let mut tar = Vec::new();
+        let layer = write_layer(up, &mut tar).unwrap().unwrap();
+        let got = entries(&tar);
         let names: Vec<&str> = got.iter().map(|(p, _, _)| p.as_str()).collect();
         assert_eq!(
             names,
@@ -315,7 +395,10 @@ mod tests {
         // A directory's own entries come first; the second name of a file links to the first.
         assert_eq!(got[4].2, "print(1)\n");
         assert_eq!(got[5], ("workspace/sub/app.py".into(), tar::EntryType::Link, "workspace/twin.py".into()));
-        assert_eq!(layer.diff_id, format!("sha256:{:x}", Sha256::digest(&layer.tar)));
+        assert_eq!(
+            layer,
+            LayerInfo { diff_id: format!("sha256:{:x}", Sha256::digest(&tar)), size: tar.len() as u64 }
+        );
     }
 
     #[test]
@@ -324,12 +407,12 @@ mod tests {
         let fifo = dir.path().join("pipe");
         rustix::fs::mknodat(rustix::fs::CWD, &fifo, rustix::fs::FileType::Fifo, rustix::fs::Mode::RWXU, 0)
             .unwrap();
-        assert!(layer_tar(dir.path()).unwrap().is_none(), "a fifo");
+        assert!(write_layer(dir.path(), std::io::sink()).unwrap().is_none(), "a fifo");
         std::fs::remove_file(&fifo).unwrap();
         let file = dir.path().join("f");
         std::fs::write(&file, "x").unwrap();
         if rustix::fs::lsetxattr(&file, "user.note", b"1", rustix::fs::XattrFlags::empty()).is_ok() {
-            assert!(layer_tar(dir.path()).unwrap().is_none(), "an extended attribute");
+            assert!(write_layer(dir.path(), std::io::sink()).unwrap().is_none(), "an extended attribute");
         }
     }
 
@@ -356,9 +439,8 @@ mod tests {
             labels: Some(HashMap::from([("slipway.release".into(), "v2".into())])),
             ..Default::default()
         };
-        let layer = Layer { tar: Vec::new(), diff_id: "sha256:b".into() };
         let doc: Value = serde_json::from_slice(
-            &image_config(&base, &container, &changes, &layer, "2026-12-02T00:00:00Z").unwrap(),
+            &image_config(&base, &container, &changes, "sha256:b", "2026-12-02T00:00:00Z").unwrap(),
         )
         .unwrap();
         assert_eq!(doc["rootfs"]["diff_ids"], json!(["sha256:a", "sha256:b"]));
@@ -368,5 +450,50 @@ mod tests {
         assert_eq!(doc["config"]["Labels"]["slipway.release"], "v2");
         assert_eq!(doc["config"]["Labels"]["org.kept"], "1");
         assert!(doc["config"].get("Image").is_none());
+    }
+
+    #[test]
+    fn the_archive_holds_the_streamed_layer_its_config_and_a_manifest_of_blanks_then_the_layer() {
+        use bollard::models::{ContainerConfig, ImageInspect, ImageInspectRootFs};
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("workspace")).unwrap();
+        std::fs::write(dir.path().join("workspace/app.py"), "x".repeat(1000)).unwrap();
+        let base = ImageInspect {
+            root_fs: Some(ImageInspectRootFs {
+                typ: "layers".into(),
+                layers: Some(vec!["sha256:a".into(), "sha256:b".into()]),
+            }),
+            ..Default::default()
+        };
+        let parts = ArchiveParts {
+            base: &base,
+            container: &ContainerConfig::default(),
+            changes: &ContainerConfig::default(),
+            tag: "slipway/demo:v2",
+            created: "2026-12-02T00:00:00Z",
+        };
+        let mut file = tempfile::tempfile().unwrap();
+        let config = write_archive(dir.path(), &mut file, &parts).unwrap().unwrap();
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes).unwrap();
+        let mut files = HashMap::new();
+        for e in tar::Archive::new(bytes.as_slice()).entries().unwrap() {
+            let mut e = e.unwrap();
+            let mut data = Vec::new();
+            e.read_to_end(&mut data).unwrap();
+            files.insert(e.path().unwrap().display().to_string(), data);
+        }
+        let layer = &files["layer.tar"];
+        let names: Vec<String> = entries(layer).into_iter().map(|(p, _, _)| p).collect();
+        assert_eq!(names, ["workspace", "workspace/app.py"]);
+        let doc: Value = serde_json::from_slice(&config).unwrap();
+        let diff_id = format!("sha256:{:x}", Sha256::digest(layer));
+        assert_eq!(doc["rootfs"]["diff_ids"], json!(["sha256:a", "sha256:b", diff_id]));
+        let digest = format!("{:x}", Sha256::digest(&config));
+        assert_eq!(files[&format!("{digest}.json")], config);
+        let manifest: Value = serde_json::from_slice(&files["manifest.json"]).unwrap();
+        assert_eq!(manifest[0]["Layers"], json!(["blank_0", "blank_1", "layer.tar"]));
+        assert_eq!(manifest[0]["RepoTags"], json!(["slipway/demo:v2"]));
+        assert!(files["blank_0"].is_empty() && files["blank_1"].is_empty());
     }
 }

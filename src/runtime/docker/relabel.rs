@@ -184,19 +184,20 @@ pub async fn reissue_with_env(
 
 /// The config-only load; `None` when the engine refused it (the caller commits instead).
 async fn load(docker: &Docker, config: &[u8], tag: &str, layers: usize) -> Option<ImageId> {
-    load_tagged(docker, load_archive(config, tag, layers).ok()?, config, tag).await
+    let archive = bytes::Bytes::from(load_archive(config, tag, layers).ok()?);
+    load_tagged(docker, futures_util::stream::once(async { Ok(archive) }), config, tag).await
 }
 
-/// Loads `archive`, whose image has `config` and is tagged `tag`: the new image's id, or
-/// `None` when the engine refused it.
+/// Loads the archive `body` streams, whose image has `config` and is tagged `tag`: the new
+/// image's id, or `None` when the engine refused it.
 pub(super) async fn load_tagged(
     docker: &Docker,
-    archive: Vec<u8>,
+    body: impl futures_util::Stream<Item = std::io::Result<bytes::Bytes>> + Send + 'static,
     config: &[u8],
     tag: &str,
 ) -> Option<ImageId> {
     let options = ImportImageOptions { quiet: true, ..Default::default() };
-    let mut replies = docker.import_image(options, bollard::body_full(archive.into()), None);
+    let mut replies = docker.import_image(options, bollard::body_try_stream(body), None);
     while let Some(reply) = replies.next().await {
         match reply {
             Ok(info) if info.error_detail.is_some() => return None,

@@ -244,7 +244,7 @@ pub fn write_archive(
     parts: &ArchiveParts<'_>,
 ) -> std::io::Result<Option<Vec<u8>>> {
     const BLOCK: u64 = 512;
-    file.write_all(&[0; BLOCK as usize])?;
+    file.write_all(&[0; 512])?;
     let Some(layer) = write_layer(upper, std::io::BufWriter::new(&mut *file))? else { return Ok(None) };
     let padding = (BLOCK - layer.size % BLOCK) % BLOCK;
     file.write_all(&vec![0; usize::try_from(padding).unwrap_or(0)])?;

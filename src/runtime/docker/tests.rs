@@ -496,7 +496,8 @@ async fn predeploy_is_committed_on_success_and_reported_on_failure() {
     let committed =
         oneoff::run_predeploy(&docker, &spec, &mut |l: &str| lines.push(l.to_owned())).await.unwrap();
     assert_ne!(committed, built);
-    assert_eq!(lines, ["predeploy: running in /app"]);
+    // The script wrote into the app folder, so the container is committed, and says why.
+    assert_eq!(lines, ["predeploy: running in /app", "predeploy changed /app in the image: committing it"]);
     assert!(t.mount_dir().join("predeploy-ran").exists(), "../mount changes persist in the volume");
     let info = docker.inspect_image(&tag).await.unwrap();
     assert_eq!(info.id.as_deref(), Some(committed.as_str()), "the tag now names the committed image");

@@ -268,27 +268,8 @@ pub fn write_archive(
     else {
         return Ok(None);
     };
-    let digest = format!("{:x}", Sha256::digest(&config));
-    let mut names: Vec<String> = (0..base_layers).map(|i| format!("blank_{i}")).collect();
-    names.push("layer.tar".to_owned());
-    let manifest = serde_json::to_vec(&json!([{
-        "Config": format!("{digest}.json"),
-        "RepoTags": [parts.tag],
-        "Layers": names,
-    }]))?;
     let mut tar = tar::Builder::new(&mut *file);
-    let mut add = |name: &str, data: &[u8]| {
-        let mut header = tar::Header::new_gnu();
-        header.set_size(data.len() as u64);
-        header.set_mode(0o644);
-        header.set_cksum();
-        tar.append_data(&mut header, name, data)
-    };
-    add(&format!("{digest}.json"), &config)?;
-    for blank in &names[..base_layers] {
-        add(blank, &[])?;
-    }
-    add("manifest.json", &manifest)?;
+    super::relabel::append_image(&mut tar, &config, parts.tag, base_layers, Some("layer.tar"))?;
     tar.into_inner()?.sync_data()?;
     file.seek(SeekFrom::Start(0))?;
     Ok(Some(config))

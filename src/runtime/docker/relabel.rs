@@ -104,14 +104,23 @@ fn engine(image: &ImageId, what: &'static str) -> impl FnOnce(bollard::errors::E
 /// A `docker save`-format archive of one image: its config, a manifest tagging it `tag`, and a
 /// blank entry for each of its `layers` layers (the engine already holds them).
 pub fn load_archive(config: &[u8], tag: &str, layers: usize) -> std::io::Result<Vec<u8>> {
-    let digest = format!("{:x}", Sha256::digest(config));
-    let blanks: Vec<String> = (0..layers).map(|i| format!("blank_{i}")).collect();
-    let manifest = serde_json::to_vec(&json!([{
-        "Config": format!("{digest}.json"),
-        "RepoTags": [tag],
-        "Layers": blanks,
-    }]))?;
     let mut tar = tar::Builder::new(Vec::new());
+    append_image(&mut tar, config, tag, layers, None)?;
+    tar.into_inner()
+}
+
+/// Appends to a `docker save`-format archive the image's config, a blank entry for each of
+/// its first `blanks` layers (the engine already holds them) and the manifest tagging it
+/// `tag`, whose layers end with `last` when the archive already holds that entry.
+pub(super) fn append_image<W: std::io::Write>(
+    tar: &mut tar::Builder<W>,
+    config: &[u8],
+    tag: &str,
+    blanks: usize,
+    last: Option<&str>,
+) -> std::io::Result<()> {
+    let digest = format!("{:x}", Sha256::digest(config));
+    let mut names: Vec<String> = (0..blanks).map(|i| format!("blank_{i}")).collect();
     let mut add = |name: &str, data: &[u8]| {
         let mut header = tar::Header::new_gnu();
         header.set_size(data.len() as u64);
@@ -120,11 +129,16 @@ pub fn load_archive(config: &[u8], tag: &str, layers: usize) -> std::io::Result<
         tar.append_data(&mut header, name, data)
     };
     add(&format!("{digest}.json"), config)?;
-    for blank in &blanks {
+    for blank in &names {
         add(blank, &[])?;
     }
-    add("manifest.json", &manifest)?;
-    tar.into_inner()
+    names.extend(last.map(str::to_owned));
+    let manifest = serde_json::to_vec(&json!([{
+        "Config": format!("{digest}.json"),
+        "RepoTags": [tag],
+        "Layers": names,
+    }]))?;
+    add("manifest.json", &manifest)
 }
 
 /// Whether the engine stores images in containerd, where a load must carry every layer.

@@ -270,7 +270,7 @@ pub fn write_archive(
     };
     let mut tar = tar::Builder::new(&mut *file);
     super::relabel::append_image(&mut tar, &config, parts.tag, base_layers, Some("layer.tar"))?;
-    tar.into_inner()?.sync_data()?;
+    tar.into_inner()?.flush()?;
     file.seek(SeekFrom::Start(0))?;
     Ok(Some(config))
 }
